@@ -1,0 +1,120 @@
+import type { HistoryType } from "./History.js"
+import type { StockStatus } from "./StockLevel.js"
+
+/** The events of EVENTS.md with their routing keys on the `inventory.events` exchange. */
+export const routingKeys = {
+  InventoryReservedEvent: "inventory.reserved",
+  InventoryReservationFailedEvent: "inventory.reservation_failed",
+  InventoryReservationReleasedEvent: "inventory.reservation_released",
+  InventoryReservationCommittedEvent: "inventory.reservation_committed",
+  StockLevelChangedEvent: "inventory.stock_level_changed",
+  StockStatusChangedEvent: "inventory.stock_status_changed"
+} as const
+
+export type EventType = keyof typeof routingKeys
+export type AggregateType = "StockLevel" | "Reservation"
+
+/** An event as a state change produces it; the outbox writer adds id, time and correlation. */
+export interface DomainEvent {
+  readonly eventType: EventType
+  readonly aggregateType: AggregateType
+  readonly aggregateId: string
+  readonly data: Readonly<Record<string, unknown>>
+}
+
+/** The message body published to the broker (EVENTS.md). */
+export interface EventEnvelope {
+  readonly eventId: string
+  readonly eventType: EventType
+  readonly eventVersion: 1
+  readonly occurredAt: string
+  readonly aggregateType: AggregateType
+  readonly aggregateId: string
+  readonly correlationId: string | null
+  readonly data: Readonly<Record<string, unknown>>
+}
+
+export interface ReservationLine {
+  readonly variantId: string
+  readonly quantity: number
+}
+
+export interface StockChange {
+  readonly variantId: string
+  readonly onHand: number
+  readonly reserved: number
+  readonly version: number
+  readonly changeType: HistoryType
+  readonly onHandChange: number
+  readonly reservedChange: number
+}
+
+export const stockLevelChanged = (change: StockChange): DomainEvent => ({
+  eventType: "StockLevelChangedEvent",
+  aggregateType: "StockLevel",
+  aggregateId: change.variantId,
+  data: {
+    variantId: change.variantId,
+    onHand: change.onHand,
+    reserved: change.reserved,
+    available: change.onHand - change.reserved,
+    version: change.version,
+    changeType: change.changeType,
+    onHandChange: change.onHandChange,
+    reservedChange: change.reservedChange
+  }
+})
+
+export const stockStatusChanged = (
+  variantId: string,
+  oldStatus: StockStatus,
+  newStatus: StockStatus,
+  available: number
+): DomainEvent => ({
+  eventType: "StockStatusChangedEvent",
+  aggregateType: "StockLevel",
+  aggregateId: variantId,
+  data: { variantId, oldStatus, newStatus, available }
+})
+
+export const inventoryReserved = (
+  orderId: string,
+  lines: ReadonlyArray<ReservationLine>,
+  expiresAt: Date
+): DomainEvent => ({
+  eventType: "InventoryReservedEvent",
+  aggregateType: "Reservation",
+  aggregateId: orderId,
+  data: { orderId, lines, expiresAt: expiresAt.toISOString() }
+})
+
+export const inventoryReservationFailed = (
+  orderId: string,
+  failures: ReadonlyArray<{ variantId: string; requested: number; available: number; reason: string }>
+): DomainEvent => ({
+  eventType: "InventoryReservationFailedEvent",
+  aggregateType: "Reservation",
+  aggregateId: orderId,
+  data: { orderId, failures }
+})
+
+export const inventoryReservationReleased = (
+  orderId: string,
+  lines: ReadonlyArray<ReservationLine>,
+  reason: "RELEASED" | "EXPIRED"
+): DomainEvent => ({
+  eventType: "InventoryReservationReleasedEvent",
+  aggregateType: "Reservation",
+  aggregateId: orderId,
+  data: { orderId, lines, reason }
+})
+
+export const inventoryReservationCommitted = (
+  orderId: string,
+  lines: ReadonlyArray<ReservationLine>
+): DomainEvent => ({
+  eventType: "InventoryReservationCommittedEvent",
+  aggregateType: "Reservation",
+  aggregateId: orderId,
+  data: { orderId, lines }
+})

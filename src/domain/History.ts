@@ -1,0 +1,31 @@
+import { Schema } from "effect"
+import { OrderId, VariantId } from "./Ids.js"
+
+export const AdjustmentType = Schema.Literal("PURCHASE", "SALE", "RETURN", "ADJUSTMENT", "RECOUNT").annotations({
+  identifier: "AdjustmentType"
+})
+export type AdjustmentType = typeof AdjustmentType.Type
+
+export const ReservationChangeType = Schema.Literal("RESERVE", "RELEASE", "COMMIT", "EXPIRE")
+export type ReservationChangeType = typeof ReservationChangeType.Type
+
+export const HistoryType = Schema.Literal(...AdjustmentType.literals, ...ReservationChangeType.literals).annotations({
+  identifier: "HistoryType"
+})
+export type HistoryType = typeof HistoryType.Type
+
+/** One change of `onHand` and/or `reserved` of one variant; written in the transaction of the change. */
+export class HistoryEntry extends Schema.Class<HistoryEntry>("HistoryEntry")({
+  id: Schema.String,
+  variantId: VariantId,
+  type: HistoryType,
+  onHandChange: Schema.Int,
+  reservedChange: Schema.Int,
+  onHandAfter: Schema.Int,
+  reservedAfter: Schema.Int,
+  reason: Schema.NullOr(Schema.String),
+  reference: Schema.NullOr(Schema.String),
+  orderId: Schema.NullOr(OrderId),
+  correlationId: Schema.NullOr(Schema.String),
+  createdAt: Schema.DateTimeUtc
+}) {}

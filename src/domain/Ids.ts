@@ -1,0 +1,19 @@
+import { Schema } from "effect"
+
+/** Opaque identifiers shared by variants and orders: 1–128 chars of `[A-Za-z0-9._:-]` (API.md). */
+const opaqueId = (identifier: string) =>
+  Schema.String.pipe(
+    Schema.pattern(/^[A-Za-z0-9._:-]{1,128}$/, {
+      message: () => "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+    }),
+    Schema.annotations({ identifier })
+  )
+
+export const VariantId = opaqueId("VariantId")
+export type VariantId = typeof VariantId.Type
+
+export const OrderId = opaqueId("OrderId")
+export type OrderId = typeof OrderId.Type
+
+/** A non-negative integer quantity stored in an `integer` column. */
+export const MAX_QUANTITY = 1_000_000_000

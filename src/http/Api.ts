@@ -1,0 +1,143 @@
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { Context, Schema } from "effect"
+import { Adjustment, AdjustmentResult } from "../domain/Adjustment.js"
+import {
+  IdempotencyKeyReused,
+  InsufficientStock,
+  StockLimitExceeded,
+  VariantNotFound,
+  VersionConflict
+} from "../domain/Errors.js"
+import { HistoryEntry } from "../domain/History.js"
+import { VariantId } from "../domain/Ids.js"
+import { Cursor, PageLimit } from "../domain/Pagination.js"
+import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
+import { documentProblems } from "./OpenApiProblems.js"
+import { Unavailable } from "./Problem.js"
+
+/** The token scope an endpoint needs (API.md); the authentication middleware enforces it. */
+export class RequiredScope extends Context.Tag("inventory/RequiredScope")<
+  RequiredScope,
+  "inventory:read" | "inventory:reserve" | "inventory:adjust"
+>() {}
+
+const VariantPath = Schema.Struct({ variantId: VariantId })
+
+export const MAX_BATCH_IDS = 100
+
+export class StockLevelBatch extends Schema.Class<StockLevelBatch>("StockLevelBatch")({
+  items: Schema.Array(StockLevel),
+  missing: Schema.Array(Schema.String)
+}) {}
+
+export class StockLevelPage extends Schema.Class<StockLevelPage>("StockLevelPage")({
+  items: Schema.Array(StockLevel),
+  nextCursor: Schema.NullOr(Schema.String)
+}) {}
+
+export class HistoryPage extends Schema.Class<HistoryPage>("HistoryPage")({
+  items: Schema.Array(HistoryEntry),
+  nextCursor: Schema.NullOr(Schema.String)
+}) {}
+
+/** `?variantId=a&variantId=b` (batch read) or `?status=&limit=&cursor=` (listing); not both. */
+export const StockLevelQuery = Schema.Struct({
+  variantId: Schema.optional(Schema.Array(VariantId).pipe(Schema.minItems(1), Schema.maxItems(MAX_BATCH_IDS))),
+  status: Schema.optional(StockStatus),
+  limit: Schema.optional(PageLimit),
+  cursor: Schema.optional(Cursor)
+}).pipe(
+  Schema.filter((query) =>
+    query.variantId !== undefined && (query.status !== undefined || query.limit !== undefined || query.cursor !== undefined)
+      ? { path: ["variantId"], message: "variantId cannot be combined with status, limit or cursor" }
+      : true
+  )
+)
+
+const IdempotencyHeaders = Schema.Struct({
+  "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)))
+})
+
+export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
+  .add(
+    HttpApiEndpoint.put("configure", "/v1/stock-levels/:variantId")
+      .setPath(VariantPath)
+      .setPayload(VariantSettings)
+      .addSuccess(StockLevel)
+      .addSuccess(StockLevel.annotations({ description: "Created with onHand 0" }), { status: 201 })
+      .annotate(RequiredScope, "inventory:adjust")
+      .annotate(OpenApi.Summary, "Create a variant's stock level, or change its sku / lowStockThreshold")
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/stock-levels/:variantId")
+      .setPath(VariantPath)
+      .addSuccess(StockLevel)
+      .addError(VariantNotFound)
+      .annotate(RequiredScope, "inventory:read")
+      .annotate(OpenApi.Summary, "One variant's stock level")
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/stock-levels")
+      .setUrlParams(StockLevelQuery)
+      .addSuccess(Schema.Union(StockLevelBatch, StockLevelPage))
+      .annotate(RequiredScope, "inventory:read")
+      .annotate(
+        OpenApi.Description,
+        "With variantId (repeatable, at most 100): those levels and the ids that do not exist. " +
+          "Otherwise: every level (optionally of one status) by variant id, with keyset pagination."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("adjust", "/v1/stock-levels/:variantId/adjustments")
+      .setPath(VariantPath)
+      .setHeaders(IdempotencyHeaders)
+      .setPayload(Adjustment)
+      .addSuccess(AdjustmentResult)
+      .addError(VariantNotFound)
+      .addError(InsufficientStock)
+      .addError(VersionConflict)
+      .addError(StockLimitExceeded)
+      .addError(IdempotencyKeyReused)
+      .annotate(RequiredScope, "inventory:adjust")
+      .annotate(OpenApi.Summary, "PURCHASE, SALE, RETURN, ADJUSTMENT or RECOUNT")
+  )
+  .add(
+    HttpApiEndpoint.get("history", "/v1/stock-levels/:variantId/history")
+      .setPath(VariantPath)
+      .setUrlParams(Schema.Struct({ limit: Schema.optional(PageLimit), cursor: Schema.optional(Cursor) }))
+      .addSuccess(HistoryPage)
+      .addError(VariantNotFound)
+      .annotate(RequiredScope, "inventory:read")
+      .annotate(OpenApi.Summary, "A variant's history, newest first")
+  ) {}
+
+export const DependencyState = Schema.Struct({
+  status: Schema.Literal("up", "down", "disabled"),
+  detail: Schema.optional(Schema.String)
+})
+
+export class Readiness extends Schema.Class<Readiness>("Readiness")({
+  status: Schema.Literal("ready", "not-ready"),
+  checks: Schema.Record({ key: Schema.String, value: DependencyState })
+}) {}
+
+export class HealthApi extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("live", "/health/live").addSuccess(Schema.Struct({ status: Schema.Literal("ok") })))
+  .add(
+    HttpApiEndpoint.get("ready", "/health/ready")
+      .addSuccess(Readiness)
+      .addSuccess(Readiness.annotations({ description: "Not ready: shutting down or the database is unavailable" }), {
+        status: 503
+      })
+  )
+  .annotate(OpenApi.Description, "Probes; no token needed") {}
+
+/** The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call. */
+export class InventoryApi extends HttpApi.make("inventory")
+  .add(StockLevelsApi)
+  .add(HealthApi)
+  .addError(Unavailable)
+  .annotate(OpenApi.Title, "Inventory Service")
+  .annotate(OpenApi.Version, "1.0.0")
+  .annotate(OpenApi.Description, "Stock levels and reservations of product variants. Errors are RFC 9457 problem+json.")
+  .annotate(OpenApi.Transform, documentProblems) {}

@@ -1,0 +1,137 @@
+import { readFileSync } from "node:fs"
+import { Config, ConfigError, ConfigProvider, Context, Data, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
+
+/**
+ * Every setting of ARCHITECTURE.md, read once at start-up. Secrets stay `Redacted` and may come from
+ * a file named by `<NAME>_FILE` (Kubernetes Secret volumes).
+ */
+export interface AppConfigShape {
+  readonly nodeEnv: "development" | "production" | "test"
+  readonly port: number
+  readonly metricsPort: Option.Option<number>
+  readonly databaseUrl: Option.Option<Redacted.Redacted>
+  readonly dataDir: string
+  readonly dbPoolMax: number
+  readonly dbStatementTimeoutMs: number
+  readonly dbConnectTimeoutMs: number
+  readonly amqpUrl: Option.Option<Redacted.Redacted>
+  readonly authJwksUrl: Option.Option<string>
+  readonly authPublicKey: Option.Option<Redacted.Redacted>
+  readonly authIssuer: string
+  readonly authAudience: string
+  readonly logLevel: LogLevel.LogLevel
+  readonly otlpEndpoint: Option.Option<string>
+  readonly shutdownGraceMs: number
+  readonly rateLimitRps: number
+  readonly bodyLimitBytes: number
+  readonly requestTimeoutMs: number
+}
+
+export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
+
+/** `NAME` or the contents of the file named by `NAME_FILE`, as a secret. */
+const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =>
+  Config.option(Config.string(`${name}_FILE`)).pipe(
+    Config.mapOrFail((file) =>
+      Option.match(file, {
+        onNone: () => Either.right(Option.none<string>()),
+        onSome: (path) =>
+          Either.try({
+            try: () => Option.some(readFileSync(path, "utf8").trim()),
+            catch: () => ConfigError.InvalidData([`${name}_FILE`], `cannot read file ${path}`)
+          })
+      })
+    ),
+    Config.zipWith(Config.option(Config.redacted(name)), (fromFile, fromEnv) =>
+      Option.orElse(Option.map(fromFile, Redacted.make), () => fromEnv)
+    )
+  )
+
+/** 0 asks the operating system for a free port (tests). */
+const port = (name: string) =>
+  Config.integer(name).pipe(Config.validate({ message: "must be a port number 0-65535", validation: (n) => n >= 0 && n <= 65535 }))
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+const url = (name: string) =>
+  Config.string(name).pipe(
+    Config.validate({
+      message: "must be an absolute URL",
+      validation: (value) => URL.canParse(value)
+    })
+  )
+
+const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").pipe(
+  Config.withDefault("info" as const),
+  Config.map((level) => LogLevel.fromLiteral(level === "warn" ? "Warning" : level === "debug" ? "Debug" : level === "error" ? "Error" : "Info"))
+)
+
+export const appConfig: Config.Config<AppConfigShape> = Config.all({
+  nodeEnv: Config.literal("development", "production", "test")("NODE_ENV").pipe(Config.withDefault("development" as const)),
+  port: port("PORT").pipe(Config.withDefault(8080)),
+  metricsPort: Config.option(port("METRICS_PORT")),
+  databaseUrl: secret("DATABASE_URL"),
+  dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("./.data")),
+  dbPoolMax: positiveInt("DB_POOL_MAX", 10),
+  dbStatementTimeoutMs: positiveInt("DB_STATEMENT_TIMEOUT_MS", 5_000),
+  dbConnectTimeoutMs: positiveInt("DB_CONNECT_TIMEOUT_MS", 5_000),
+  amqpUrl: secret("AMQP_URL"),
+  authJwksUrl: Config.option(url("AUTH_JWKS_URL")),
+  authPublicKey: secret("AUTH_PUBLIC_KEY"),
+  authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault("inventory-dev")),
+  authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault("inventory-service")),
+  logLevel,
+  otlpEndpoint: Config.option(url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
+  rateLimitRps: Config.integer("RATE_LIMIT_RPS").pipe(
+    Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
+    Config.withDefault(1000)
+  ),
+  bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
+  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000)
+})
+
+/** Start-up refuses to run on configuration that is unsafe in production. */
+const productionProblems = (config: AppConfigShape): ReadonlyArray<string> => {
+  if (config.nodeEnv !== "production") return []
+  const problems: Array<string> = []
+  if (Option.isNone(config.databaseUrl)) problems.push("DATABASE_URL: required in production (no embedded database)")
+  const rawUrl = process.env["DATABASE_URL"]
+  if (rawUrl !== undefined && /:\/\/[^/:@]+:[^/@]+@/.test(rawUrl)) {
+    problems.push("DATABASE_URL: holds a password in plain config; use DATABASE_URL_FILE in production")
+  }
+  return problems
+}
+
+export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{ readonly message: string }> {}
+
+/** One line naming the variable, e.g. `PORT: Expected an integer value but received abc`. */
+export const describeConfigError = (error: ConfigError.ConfigError): string =>
+  ConfigError.reduceWithContext(error, undefined, {
+    andCase: (_, left: string, right: string) => `${left}; ${right}`,
+    orCase: (_, left: string, right: string) => `${left}; ${right}`,
+    invalidDataCase: (_, path, message) => `${path.join(".")}: ${message}`,
+    missingDataCase: (_, path, message) => `${path.join(".")}: ${message}`,
+    sourceUnavailableCase: (_, path, message) => `${path.join(".")}: ${message}`,
+    unsupportedCase: (_, path, message) => `${path.join(".")}: ${message}`
+  })
+
+export const loadConfig: Effect.Effect<AppConfigShape, InvalidConfig> = appConfig.pipe(
+  Effect.mapError((error) => new InvalidConfig({ message: `Invalid configuration: ${describeConfigError(error)}` })),
+  Effect.filterOrFail(
+    (config) => productionProblems(config).length === 0,
+    (config) => new InvalidConfig({ message: `Invalid configuration: ${productionProblems(config).join("; ")}` })
+  )
+)
+
+export const AppConfigLive = Layer.effect(AppConfig, loadConfig)
+
+/** For tests and tools: a configuration with overrides, everything else at its defaults. */
+export const configFromMap = (values: Record<string, string>) =>
+  Layer.effect(AppConfig, loadConfig).pipe(
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(values)))))
+  )

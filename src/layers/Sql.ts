@@ -1,0 +1,70 @@
+import { PgClient } from "@effect/sql-pg"
+import { SqlError } from "@effect/sql/SqlError"
+import { Duration, Effect, Layer, Option, Redacted, Runtime, String as Str } from "effect"
+import pg from "pg"
+import { AppConfig } from "./Config.js"
+import { embeddedPostgres } from "./EmbeddedPostgres.js"
+
+/** Which database the service runs on; health and logs report it. */
+export type DatabaseKind = "postgres" | "embedded"
+
+const acquirePool = (options: pg.PoolConfig) =>
+  Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    return yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const pool = new pg.Pool(options)
+        // node-postgres emits errors of idle clients on the pool; unlogged they would vanish.
+        pool.on("error", (error) =>
+          Runtime.runFork(runtime)(Effect.logWarning("database pool: idle client error", error.message))
+        )
+        return pool
+      }),
+      (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
+    )
+  })
+
+const clientOptions = {
+  transformResultNames: Str.snakeToCamel,
+  transformQueryNames: Str.camelToSnake,
+  applicationName: "inventory-service"
+} as const
+
+/**
+ * `SqlClient` (and `PgClient`) for the whole service: a `pg.Pool` of `DB_POOL_MAX` connections to
+ * `DATABASE_URL`, or, when it is unset, the embedded PGlite database behind a pool of exactly one.
+ */
+export const SqlLive = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const config = yield* AppConfig
+    const base: pg.PoolConfig = {
+      connectionTimeoutMillis: config.dbConnectTimeoutMs,
+      idleTimeoutMillis: 30_000,
+      application_name: "inventory-service"
+    }
+    if (Option.isSome(config.databaseUrl)) {
+      const pool = acquirePool({
+        ...base,
+        connectionString: Redacted.value(config.databaseUrl.value),
+        max: config.dbPoolMax,
+        // Bound every statement in the database itself: interrupting a query from the client can
+        // cancel the wrong statement once the pool reuses the connection (EFFECT-NOTES.md).
+        statement_timeout: config.dbStatementTimeoutMs,
+        idle_in_transaction_session_timeout: config.dbStatementTimeoutMs * 2
+      })
+      return PgClient.layerFromPool({ acquire: pool, ...clientOptions })
+    }
+    const embedded = yield* embeddedPostgres(config.dataDir)
+    yield* Effect.logInfo("DATABASE_URL is unset: using the embedded PostgreSQL (PGlite)").pipe(
+      Effect.annotateLogs("dataDir", embedded.pgdata)
+    )
+    const pool = acquirePool({ ...base, host: embedded.socketDir, user: "postgres", database: "postgres", max: 1 })
+    return PgClient.layerFromPool({ acquire: pool, ...clientOptions })
+  })
+)
+
+export const databaseKind = Effect.map(AppConfig, (config): DatabaseKind =>
+  Option.isSome(config.databaseUrl) ? "postgres" : "embedded"
+)
+
+export type { SqlError }

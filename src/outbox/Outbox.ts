@@ -1,0 +1,64 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, FiberRef, Option, PubSub } from "effect"
+import { randomUUID } from "node:crypto"
+import { type DomainEvent, type EventEnvelope, routingKeys } from "../domain/Events.js"
+import { CurrentRequest } from "../services/RequestContext.js"
+
+/** W3C `traceparent` of the current span, stored with the event so its consumer continues the trace. */
+const currentTraceparent = Effect.map(Effect.currentSpan.pipe(Effect.option), (span) =>
+  Option.match(span, {
+    onNone: () => null,
+    onSome: (s) => `00-${s.traceId}-${s.spanId}-${s.sampled ? "01" : "00"}`
+  })
+)
+
+/**
+ * The transactional outbox. `write` must run inside the transaction of the state change it describes;
+ * `committed` is called after that transaction commits and wakes this process's relay at once (other
+ * replicas' rows are found by the relay's polling). No NOTIFY: it takes a global lock at commit.
+ */
+export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
+  scoped: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const commits = yield* PubSub.sliding<void>(1)
+
+    const write = (events: ReadonlyArray<DomainEvent>) =>
+      Effect.gen(function* () {
+        if (events.length === 0) return
+        const { correlationId } = yield* FiberRef.get(CurrentRequest)
+        const traceparent = yield* currentTraceparent
+        const occurredAt = new Date().toISOString()
+        const rows = events.map((event) => {
+          const envelope: EventEnvelope = {
+            eventId: randomUUID(),
+            eventType: event.eventType,
+            eventVersion: 1,
+            occurredAt,
+            aggregateType: event.aggregateType,
+            aggregateId: event.aggregateId,
+            correlationId,
+            data: event.data
+          }
+          return {
+            eventId: envelope.eventId,
+            eventType: event.eventType,
+            routingKey: routingKeys[event.eventType],
+            aggregateType: event.aggregateType,
+            aggregateId: event.aggregateId,
+            payload: JSON.stringify(envelope),
+            correlationId,
+            traceparent
+          }
+        })
+        yield* sql`INSERT INTO outbox ${sql.insert(rows)}`
+      })
+
+    return {
+      write,
+      /** Signal that a transaction which wrote events has committed. */
+      committed: PubSub.publish(commits, undefined).pipe(Effect.asVoid),
+      /** Subscribe to commit signals (the relay's wake-up). */
+      subscribe: PubSub.subscribe(commits)
+    } as const
+  })
+}) {}

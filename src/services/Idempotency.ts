@@ -1,0 +1,45 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Schema } from "effect"
+import { createHash } from "node:crypto"
+import { IdempotencyKeyReused } from "../domain/Errors.js"
+
+/** A stable fingerprint of a request: same key with another fingerprint is a reuse (422). */
+export const fingerprint = (request: unknown): string =>
+  createHash("sha256").update(JSON.stringify(request)).digest("base64url")
+
+/**
+ * `Idempotency-Key` handling, inside the caller's transaction: the first request with a key runs and
+ * stores its answer; a retry with the same request gets the stored answer and changes nothing; the
+ * same key with a different request is refused. A transaction-scoped advisory lock on the key makes
+ * two simultaneous first attempts run one after the other. Refusals are not stored: a retry may
+ * succeed once the situation changed.
+ */
+export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempotency", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+
+    const once = <A, I, E, R>(
+      options: { readonly scope: string; readonly key: string; readonly request: unknown; readonly schema: Schema.Schema<A, I> },
+      effect: Effect.Effect<A, E, R>
+    ) =>
+      Effect.gen(function* () {
+        const requestHash = fingerprint(options.request)
+        yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${options.scope + "\u0000" + options.key}, 0))`
+        const [stored] = yield* sql<{ requestHash: string; responseBody: unknown }>`
+          SELECT request_hash, response_body FROM idempotency_keys
+           WHERE scope = ${options.scope} AND key = ${options.key}`
+        if (stored) {
+          if (stored.requestHash !== requestHash) return yield* new IdempotencyKeyReused({ key: options.key })
+          return { replayed: true, value: yield* Schema.decodeUnknown(options.schema)(stored.responseBody).pipe(Effect.orDie) }
+        }
+        const value = yield* effect
+        const body = yield* Schema.encode(options.schema)(value).pipe(Effect.orDie)
+        yield* sql`
+          INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body)
+          VALUES (${options.scope}, ${options.key}, ${requestHash}, 200, ${JSON.stringify(body)}::jsonb)`
+        return { replayed: false, value }
+      })
+
+    return { once } as const
+  })
+}) {}
