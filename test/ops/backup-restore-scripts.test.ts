@@ -55,6 +55,7 @@ beforeAll(() => {
       variant_id text PRIMARY KEY,
       on_hand integer NOT NULL,
       reserved integer NOT NULL DEFAULT 0,
+      available integer GENERATED ALWAYS AS (on_hand - reserved) STORED,
       updated_at timestamptz NOT NULL DEFAULT '2024-01-01T00:00:00Z',
       CHECK (reserved BETWEEN 0 AND on_hand)
     );
