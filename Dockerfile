@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# Inventory Service image. Three stages, one pinned base (same Node patch release everywhere, so
+# native addons copied between stages match the runtime's ABI):
+#   build   - all dependencies + TypeScript compile to dist/
+#   deps    - production dependencies only
+#   runtime - node + dist/ + production node_modules + migrations/, as the unprivileged `node` user
+# Rules enforced by test/deploy/dockerfile.test.ts.
+#
+# --ignore-scripts: the only install scripts in the tree are esbuild's (dev only, not needed by tsc)
+# and build-from-source fallbacks of @parcel/watcher / msgpackr-extract, whose prebuilt binaries
+# come as optional platform packages. Nothing is compiled, so no compiler is needed anywhere.
+
+FROM node:20.20.2-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:20.20.2-bookworm-slim AS deps
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+FROM node:20.20.2-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+# Files stay root-owned and read-only for the `node` user; the pod also mounts the root
+# filesystem read-only and gives the process an emptyDir at /tmp.
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# package.json marks the package root: migrations/ are found relative to it at run time.
+COPY package.json ./
+COPY migrations ./migrations
+USER node
+# HTTP (PORT). /metrics is on METRICS_PORT when set (9464 in deploy/k8s), else on this port.
+EXPOSE 8080
+# For docker/compose; Kubernetes ignores it and uses the probes in deploy/k8s.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/health/live').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# node as PID 1 receives SIGTERM directly (no npm/sh wrapper swallowing it) for graceful shutdown.
+CMD ["node", "dist/src/main.js"]
