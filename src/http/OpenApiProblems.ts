@@ -69,6 +69,10 @@ export const documentProblems = (spec: Json): Json => {
         if (status < 400 || (operation as Json)["operationId"] === "health.ready") continue
         r["content"] = toProblem(r["content"] as Json | undefined, status, components)
       }
+      if (responses && (operation as Json)["requestBody"] !== undefined) {
+        responses["413"] = { description: "payload-too-large: the body exceeds BODY_LIMIT_BYTES", content: toProblem(undefined, 413, components) }
+        responses["415"] = { description: "unsupported-media-type: the body is not application/json", content: toProblem(undefined, 415, components) }
+      }
     }
   }
   const componentsOut = (spec["components"] ?? {}) as Json

@@ -1,0 +1,21 @@
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { AppConfig, loadConfig } from "../layers/Config.js"
+import { LoggingLive } from "../layers/Logging.js"
+import { migrate } from "../layers/Migrations.js"
+import { SqlLive } from "../layers/Sql.js"
+
+/** `npm run migrate`: applies pending migrations to DATABASE_URL (or the embedded database) and exits. */
+const program = Effect.gen(function* () {
+  const config = yield* loadConfig
+  const applied = yield* migrate().pipe(
+    Effect.provide(SqlLive.pipe(Layer.provide(Layer.succeed(AppConfig, config)))),
+    Effect.provide(LoggingLive(config.logLevel))
+  )
+  process.stdout.write(applied.length === 0 ? "migrations: up to date\n" : `migrations applied: ${applied.join(", ")}\n`)
+}).pipe(
+  Effect.catchTag("InvalidConfig", (error) => Effect.sync(() => (process.stderr.write(error.message + "\n"), process.exit(1)))),
+  Effect.provide(NodeContext.layer)
+)
+
+NodeRuntime.runMain(program, { disablePrettyLogger: true })
