@@ -1,5 +1,5 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
-import { Context, Schema } from "effect"
+import { Schema } from "effect"
 import { Adjustment, AdjustmentResult } from "../domain/Adjustment.js"
 import {
   IdempotencyKeyReused,
@@ -15,11 +15,10 @@ import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.j
 import { documentProblems } from "./OpenApiProblems.js"
 import { Unavailable } from "./Problem.js"
 
-/** The token scope an endpoint needs (API.md); the authentication middleware enforces it. */
-export class RequiredScope extends Context.Tag("inventory/RequiredScope")<
-  RequiredScope,
-  "inventory:read" | "inventory:reserve" | "inventory:adjust"
->() {}
+import { Authentication, RequiredScope } from "./Security.js"
+
+/** The token scope an endpoint needs (API.md); `Authentication` enforces it (http/Auth.ts). */
+export { Authentication, RequiredScope }
 
 const VariantPath = Schema.Struct({ variantId: VariantId })
 
@@ -109,7 +108,8 @@ export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
       .addError(VariantNotFound)
       .annotate(RequiredScope, "inventory:read")
       .annotate(OpenApi.Summary, "A variant's history, newest first")
-  ) {}
+  )
+  .middleware(Authentication) {}
 
 export const DependencyState = Schema.Struct({
   status: Schema.Literal("up", "down", "disabled"),

@@ -9,9 +9,13 @@ export const PROBLEM_CONTENT_TYPE = "application/problem+json"
 /** Problems the HTTP layer itself answers, beside the domain's typed errors. */
 export const problems = {
   validationFailed: { status: 400, code: "validation-failed", title: "Validation failed" },
+  unauthenticated: { status: 401, code: "unauthenticated", title: "Unauthenticated" },
+  forbidden: { status: 403, code: "forbidden", title: "Forbidden" },
   notFound: { status: 404, code: "not-found", title: "Not found" },
   payloadTooLarge: { status: 413, code: "payload-too-large", title: "Payload too large" },
+  uriTooLong: { status: 414, code: "uri-too-long", title: "URI too long" },
   unsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported media type" },
+  rateLimited: { status: 429, code: "rate-limited", title: "Too many requests" },
   unavailable: { status: 503, code: "unavailable", title: "Service unavailable" },
   internal: { status: 500, code: "internal", title: "Internal error" }
 } as const satisfies Record<string, ProblemInfo>
@@ -76,6 +80,12 @@ const domainExtras = (error: object): Record<string, unknown> => {
   return extra
 }
 
+/** Headers an error asks for (`WWW-Authenticate`, `Retry-After`), via its `problemHeaders` getter. */
+const problemHeaders = (error: object): Record<string, string> => {
+  const headers = (error as { readonly problemHeaders?: unknown }).problemHeaders
+  return typeof headers === "object" && headers !== null ? (headers as Record<string, string>) : {}
+}
+
 /**
  * Every failure of a request as problem+json: typed domain errors with their own status and code,
  * decoding failures as 400 with `errors[]`, an unreachable database as 503, anything else as 500
@@ -99,7 +109,7 @@ export const causeToProblem = (cause: Cause.Cause<unknown>, correlationId: strin
       if (error instanceof Unavailable) {
         return problemResponse(problems.unavailable, error.detail, correlationId, {}, { "retry-after": "2" })
       }
-      if (isProblem(error)) return problemResponse(error.problem, error.message, correlationId, domainExtras(error))
+      if (isProblem(error)) return problemResponse(error.problem, error.message, correlationId, domainExtras(error), problemHeaders(error))
       if (error instanceof HttpApiError.HttpApiDecodeError) {
         return problemResponse(problems.validationFailed, "The request does not match the API contract", correlationId, {
           errors: error.issues.map((issue) => ({ path: pointer(issue.path), message: issue.message }))

@@ -1,11 +1,12 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, FiberRef, Layer, Option } from "effect"
+import { Duration, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
-import { AppConfig } from "../layers/Config.js"
+import { AppConfig, type AppConfigShape } from "../layers/Config.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
+import { AuthenticationLive } from "./Auth.js"
 import { HealthHttpLive } from "./HealthHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
@@ -17,6 +18,33 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
 const correlationIdOf = (request: HttpServerRequest.HttpServerRequest) => {
   const given = request.headers["x-correlation-id"]
   return given !== undefined && CORRELATION_ID.test(given) ? given : randomUUID()
+}
+
+/**
+ * Bounds on the request line, checked before routing. The longest legitimate URL is a batch read of
+ * 100 ids of 128 characters (about 14 KB); paths hold at most one id.
+ */
+export const MAX_PATH_LENGTH = 1024
+export const MAX_QUERY_LENGTH = 15_000
+export const MAX_QUERY_PARAMETERS = 200
+
+const rejectUrl = (request: HttpServerRequest.HttpServerRequest, correlationId: string) => {
+  const at = request.url.indexOf("?")
+  const path = at < 0 ? request.url : request.url.slice(0, at)
+  const query = at < 0 ? "" : request.url.slice(at + 1)
+  if (path.length > MAX_PATH_LENGTH || query.length > MAX_QUERY_LENGTH) {
+    return Option.some(
+      problemResponse(problems.uriTooLong, `Paths are limited to ${MAX_PATH_LENGTH} and queries to ${MAX_QUERY_LENGTH} characters`, correlationId)
+    )
+  }
+  if (query.split("&").length > MAX_QUERY_PARAMETERS) {
+    return Option.some(
+      problemResponse(problems.validationFailed, `At most ${MAX_QUERY_PARAMETERS} query parameters are accepted`, correlationId, {
+        errors: [{ path: "/", message: "too many query parameters" }]
+      })
+    )
+  }
+  return Option.none()
 }
 
 /** Body checks that need no parsing: declared size (413) and media type (415). */
@@ -35,52 +63,130 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
 }
 
 /**
- * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
- * log line, stored with history and events), body limits, and one access log line per request.
+ * REQUEST_TIMEOUT_MS: at the deadline the client gets 503, but the work is NOT interrupted. It runs
+ * on to its end on its own fiber, because interrupting a fiber inside a SQL query makes the driver
+ * cancel "the query on that connection", which may by then be another request's (EFFECT-NOTES.md).
+ * The database bounds the work instead (statement_timeout, idle_in_transaction_session_timeout).
+ * A change may therefore still commit after the 503: clients retry with their Idempotency-Key.
  */
-const requestMiddleware = (bodyLimitBytes: number) =>
+const withDeadline = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>, timeoutMs: number, correlationId: string) =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.forkDaemon(app)
+    return yield* Fiber.join(fiber).pipe(
+      Effect.timeoutTo({
+        duration: Duration.millis(timeoutMs),
+        onSuccess: Effect.succeed,
+        onTimeout: () =>
+          Effect.as(
+            Effect.forkDaemon(
+              Effect.flatMap(Fiber.await(fiber), (exit) =>
+                Effect.logWarning("request finished after its deadline").pipe(
+                  Effect.annotateLogs({ status: Exit.isSuccess(exit) ? exit.value.status : "failed", correlationId })
+                )
+              )
+            ),
+            problemResponse(
+              problems.unavailable,
+              `The request did not complete within ${timeoutMs} ms; it may still take effect, so retry with the same Idempotency-Key`,
+              correlationId,
+              {},
+              { "retry-after": "2" }
+            )
+          )
+      }),
+      Effect.flatten
+    )
+  })
+
+/** Headers for a JSON API: nothing to sniff, frame, cache or refer; Swagger UI (/docs) may run its inline code. */
+const securityHeaders = (path: string) => ({
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-resource-policy": "same-origin",
+  "content-security-policy":
+    path === "/docs"
+      ? "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors 'none'"
+      : "default-src 'none'; frame-ancestors 'none'"
+})
+
+/**
+ * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
+ * log line, stored with history and events), URL and body limits, the request deadline, security
+ * headers, and one access log line per request (with the caller once authenticated).
+ */
+const requestMiddleware = (config: AppConfigShape) =>
   HttpMiddleware.make((app) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const correlationId = correlationIdOf(request)
+      const path = request.url.split("?")[0] ?? ""
       const started = Date.now()
-      const response = yield* Option.match(rejectBody(request, bodyLimitBytes, correlationId), {
-        onSome: Effect.succeed,
-        onNone: () => app
+      const headers = { ...securityHeaders(path), "x-correlation-id": correlationId }
+      const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, config.bodyLimitBytes, correlationId))
+      const [response, actor] = yield* Option.match(rejected, {
+        onSome: (response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)),
+        // The inner app writes its response itself (before this middleware resumes): headers go in
+        // through a pre-response handler.
+        onNone: () =>
+          Effect.zipRight(
+            HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers))),
+            app
+          )
       }).pipe(
-        HttpServerRequest.withMaxBodySize(Option.some(bodyLimitBytes)),
+        // The authentication middleware sets the caller on this fiber; read it before `locally` ends.
+        Effect.zip(Effect.map(FiberRef.get(CurrentRequest), (current) => current.actor)),
+        HttpServerRequest.withMaxBodySize(Option.some(config.bodyLimitBytes)),
         Effect.locally(CurrentRequest, { correlationId, actor: null }),
         Effect.annotateLogs("correlationId", correlationId)
       )
       yield* Effect.logInfo("http request").pipe(
         Effect.annotateLogs({
           correlationId,
+          actor,
           method: request.method,
-          path: request.url.split("?")[0],
+          path: path.length > 200 ? path.slice(0, 200) + "…" : path,
           status: response.status,
           durationMs: Date.now() - started
         })
       )
-      return HttpServerResponse.setHeader(response, "x-correlation-id", correlationId)
+      return response
     })
   )
 
-/** Inside the HttpApi: every failure becomes problem+json before the default encoder sees it. */
-const ProblemMiddlewareLive = HttpApiBuilder.middleware((app) =>
-  Effect.catchAllCause(app, (cause) =>
-    Effect.flatMap(FiberRef.get(CurrentRequest), ({ correlationId }) => causeToProblem(cause, correlationId))
+/**
+ * Inside the HttpApi: every failure becomes problem+json before the default encoder sees it, and
+ * the whole of it is bounded by REQUEST_TIMEOUT_MS (the deadline sits here, inside the server's
+ * response writing, so exactly one response is written: the handler's or the 503).
+ */
+const ApiMiddlewareLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) =>
+    HttpApiBuilder.middleware((app) =>
+      Effect.flatMap(FiberRef.get(CurrentRequest), ({ correlationId }) =>
+        withDeadline(
+          Effect.catchAllCause(app, (cause) => causeToProblem(cause, correlationId)),
+          config.requestTimeoutMs,
+          correlationId ?? "unknown"
+        )
+      )
+    )
   )
 )
 
-export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, HealthHttpLive]))
+/** Every group behind `.middleware(Authentication)` gets its implementation from AuthenticationLive. */
+export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(
+  Layer.provide([StockLevelsHttpLive, HealthHttpLive]),
+  Layer.provide(AuthenticationLive)
+)
 
 /** The HTTP server on PORT serving the API, `/openapi.json` and `/docs`. */
 export const HttpLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) =>
-    HttpApiBuilder.serve(requestMiddleware(config.bodyLimitBytes)).pipe(
+    HttpApiBuilder.serve(requestMiddleware(config)).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-      Layer.provide(ProblemMiddlewareLive),
+      Layer.provide(ApiMiddlewareLive),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))

@@ -19,6 +19,10 @@ export interface AppConfigShape {
   readonly authPublicKey: Option.Option<Redacted.Redacted>
   readonly authIssuer: string
   readonly authAudience: string
+  /** Leeway for `exp`/`nbf`/`iat` between the token issuer's clock and ours. */
+  readonly authClockSkewSeconds: number
+  /** How long a JWKS fetch may take before the request is answered 503. */
+  readonly authJwksTimeoutMs: number
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
   readonly shutdownGraceMs: number
@@ -70,6 +74,10 @@ const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").p
   Config.map((level) => LogLevel.fromLiteral(level === "warn" ? "Warning" : level === "debug" ? "Debug" : level === "error" ? "Error" : "Info"))
 )
 
+/** Development defaults of the token claims; production must name the platform's real ones. */
+export const DEV_ISSUER = "inventory-dev"
+export const DEV_AUDIENCE = "inventory-service"
+
 export const appConfig: Config.Config<AppConfigShape> = Config.all({
   nodeEnv: Config.literal("development", "production", "test")("NODE_ENV").pipe(Config.withDefault("development" as const)),
   port: port("PORT").pipe(Config.withDefault(8080)),
@@ -82,8 +90,13 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   amqpUrl: secret("AMQP_URL"),
   authJwksUrl: Config.option(url("AUTH_JWKS_URL")),
   authPublicKey: secret("AUTH_PUBLIC_KEY"),
-  authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault("inventory-dev")),
-  authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault("inventory-service")),
+  authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault(DEV_ISSUER)),
+  authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault(DEV_AUDIENCE)),
+  authClockSkewSeconds: Config.integer("AUTH_CLOCK_SKEW_SECONDS").pipe(
+    Config.validate({ message: "must be an integer 0-300", validation: (n) => n >= 0 && n <= 300 }),
+    Config.withDefault(30)
+  ),
+  authJwksTimeoutMs: positiveInt("AUTH_JWKS_TIMEOUT_MS", 2_000),
   logLevel,
   otlpEndpoint: Config.option(url("OTEL_EXPORTER_OTLP_ENDPOINT")),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
@@ -96,9 +109,16 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */
-const productionProblems = (config: AppConfigShape): ReadonlyArray<string> => {
+const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigProvider): ReadonlyArray<string> => {
   if (config.nodeEnv !== "production") return []
   const problems: Array<string> = []
+  // Tokens: a real key source (never the development key pair) and the platform's own claims.
+  if (Option.isNone(config.authJwksUrl) && Option.isNone(config.authPublicKey)) {
+    problems.push("AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE: required in production (no development key)")
+  }
+  for (const name of ["AUTH_ISSUER", "AUTH_AUDIENCE"]) {
+    if (!isSet(env, name)) problems.push(`${name}: required in production`)
+  }
   if (Option.isNone(config.databaseUrl)) problems.push("DATABASE_URL: required in production (no embedded database)")
   const rawUrl = process.env["DATABASE_URL"]
   if (rawUrl !== undefined && /:\/\/[^/:@]+:[^/@]+@/.test(rawUrl)) {
@@ -120,11 +140,19 @@ export const describeConfigError = (error: ConfigError.ConfigError): string =>
     unsupportedCase: (_, path, message) => `${path.join(".")}: ${message}`
   })
 
+/** Whether the variable is given at all (defaults do not count). */
+const isSet = (env: ConfigProvider.ConfigProvider, name: string) =>
+  Effect.runSync(Effect.isSuccess(env.load(Config.string(name))))
+
 export const loadConfig: Effect.Effect<AppConfigShape, InvalidConfig> = appConfig.pipe(
   Effect.mapError((error) => new InvalidConfig({ message: `Invalid configuration: ${describeConfigError(error)}` })),
-  Effect.filterOrFail(
-    (config) => productionProblems(config).length === 0,
-    (config) => new InvalidConfig({ message: `Invalid configuration: ${productionProblems(config).join("; ")}` })
+  Effect.flatMap((config) =>
+    Effect.flatMap(Effect.configProviderWith(Effect.succeed), (env) => {
+      const problems = productionProblems(config, env)
+      return problems.length === 0
+        ? Effect.succeed(config)
+        : Effect.fail(new InvalidConfig({ message: `Invalid configuration: ${problems.join("; ")}` }))
+    })
   )
 )
 

@@ -1,0 +1,262 @@
+import { RateLimiter } from "@effect/experimental"
+import { HttpApi, HttpRouter, HttpServerRequest } from "@effect/platform"
+import { Context, Duration, Effect, FiberRef, HashMap, Layer, Option, Redacted } from "effect"
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from "jose"
+import { createPublicKey, X509Certificate, type KeyObject } from "node:crypto"
+import { callerOf, hasScope, type Caller, type Scope } from "../domain/Caller.js"
+import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.js"
+import { CurrentRequest } from "../services/RequestContext.js"
+import { InventoryApi } from "./Api.js"
+import { loadOrCreateDevKey } from "./DevKey.js"
+import { Authentication, Forbidden, KeysUnavailable, RateLimited, RequiredScope, Unauthenticated } from "./Security.js"
+
+/** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
+export const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const
+type Algorithm = (typeof ALGORITHMS)[number]
+
+/** Longer tokens are refused before any parsing (real ones are well under 2 KiB). */
+const MAX_TOKEN_LENGTH = 8192
+/** `Authorization: Bearer <b64token>` (RFC 6750 §2.1); anything else is no token at all. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
+/** Least time between two JWKS re-fetches caused by an unknown `kid` (a flood of bogus kids cannot hammer the key server). */
+const JWKS_COOLDOWN_MS = 30_000
+/** Keys are re-fetched at least this often even when every kid is known (revoked keys disappear). */
+const JWKS_MAX_AGE_MS = 10 * 60_000
+
+interface KeySource {
+  readonly getKey: JWTVerifyGetKey
+  readonly algorithms: ReadonlyArray<Algorithm>
+  readonly description: string
+}
+
+/** Marks a failure to fetch the key set (as opposed to a token that matches no key). */
+class KeyFetchFailed extends Error {}
+
+const invalid = (variable: string, message: string) => new InvalidConfig({ message: `Invalid configuration: ${variable}: ${message}` })
+
+/** The algorithm a public key verifies, or undefined for keys we do not accept (small RSA, other curves). */
+const algorithmOf = (key: KeyObject): Algorithm | undefined => {
+  const details = key.asymmetricKeyDetails
+  switch (key.asymmetricKeyType) {
+    case "rsa":
+      return (details?.modulusLength ?? 0) >= 2048 ? "RS256" : undefined
+    case "ec":
+      return details?.namedCurve === "prime256v1" ? "ES256" : undefined
+    case "ed25519":
+      return "EdDSA"
+    default:
+      return undefined
+  }
+}
+
+const jwkAcceptable = (jwk: JWK) =>
+  jwk.d === undefined && (jwk.kty === "RSA" || (jwk.kty === "EC" && jwk.crv === "P-256") || (jwk.kty === "OKP" && jwk.crv === "Ed25519"))
+
+/**
+ * AUTH_PUBLIC_KEY(_FILE): a PEM public key or certificate, one JWK, or a JWK set (several keys, so a
+ * new key can be added before tokens signed with it appear: rotation without downtime).
+ */
+const staticKeySource = (text: string): Effect.Effect<KeySource, InvalidConfig> =>
+  Effect.gen(function* () {
+    const VARIABLE = "AUTH_PUBLIC_KEY"
+    if (/PRIVATE KEY/.test(text) || /"d"\s*:/.test(text)) return yield* invalid(VARIABLE, "holds a private key; give the public key only")
+    if (text.startsWith("{")) {
+      const parsed = yield* Effect.try({ try: () => JSON.parse(text) as Partial<JSONWebKeySet> & JWK, catch: () => invalid(VARIABLE, "is not valid JSON (JWK or JWK set)") })
+      const keys: Array<JWK> = Array.isArray(parsed.keys) ? parsed.keys : [parsed]
+      if (keys.length === 0 || !keys.every(jwkAcceptable)) {
+        return yield* invalid(VARIABLE, "every key must be a public RSA, EC P-256 or Ed25519 JWK")
+      }
+      return { getKey: createLocalJWKSet({ keys }), algorithms: ALGORITHMS, description: `${keys.length} configured JWK(s)` }
+    }
+    const key = yield* Effect.try({
+      try: () => (/BEGIN CERTIFICATE/.test(text) ? new X509Certificate(text).publicKey : createPublicKey(text)),
+      catch: () => invalid(VARIABLE, "is not a PEM public key, certificate, JWK or JWK set")
+    })
+    const algorithm = algorithmOf(key)
+    if (algorithm === undefined) return yield* invalid(VARIABLE, "must be an RSA (2048 bits or more), EC P-256 or Ed25519 key")
+    return { getKey: async () => key, algorithms: [algorithm], description: `configured ${algorithm} public key` }
+  })
+
+/** AUTH_JWKS_URL: fetched lazily, cached, re-fetched on an unknown kid, each fetch bounded by AUTH_JWKS_TIMEOUT_MS. */
+const remoteKeySource = (url: string, timeoutMs: number): KeySource => {
+  const jwks = createRemoteJWKSet(new URL(url), {
+    timeoutDuration: timeoutMs,
+    cooldownDuration: JWKS_COOLDOWN_MS,
+    cacheMaxAge: JWKS_MAX_AGE_MS
+  })
+  return {
+    getKey: async (header, token) => {
+      try {
+        return await jwks(header, token)
+      } catch (error) {
+        // Only "no key has this kid" is the token's fault; anything else is the key server's.
+        if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) throw error
+        throw new KeyFetchFailed(error instanceof Error ? error.message : String(error))
+      }
+    },
+    algorithms: ALGORITHMS,
+    description: `JWKS at ${url}`
+  }
+}
+
+const keySource = (config: AppConfigShape): Effect.Effect<KeySource, InvalidConfig> => {
+  if (Option.isSome(config.authJwksUrl)) return Effect.succeed(remoteKeySource(config.authJwksUrl.value, config.authJwksTimeoutMs))
+  if (Option.isSome(config.authPublicKey)) return staticKeySource(Redacted.value(config.authPublicKey.value).trim())
+  // Not production (Config refuses that): a development key pair under DATA_DIR.
+  return loadOrCreateDevKey(config.dataDir).pipe(
+    Effect.mapError((error) => invalid("DATA_DIR", error.message)),
+    Effect.tap((pair) =>
+      Effect.logWarning("no AUTH_JWKS_URL or AUTH_PUBLIC_KEY: accepting tokens of the development key; get one with npm run token").pipe(
+        Effect.annotateLogs("keyFile", pair.path)
+      )
+    ),
+    Effect.map((pair) => ({
+      getKey: createLocalJWKSet({ keys: [pair.publicJwk] }),
+      algorithms: ["ES256" as const],
+      description: "development key"
+    }))
+  )
+}
+
+const refused = (detail: string) => new Unauthenticated({ detail, reason: "invalid-token" })
+
+/** A verification failure as the client sees it: what is wrong, never the token itself. */
+const toRefusal = (error: unknown): Unauthenticated | KeysUnavailable => {
+  if (error instanceof KeyFetchFailed) return new KeysUnavailable({ detail: "The token signing keys cannot be fetched; retry later" })
+  if (error instanceof errors.JWTExpired) return refused("The token has expired")
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case "nbf":
+        return refused("The token is not valid yet")
+      case "iss":
+        return refused("The token's issuer is not accepted")
+      case "aud":
+        return refused("The token's audience is not this service")
+      case "exp":
+        return refused("The token has no valid expiry")
+      default:
+        return refused("The token's claims are invalid")
+    }
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) {
+    return refused("The token's signing algorithm is not accepted")
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) return refused("The token is signed by an unknown key")
+  if (error instanceof errors.JWSSignatureVerificationFailed) return refused("The token's signature does not verify")
+  return refused("The token is malformed")
+}
+
+/** Verifies bearer tokens against the configured key source. */
+export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/TokenVerifier", {
+  effect: Effect.gen(function* () {
+    const config = yield* AppConfig
+    const source = yield* keySource(config)
+    yield* Effect.logInfo("verifying bearer tokens").pipe(
+      Effect.annotateLogs({ keys: source.description, issuer: config.authIssuer, audience: config.authAudience })
+    )
+    const options = {
+      algorithms: [...source.algorithms],
+      issuer: config.authIssuer,
+      audience: config.authAudience,
+      clockTolerance: config.authClockSkewSeconds,
+      requiredClaims: ["exp"]
+    }
+    const verify = (token: string): Effect.Effect<Caller, Unauthenticated | KeysUnavailable> =>
+      Effect.tryPromise({ try: () => jwtVerify(token, source.getKey, options), catch: toRefusal }).pipe(
+        Effect.flatMap(({ payload }) =>
+          Option.match(Option.fromNullable(callerOf(payload)), {
+            onNone: () => Effect.fail(refused("The token names no caller (sub, azp or client_id)")),
+            onSome: Effect.succeed
+          })
+        )
+      )
+    return { verify } as const
+  })
+}) {}
+
+/**
+ * `METHOD path` → scope, for every endpoint behind `Authentication` (from the HttpApi itself, so a
+ * new group needs only `.middleware(Authentication)` and its `RequiredScope` annotations). An
+ * endpoint behind it without a scope is a bug caught at start-up.
+ */
+export const scopesByRoute = <Id extends string, Groups extends import("@effect/platform").HttpApiGroup.HttpApiGroup.Any, E, R>(
+  api: HttpApi.HttpApi<Id, Groups, E, R>
+): ReadonlyMap<string, Scope> => {
+  const scopes = new Map<string, Scope>()
+  HttpApi.reflect(api, {
+    onGroup: () => undefined,
+    onEndpoint: ({ endpoint, mergedAnnotations, middleware }) => {
+      if (!middleware.has(Authentication as never)) return
+      const scope = Context.getOption(mergedAnnotations, RequiredScope)
+      if (Option.isNone(scope)) throw new Error(`${endpoint.method} ${endpoint.path} uses Authentication but has no RequiredScope annotation`)
+      scopes.set(`${endpoint.method} ${endpoint.path}`, scope.value)
+    }
+  })
+  return scopes
+}
+
+const bearerToken = (header: string | undefined): Option.Option<string> => {
+  if (header === undefined || header.length > MAX_TOKEN_LENGTH + 16) return Option.none()
+  return Option.fromNullable(BEARER.exec(header)?.[1])
+}
+
+/**
+ * The `Authentication` middleware: a valid token (401 otherwise), the caller's rate budget (429),
+ * then the endpoint's scope (403). The caller goes into `CurrentRequest.actor` (history rows) and
+ * the log annotations of the rest of the request.
+ */
+export const AuthenticationLive = Layer.effect(
+  Authentication,
+  Effect.gen(function* () {
+    const verifier = yield* TokenVerifier
+    const config = yield* AppConfig
+    const limiter = yield* RateLimiter.RateLimiter
+    const scopes = scopesByRoute(InventoryApi)
+
+    const rateLimit = (caller: Caller): Effect.Effect<void, RateLimited> =>
+      config.rateLimitRps === 0
+        ? Effect.void
+        : limiter
+            .consume({ algorithm: "token-bucket", onExceeded: "fail", window: Duration.seconds(1), limit: config.rateLimitRps, key: caller.id })
+            .pipe(
+              Effect.asVoid,
+              Effect.catchAll((error) =>
+                Effect.fail(
+                  new RateLimited({
+                    detail: `More than ${config.rateLimitRps} requests per second from this caller`,
+                    retryAfterSeconds: error._tag === "RateLimiterError" && "retryAfter" in error
+                      ? Math.max(1, Math.ceil(Duration.toSeconds(error.retryAfter)))
+                      : 1
+                  })
+                )
+              )
+            )
+
+    return Authentication.of({
+      bearer: () =>
+        Effect.gen(function* () {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const { route } = yield* HttpRouter.RouteContext
+          // HttpApiSecurity.bearer hands over the header minus 7 characters, whatever it was: read it ourselves.
+          const token = bearerToken(request.headers["authorization"])
+          if (Option.isNone(token)) {
+            return yield* new Unauthenticated({ detail: "A bearer token is required (Authorization: Bearer <JWT>)", reason: "missing-token" })
+          }
+          if (token.value.length > MAX_TOKEN_LENGTH) return yield* refused("The token is too long")
+          const caller = yield* verifier.verify(token.value)
+          yield* FiberRef.update(CurrentRequest, (current) => ({ ...current, actor: caller.id }))
+          yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("actor", caller.id as unknown))
+          yield* rateLimit(caller)
+          // Fail closed: a route missing from the map (impossible after the start-up check) needs a scope nobody has.
+          const scope = scopes.get(`${route.method} ${route.path}`)
+          if (scope === undefined || !hasScope(caller, scope)) {
+            return yield* new Forbidden({
+              detail: `This endpoint needs the scope ${scope ?? "(unknown)"}`,
+              requiredScope: scope ?? "(unknown)"
+            })
+          }
+          return caller
+        }).pipe(Effect.tapError((error) => Effect.logDebug("request refused", error.message)))
+    })
+  })
+).pipe(Layer.provide([TokenVerifier.Default, RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]))

@@ -1,0 +1,100 @@
+import { HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Context, Schema } from "effect"
+import type { Caller, Scope } from "../domain/Caller.js"
+import { problems } from "./Problem.js"
+
+/**
+ * The contract side of authentication (API.md "Auth"): the bearer scheme the OpenAPI document shows,
+ * the refusals it can answer with, and the scope each endpoint needs. The implementation (token
+ * verification, scope and rate checks) is http/Auth.ts.
+ */
+
+/** The token scope an endpoint needs; `Authentication` enforces whatever this annotation says. */
+export class RequiredScope extends Context.Tag("inventory/RequiredScope")<RequiredScope, Scope>() {}
+
+/** The verified caller of the current request, for handlers that want more than `CurrentRequest.actor`. */
+export class CurrentCaller extends Context.Tag("inventory/CurrentCaller")<CurrentCaller, Caller>() {}
+
+/** RFC 6750 `WWW-Authenticate` challenge. */
+const challenge = (params: Record<string, string>) =>
+  ["Bearer realm=\"inventory-service\"", ...Object.entries(params).map(([k, v]) => `${k}="${v.replace(/["\\]/g, "")}"`)].join(", ")
+
+/** 401: no token, or one that does not verify (signature, algorithm, issuer, audience, time). */
+export class Unauthenticated extends Schema.TaggedError<Unauthenticated>()(
+  "Unauthenticated",
+  { detail: Schema.String, reason: Schema.Literal("missing-token", "invalid-token") },
+  HttpApiSchema.annotations({ status: 401, description: "unauthenticated: missing, invalid or expired bearer token" })
+) {
+  readonly problem = problems.unauthenticated
+  override get message() {
+    return this.detail
+  }
+  /** Only a presented token gets `error="invalid_token"` (RFC 6750 §3.1). */
+  get problemHeaders(): Record<string, string> {
+    return {
+      "www-authenticate": this.reason === "invalid-token"
+        ? challenge({ error: "invalid_token", error_description: this.detail })
+        : challenge({})
+    }
+  }
+}
+
+/** 403: a valid token without the endpoint's scope. */
+export class Forbidden extends Schema.TaggedError<Forbidden>()(
+  "Forbidden",
+  { detail: Schema.String, requiredScope: Schema.String },
+  HttpApiSchema.annotations({ status: 403, description: "forbidden: the token lacks the endpoint's scope" })
+) {
+  readonly problem = problems.forbidden
+  override get message() {
+    return this.detail
+  }
+  get problemHeaders(): Record<string, string> {
+    return { "www-authenticate": challenge({ error: "insufficient_scope", scope: this.requiredScope }) }
+  }
+}
+
+/** 429: the caller spent its RATE_LIMIT_RPS budget. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()(
+  "RateLimited",
+  { detail: Schema.String, retryAfterSeconds: Schema.Int },
+  HttpApiSchema.annotations({ status: 429, description: "rate-limited: too many requests from this caller; see Retry-After" })
+) {
+  readonly problem = problems.rateLimited
+  override get message() {
+    return this.detail
+  }
+  get problemHeaders(): Record<string, string> {
+    return { "retry-after": String(this.retryAfterSeconds) }
+  }
+}
+
+/** 503: the key server (AUTH_JWKS_URL) did not answer in time, so no token can be checked. */
+export class KeysUnavailable extends Schema.TaggedError<KeysUnavailable>()(
+  "KeysUnavailable",
+  { detail: Schema.String },
+  HttpApiSchema.annotations({ status: 503, description: "unavailable: the token keys cannot be fetched; retry later" })
+) {
+  readonly problem = problems.unavailable
+  override get message() {
+    return this.detail
+  }
+  get problemHeaders(): Record<string, string> {
+    return { "retry-after": "2" }
+  }
+}
+
+const bearer = HttpApiSecurity.bearer.pipe(
+  HttpApiSecurity.annotate(OpenApi.Description, "A JWT (RS256, ES256 or EdDSA) whose `scope` claim holds the endpoint's scope"),
+  HttpApiSecurity.annotate(OpenApi.Format, "JWT")
+)
+
+/**
+ * Every endpoint of a group with `.middleware(Authentication)` needs a valid bearer token holding
+ * the scope of its `RequiredScope` annotation.
+ */
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("inventory/Authentication", {
+  security: { bearer },
+  provides: CurrentCaller,
+  failure: Schema.Union(Unauthenticated, Forbidden, RateLimited, KeysUnavailable)
+}) {}
