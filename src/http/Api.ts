@@ -14,8 +14,7 @@ import { Cursor, PageLimit } from "../domain/Pagination.js"
 import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
 import { documentProblems } from "./OpenApiProblems.js"
 import { Unavailable } from "./Problem.js"
-
-import { Authentication, RequiredScope } from "./Security.js"
+import { Authentication, documentScopes, RequiredScope, scopesByRoute } from "./Security.js"
 
 /** The token scope an endpoint needs (API.md); `Authentication` enforces it (http/Auth.ts). */
 export { Authentication, RequiredScope }
@@ -132,12 +131,15 @@ export class HealthApi extends HttpApiGroup.make("health")
   )
   .annotate(OpenApi.Description, "Probes; no token needed") {}
 
-/** The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call. */
-export class InventoryApi extends HttpApi.make("inventory")
+/** Every group of the contract (the OpenAPI transform below reads their scopes). */
+const groups = HttpApi.make("inventory")
   .add(StockLevelsApi)
   .add(HealthApi)
+
+/** The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call. */
+export class InventoryApi extends groups
   .addError(Unavailable)
   .annotate(OpenApi.Title, "Inventory Service")
   .annotate(OpenApi.Version, "1.0.0")
   .annotate(OpenApi.Description, "Stock levels and reservations of product variants. Errors are RFC 9457 problem+json.")
-  .annotate(OpenApi.Transform, documentProblems) {}
+  .annotate(OpenApi.Transform, (spec) => documentScopes(documentProblems(spec), scopesByRoute(groups))) {}

@@ -1,14 +1,14 @@
 import { RateLimiter } from "@effect/experimental"
-import { HttpApi, HttpRouter, HttpServerRequest } from "@effect/platform"
-import { Context, Duration, Effect, FiberRef, HashMap, Layer, Option, Redacted } from "effect"
+import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import { Duration, Effect, FiberRef, HashMap, Layer, Option, Redacted } from "effect"
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from "jose"
 import { createPublicKey, X509Certificate, type KeyObject } from "node:crypto"
-import { callerOf, hasScope, type Caller, type Scope } from "../domain/Caller.js"
+import { callerOf, hasScope, type Caller } from "../domain/Caller.js"
 import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
-import { Authentication, Forbidden, KeysUnavailable, RateLimited, RequiredScope, Unauthenticated } from "./Security.js"
+import { Authentication, Forbidden, KeysUnavailable, RateLimited, scopesByRoute, Unauthenticated } from "./Security.js"
 
 /** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
 export const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const
@@ -174,27 +174,6 @@ export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/To
   })
 }) {}
 
-/**
- * `METHOD path` → scope, for every endpoint behind `Authentication` (from the HttpApi itself, so a
- * new group needs only `.middleware(Authentication)` and its `RequiredScope` annotations). An
- * endpoint behind it without a scope is a bug caught at start-up.
- */
-export const scopesByRoute = <Id extends string, Groups extends import("@effect/platform").HttpApiGroup.HttpApiGroup.Any, E, R>(
-  api: HttpApi.HttpApi<Id, Groups, E, R>
-): ReadonlyMap<string, Scope> => {
-  const scopes = new Map<string, Scope>()
-  HttpApi.reflect(api, {
-    onGroup: () => undefined,
-    onEndpoint: ({ endpoint, mergedAnnotations, middleware }) => {
-      if (!middleware.has(Authentication as never)) return
-      const scope = Context.getOption(mergedAnnotations, RequiredScope)
-      if (Option.isNone(scope)) throw new Error(`${endpoint.method} ${endpoint.path} uses Authentication but has no RequiredScope annotation`)
-      scopes.set(`${endpoint.method} ${endpoint.path}`, scope.value)
-    }
-  })
-  return scopes
-}
-
 const bearerToken = (header: string | undefined): Option.Option<string> => {
   if (header === undefined || header.length > MAX_TOKEN_LENGTH + 16) return Option.none()
   return Option.fromNullable(BEARER.exec(header)?.[1])
@@ -211,7 +190,7 @@ export const AuthenticationLive = Layer.effect(
     const verifier = yield* TokenVerifier
     const config = yield* AppConfig
     const limiter = yield* RateLimiter.RateLimiter
-    const scopes = scopesByRoute(InventoryApi)
+    const scopes = new Map([...scopesByRoute(InventoryApi)].map((r) => [`${r.method} ${r.path}`, r.scope]))
 
     const rateLimit = (caller: Caller): Effect.Effect<void, RateLimited> =>
       config.rateLimitRps === 0

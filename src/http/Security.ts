@@ -1,5 +1,5 @@
-import { HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
-import { Context, Schema } from "effect"
+import { HttpApi, type HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Context, Option, Schema } from "effect"
 import type { Caller, Scope } from "../domain/Caller.js"
 import { problems } from "./Problem.js"
 
@@ -98,3 +98,48 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("inv
   provides: CurrentCaller,
   failure: Schema.Union(Unauthenticated, Forbidden, RateLimited, KeysUnavailable)
 }) {}
+
+export interface ProtectedRoute {
+  readonly method: string
+  readonly path: string
+  readonly operationId: string
+  readonly scope: Scope
+}
+
+/**
+ * Every endpoint behind `Authentication` with its scope, read from the HttpApi itself: a new group
+ * needs only `.middleware(Authentication)` and its `RequiredScope` annotations. An endpoint behind it
+ * without a scope is a bug, thrown at start-up.
+ */
+export const scopesByRoute = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
+  api: HttpApi.HttpApi<Id, Groups, E, R>
+): ReadonlyArray<ProtectedRoute> => {
+  const routes: Array<ProtectedRoute> = []
+  HttpApi.reflect(api, {
+    onGroup: () => undefined,
+    onEndpoint: ({ endpoint, group, mergedAnnotations, middleware }) => {
+      if (!middleware.has(Authentication as unknown as HttpApiMiddleware.TagClassAny)) return
+      const scope = Context.getOption(mergedAnnotations, RequiredScope)
+      if (Option.isNone(scope)) throw new Error(`${endpoint.method} ${endpoint.path} uses Authentication but has no RequiredScope annotation`)
+      routes.push({ method: endpoint.method, path: endpoint.path, operationId: `${group.identifier}.${endpoint.name}`, scope: scope.value })
+    }
+  })
+  return routes
+}
+
+type Json = Record<string, unknown>
+
+/** OpenAPI: each protected operation's security requirement names its scope (OpenAPI 3.1 allows roles for http schemes). */
+export const documentScopes = (spec: Json, routes: ReadonlyArray<ProtectedRoute>): Json => {
+  const byOperation = new Map(routes.map((r) => [r.operationId, r.scope]))
+  for (const item of Object.values((spec["paths"] as Json | undefined) ?? {})) {
+    for (const operation of Object.values(item as Json)) {
+      const op = operation as Json
+      const scope = byOperation.get(String(op["operationId"]))
+      if (scope === undefined) continue
+      op["security"] = [{ bearer: [scope] }]
+      op["description"] = [op["description"], `Requires a bearer token with scope \`${scope}\`.`].filter(Boolean).join("\n\n")
+    }
+  }
+  return spec
+}
