@@ -14,7 +14,8 @@ const CHECK_TIMEOUT = Duration.seconds(2)
 const bounded = <A>(check: Effect.Effect<A>, onTimeout: A) =>
   Effect.gen(function* () {
     const fiber = yield* Effect.forkDaemon(check)
-    return yield* Fiber.join(fiber).pipe(Effect.timeoutTo({ duration: CHECK_TIMEOUT, onTimeout: () => onTimeout, onSuccess: (a) => a }))
+    // Requests run uninterruptibly: without `interruptible` the timeout could never stop the wait.
+    return yield* Effect.interruptible(Fiber.join(fiber)).pipe(Effect.timeoutTo({ duration: CHECK_TIMEOUT, onTimeout: () => onTimeout, onSuccess: (a) => a }))
   })
 
 /** Registers the database check: it answers and holds every migration this build knows. */

@@ -72,7 +72,8 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
 const withDeadline = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>, timeoutMs: number, correlationId: string) =>
   Effect.gen(function* () {
     const fiber = yield* Effect.forkDaemon(app)
-    return yield* Fiber.join(fiber).pipe(
+    // The server handles requests in an uninterruptible region; only the waiting is made interruptible.
+    return yield* Effect.interruptible(Fiber.join(fiber)).pipe(
       Effect.timeoutTo({
         duration: Duration.millis(timeoutMs),
         onSuccess: Effect.succeed,
