@@ -18,8 +18,6 @@ type Algorithm = (typeof ALGORITHMS)[number]
 const MAX_TOKEN_LENGTH = 8192
 /** `Authorization: Bearer <b64token>` (RFC 6750 §2.1); anything else is no token at all. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
-/** Least time between two JWKS re-fetches caused by an unknown `kid` (a flood of bogus kids cannot hammer the key server). */
-const JWKS_COOLDOWN_MS = 30_000
 /** Keys are re-fetched at least this often even when every kid is known (revoked keys disappear). */
 const JWKS_MAX_AGE_MS = 10 * 60_000
 
@@ -78,10 +76,11 @@ const staticKeySource = (text: string): Effect.Effect<KeySource, InvalidConfig> 
   })
 
 /** AUTH_JWKS_URL: fetched lazily, cached, re-fetched on an unknown kid, each fetch bounded by AUTH_JWKS_TIMEOUT_MS. */
-const remoteKeySource = (url: string, timeoutMs: number): KeySource => {
+const remoteKeySource = (url: string, timeoutMs: number, cooldownMs: number): KeySource => {
   const jwks = createRemoteJWKSet(new URL(url), {
     timeoutDuration: timeoutMs,
-    cooldownDuration: JWKS_COOLDOWN_MS,
+    // A flood of tokens with bogus kids re-fetches at most once per cooldown.
+    cooldownDuration: cooldownMs,
     cacheMaxAge: JWKS_MAX_AGE_MS
   })
   return {
@@ -100,7 +99,7 @@ const remoteKeySource = (url: string, timeoutMs: number): KeySource => {
 }
 
 const keySource = (config: AppConfigShape): Effect.Effect<KeySource, InvalidConfig> => {
-  if (Option.isSome(config.authJwksUrl)) return Effect.succeed(remoteKeySource(config.authJwksUrl.value, config.authJwksTimeoutMs))
+  if (Option.isSome(config.authJwksUrl)) return Effect.succeed(remoteKeySource(config.authJwksUrl.value, config.authJwksTimeoutMs, config.authJwksCooldownMs))
   if (Option.isSome(config.authPublicKey)) return staticKeySource(Redacted.value(config.authPublicKey.value).trim())
   // Not production (Config refuses that): a development key pair under DATA_DIR.
   return loadOrCreateDevKey(config.dataDir).pipe(

@@ -99,6 +99,12 @@ const withDeadline = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResp
     )
   })
 
+/** A path as logged: a JWT a client pasted into it is masked, and it is cut at 200 characters. */
+const loggedPath = (path: string) => {
+  const masked = path.replace(/eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*/g, "[jwt]")
+  return masked.length > 200 ? masked.slice(0, 200) + "…" : masked
+}
+
 /** Headers for a JSON API: nothing to sniff, frame, cache or refer; Swagger UI (/docs) may run its inline code. */
 const securityHeaders = (path: string) => ({
   "x-content-type-options": "nosniff",
@@ -147,7 +153,7 @@ const requestMiddleware = (config: AppConfigShape) =>
           correlationId,
           actor,
           method: request.method,
-          path: path.length > 200 ? path.slice(0, 200) + "…" : path,
+          path: loggedPath(path),
           status: response.status,
           durationMs: Date.now() - started
         })

@@ -23,6 +23,8 @@ export interface AppConfigShape {
   readonly authClockSkewSeconds: number
   /** How long a JWKS fetch may take before the request is answered 503. */
   readonly authJwksTimeoutMs: number
+  /** Least time between two JWKS re-fetches caused by an unknown `kid`. */
+  readonly authJwksCooldownMs: number
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
   readonly shutdownGraceMs: number
@@ -97,6 +99,10 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.withDefault(30)
   ),
   authJwksTimeoutMs: positiveInt("AUTH_JWKS_TIMEOUT_MS", 2_000),
+  authJwksCooldownMs: Config.integer("AUTH_JWKS_COOLDOWN_MS").pipe(
+    Config.validate({ message: "must be 0 or a positive integer", validation: (n) => n >= 0 }),
+    Config.withDefault(30_000)
+  ),
   logLevel,
   otlpEndpoint: Config.option(url("OTEL_EXPORTER_OTLP_ENDPOINT")),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
