@@ -25,6 +25,17 @@ export interface AppConfigShape {
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
   readonly requestTimeoutMs: number
+  readonly retention: RetentionConfig
+}
+
+/** How long each kind of bookkeeping row is kept (0 = forever) and how the sweep runs (Retention.ts). */
+export interface RetentionConfig {
+  readonly sweepIntervalMs: number
+  readonly batchSize: number
+  readonly outboxHours: number
+  readonly inboxDays: number
+  readonly idempotencyKeyHours: number
+  readonly historyDays: number
 }
 
 export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -54,6 +65,13 @@ const port = (name: string) =>
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
     Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+/** 0 means "keep forever" for retention periods. */
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be 0 (keep forever) or a positive integer", validation: (n) => n >= 0 }),
     Config.withDefault(fallback)
   )
 
@@ -92,7 +110,15 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.withDefault(1000)
   ),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
-  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000)
+  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
+  retention: Config.all({
+    sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
+    batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),
+    outboxHours: nonNegativeInt("OUTBOX_RETENTION_HOURS", 168),
+    inboxDays: nonNegativeInt("INBOX_RETENTION_DAYS", 30),
+    idempotencyKeyHours: nonNegativeInt("IDEMPOTENCY_KEY_RETENTION_HOURS", 72),
+    historyDays: nonNegativeInt("HISTORY_RETENTION_DAYS", 0)
+  })
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */

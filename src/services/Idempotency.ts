@@ -24,7 +24,8 @@ export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempo
     ) =>
       Effect.gen(function* () {
         const requestHash = fingerprint(options.request)
-        yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${options.scope + "\u0000" + options.key}, 0))`
+        // Two int4 halves, no separator: PostgreSQL text cannot hold the NUL byte a joined key would need.
+        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${options.scope}), hashtext(${options.key}))`
         const [stored] = yield* sql<{ requestHash: string; responseBody: unknown }>`
           SELECT request_hash, response_body FROM idempotency_keys
            WHERE scope = ${options.scope} AND key = ${options.key}`
