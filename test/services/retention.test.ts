@@ -32,7 +32,7 @@ describe("retention sweep", () => {
     const items: Array<{ id: string; onHandChange: number }> = []
     let cursor: string | null = null
     do {
-      const res = await api.get(`/v1/stock-levels/${variantId}/history?limit=5${cursor ? `&cursor=${cursor}` : ""}`)
+      const res: { status: number; body: any } = await api.get(`/v1/stock-levels/${variantId}/history?limit=5${cursor ? `&cursor=${cursor}` : ""}`)
       expect(res.status).toBe(200)
       items.push(...res.body.items)
       cursor = res.body.nextCursor

@@ -23,9 +23,19 @@ export interface TestApp {
  * The whole service, in process, against a fresh PostgreSQL database, listening on a free port:
  * tests talk to it over a real socket with `fetch`, and read the database directly.
  */
-export const startTestApp = async (options: { readonly label?: string; readonly env?: Record<string, string> } = {}): Promise<TestApp> => {
-  const database = await createTestDatabase(options.label ?? "app")
-  const config = configFromMap({ DATABASE_URL: database.url, PORT: "0", DB_POOL_MAX: "10", ...options.env })
+export const startTestApp = async (
+  options: {
+    readonly label?: string
+    readonly env?: Record<string, string>
+    /** An existing database to run on (not dropped by `close`) instead of a fresh one. */
+    readonly database?: TestDatabase
+    /** How the service reaches the database, e.g. through a test proxy; default its own URL. */
+    readonly databaseUrl?: (database: TestDatabase) => string
+  } = {}
+): Promise<TestApp> => {
+  const database = options.database ?? (await createTestDatabase(options.label ?? "app"))
+  const databaseUrl = options.databaseUrl?.(database) ?? database.url
+  const config = configFromMap({ DATABASE_URL: databaseUrl, PORT: "0", DB_POOL_MAX: "10", ...options.env })
   const runtime = ManagedRuntime.make(
     MainLive.pipe(Layer.provideMerge(config), Layer.provide(LoggingLive(testLogLevel())))
   )
@@ -38,12 +48,12 @@ export const startTestApp = async (options: { readonly label?: string; readonly 
       run: (effect) => runtime.runPromise(effect),
       close: async () => {
         await runtime.dispose()
-        await database.drop()
+        if (options.database === undefined) await database.drop()
       }
     }
   } catch (error) {
     await runtime.dispose().catch(() => undefined)
-    await database.drop()
+    if (options.database === undefined) await database.drop()
     throw error
   }
 }
