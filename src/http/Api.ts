@@ -32,12 +32,12 @@ export class StockLevelBatch extends Schema.Class<StockLevelBatch>("StockLevelBa
 
 export class StockLevelPage extends Schema.Class<StockLevelPage>("StockLevelPage")({
   items: Schema.Array(StockLevel),
-  nextCursor: Schema.NullOr(Schema.String)
+  nextCursor: Schema.NullOr(Cursor)
 }) {}
 
 export class HistoryPage extends Schema.Class<HistoryPage>("HistoryPage")({
   items: Schema.Array(HistoryEntry),
-  nextCursor: Schema.NullOr(Schema.String)
+  nextCursor: Schema.NullOr(Cursor)
 }) {}
 
 /** `?variantId=a&variantId=b` (batch read) or `?status=&limit=&cursor=` (listing); not both. */
