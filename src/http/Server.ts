@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
@@ -44,8 +44,13 @@ const requestMiddleware = (bodyLimitBytes: number) =>
       const request = yield* HttpServerRequest.HttpServerRequest
       const correlationId = correlationIdOf(request)
       const started = Date.now()
+      // The app's responses are written before this middleware sees them: its headers go on via a
+      // pre-response handler; responses made here (413, 415) get the header directly.
+      yield* HttpApp.appendPreResponseHandler((_, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "x-correlation-id", correlationId))
+      )
       const response = yield* Option.match(rejectBody(request, bodyLimitBytes, correlationId), {
-        onSome: Effect.succeed,
+        onSome: (rejection) => Effect.succeed(HttpServerResponse.setHeader(rejection, "x-correlation-id", correlationId)),
         onNone: () => app
       }).pipe(
         HttpServerRequest.withMaxBodySize(Option.some(bodyLimitBytes)),
@@ -61,7 +66,7 @@ const requestMiddleware = (bodyLimitBytes: number) =>
           durationMs: Date.now() - started
         })
       )
-      return HttpServerResponse.setHeader(response, "x-correlation-id", correlationId)
+      return response
     })
   )
 
@@ -82,6 +87,9 @@ export const HttpLive = Layer.unwrapEffect(
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(ProblemMiddlewareLive),
       Layer.provide(ApiLive),
+      // find-my-way refuses path parameters over 100 characters as "no route"; ids may be 128 and
+      // longer ones must reach validation to get a 400, not a 404.
+      Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
       HttpServer.withLogAddress,
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
     )
