@@ -8,10 +8,11 @@ import { ShutdownLive } from "./layers/Shutdown.js"
 import { SqlLive } from "./layers/Sql.js"
 import { Adjustments } from "./services/Adjustments.js"
 import { History } from "./services/History.js"
+import { Retention, RetentionSweeperLive } from "./services/Retention.js"
 import { StockLevels } from "./services/StockLevels.js"
 
 /** The inventory programs, over SQL. */
-const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default)
+const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default, Retention.Default)
 
 /** Database first (migrated before anything serves), then services, then the HTTP server. */
 const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive).pipe(
@@ -22,6 +23,7 @@ const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive).pip
 /** Built last, closed first: on SIGTERM readiness turns 503 before the server stops accepting. */
 export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(HttpLive),
+  Layer.provideMerge(RetentionSweeperLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),
   Layer.provide(NodeContext.layer)

@@ -1,9 +1,10 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Duration, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { AppConfig, type AppConfigShape } from "../layers/Config.js"
+import { Lifecycle } from "../layers/Lifecycle.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { AuthenticationLive } from "./Auth.js"
@@ -123,7 +124,7 @@ const securityHeaders = (path: string) => ({
  * log line, stored with history and events), URL and body limits, the request deadline, security
  * headers, and one access log line per request (with the caller once authenticated).
  */
-const requestMiddleware = (config: AppConfigShape) =>
+const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
   HttpMiddleware.make((app) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -134,11 +135,16 @@ const requestMiddleware = (config: AppConfigShape) =>
       const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, config.bodyLimitBytes, correlationId))
       const [response, actor] = yield* Option.match(rejected, {
         onSome: (response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)),
-        // The inner app writes its response itself (before this middleware resumes): headers go in
-        // through a pre-response handler.
+        // The app's responses are written before this middleware sees them: its headers go on via a
+        // pre-response handler. While the process drains, `Connection: close` makes keep-alive
+        // clients stop reusing this socket.
         onNone: () =>
           Effect.zipRight(
-            HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers))),
+            HttpApp.appendPreResponseHandler((_, response) =>
+              Effect.map(lifecycle.isDraining, (draining) =>
+                HttpServerResponse.setHeaders(response, { ...headers, ...(draining ? { connection: "close" } : {}) })
+              )
+            ),
             app
           )
       }).pipe(
@@ -187,16 +193,30 @@ export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(
   Layer.provide(AuthenticationLive)
 )
 
+/**
+ * The Node server itself, so that shutdown can stop accepting and wait for in-flight requests
+ * while their handler is still installed (the platform's own finalizer removes it first).
+ */
+export class NodeServer extends Context.Tag("inventory/NodeServer")<NodeServer, Server>() {}
+
+const NodeServerLive = Layer.sync(NodeServer, () => createServer())
+
 /** The HTTP server on PORT serving the API, `/openapi.json` and `/docs`. */
 export const HttpLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) =>
-    HttpApiBuilder.serve(requestMiddleware(config)).pipe(
+  Effect.gen(function* () {
+    const config = yield* AppConfig
+    const lifecycle = yield* Lifecycle
+    const server = yield* NodeServer
+    return HttpApiBuilder.serve(requestMiddleware(config, lifecycle)).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(ApiMiddlewareLive),
       Layer.provide(ApiLive),
+      // find-my-way refuses path parameters over 100 characters as "no route"; ids may be 128 and
+      // longer ones must reach validation to get a 400, not a 404.
+      Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
       HttpServer.withLogAddress,
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port }))
     )
-  )
-)
+  })
+).pipe(Layer.provideMerge(NodeServerLive))

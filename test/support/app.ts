@@ -58,10 +58,21 @@ export interface TestApp {
  * The whole service, in process, against a fresh PostgreSQL database, listening on a free port:
  * tests talk to it over a real socket with `fetch`, and read the database directly.
  */
-export const startTestApp = async (options: { readonly label?: string; readonly env?: Record<string, string> } = {}): Promise<TestApp> => {
-  const database = await createTestDatabase(options.label ?? "app")
-  const url = new URL(database.url)
-  url.password = TEST_DB_PASSWORD
+export const startTestApp = async (
+  options: {
+    readonly label?: string
+    readonly env?: Record<string, string>
+    /** An existing database to run on (not dropped by `close`) instead of a fresh one. */
+    readonly database?: TestDatabase
+    /** How the service reaches the database, e.g. through a test proxy; default its own URL. */
+    readonly databaseUrl?: (database: TestDatabase) => string
+  } = {}
+): Promise<TestApp> => {
+  const database = options.database ?? (await createTestDatabase(options.label ?? "app"))
+  const databaseUrl = options.databaseUrl?.(database) ?? database.url
+  // A password the test server (trust authentication) never checks: the log scan looks for it.
+  const url = new URL(databaseUrl)
+  if (url.password === "") url.password = TEST_DB_PASSWORD
   const config = configFromMap({
     DATABASE_URL: url.toString(),
     PORT: "0",
@@ -85,12 +96,12 @@ export const startTestApp = async (options: { readonly label?: string; readonly 
       run: (effect) => runtime.runPromise(effect),
       close: async () => {
         await runtime.dispose()
-        await database.drop()
+        if (options.database === undefined) await database.drop()
       }
     }
   } catch (error) {
     await runtime.dispose().catch(() => undefined)
-    await database.drop()
+    if (options.database === undefined) await database.drop()
     throw error
   }
 }
