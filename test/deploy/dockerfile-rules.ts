@@ -139,6 +139,24 @@ export const checkDockerfile = (text: string): Array<string> => {
   if (!user) problems.push("final stage has no USER: the image would run as root")
   else if (/^(root|0)(:.*)?$/.test(user.args.trim())) problems.push(`${inFinal(user)}: USER ${user.args} is root`)
 
+  // node_modules copied into the final stage must come from a stage that installed them without
+  // devDependencies (every npm ci/install there has --omit=dev).
+  const byName = new Map(stages.filter((s) => s.name).map((s) => [s.name!.toLowerCase(), s]))
+  for (const i of final.instructions) {
+    if (i.keyword !== "COPY") continue
+    const { flags, sources } = copySources(i.args)
+    const from = flags.find((f) => f.startsWith("--from="))?.slice("--from=".length).toLowerCase()
+    if (from === undefined || !sources.some((s) => /node_modules/.test(s))) continue
+    const stage = byName.get(from) ?? stages[Number(from)]
+    const installs = (stage?.instructions ?? [])
+      .filter((x) => x.keyword === "RUN")
+      .flatMap((x) => x.args.split(/&&|\|\||;/))
+      .filter((command) => /(^|\s)npm\s+(ci|install|i|add)(\s|$)/.test(command))
+    if (installs.length === 0 || installs.some((command) => !/--omit[= ]dev(\s|$)/.test(command))) {
+      problems.push(`${inFinal(i)}: copies node_modules from stage "${from}", which installs devDependencies; install it there with npm ci --omit=dev`)
+    }
+  }
+
   for (const i of final.instructions) {
     if (i.keyword === "RUN") {
       for (const command of i.args.split(/&&|\|\||;/)) {

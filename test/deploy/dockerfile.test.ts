@@ -94,6 +94,11 @@ describe("the rule checker", () => {
     ["COPY . .", broken("COPY migrations ./migrations\n", "COPY . .\n"), /copies the whole build context/],
     ["ADD ./ /app", broken("COPY migrations ./migrations\n", "ADD ./ /app\n"), /copies the whole build context/],
     [
+      "node_modules copied from the build stage (with devDependencies)",
+      broken("COPY --from=build /app/dist ./dist\n", "COPY --from=build /app/dist ./dist\nCOPY --from=build /app/node_modules ./node_modules\n"),
+      /copies node_modules from stage "build", which installs devDependencies/
+    ],
+    [
       "build tools in the final stage",
       broken("RUN npm ci --omit=dev\n", "RUN apt-get update && apt-get install -y \\\n    gcc make python3 \\\n && npm ci --omit=dev\n"),
       /installs build tools/

@@ -1,0 +1,1 @@
+export declare const judge: (stdout: string, strict?: boolean) => { ok: boolean; message: string }
