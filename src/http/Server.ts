@@ -7,6 +7,8 @@ import { AppConfig } from "../layers/Config.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { HealthHttpLive } from "./HealthHttp.js"
+import { recordRequest, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
+import { MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
@@ -36,14 +38,15 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
 
 /**
  * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
- * log line, stored with history and events), body limits, and one access log line per request.
+ * log line, stored with history and events), body limits, and per request one access log line and
+ * the HTTP metrics, both by route template. No bodies, no headers are logged.
  */
 const requestMiddleware = (bodyLimitBytes: number) =>
   HttpMiddleware.make((app) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const correlationId = correlationIdOf(request)
-      const started = Date.now()
+      const started = process.hrtime.bigint()
       const response = yield* Option.match(rejectBody(request, bodyLimitBytes, correlationId), {
         onSome: Effect.succeed,
         onNone: () => app
@@ -52,13 +55,18 @@ const requestMiddleware = (bodyLimitBytes: number) =>
         Effect.locally(CurrentRequest, { correlationId, actor: null }),
         Effect.annotateLogs("correlationId", correlationId)
       )
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      const path = request.url.split("?")[0] ?? "/"
+      const route = routeOf(yield* Effect.option(Effect.currentSpan), path)
+      yield* recordRequest({ route, method: request.method, status: response.status, seconds })
       yield* Effect.logInfo("http request").pipe(
         Effect.annotateLogs({
           correlationId,
           method: request.method,
-          path: request.url.split("?")[0],
+          route,
+          path,
           status: response.status,
-          durationMs: Date.now() - started
+          durationMs: Math.round(seconds * 1e6) / 1e3
         })
       )
       return HttpServerResponse.setHeader(response, "x-correlation-id", correlationId)
@@ -74,16 +82,22 @@ const ProblemMiddlewareLive = HttpApiBuilder.middleware((app) =>
 
 export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, HealthHttpLive]))
 
-/** The HTTP server on PORT serving the API, `/openapi.json` and `/docs`. */
+/**
+ * The HTTP server on PORT serving the API, `/openapi.json`, `/docs` and `/metrics` (the latter on its
+ * own server when METRICS_PORT is set). Probes and scrapes are not traced.
+ */
 export const HttpLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) =>
     HttpApiBuilder.serve(requestMiddleware(config.bodyLimitBytes)).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(Option.isNone(config.metricsPort) ? MetricsRouteLive : Layer.empty),
       Layer.provide(ProblemMiddlewareLive),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port })),
+      Layer.merge(Option.match(config.metricsPort, { onNone: () => Layer.empty, onSome: MetricsServerLive })),
+      HttpMiddleware.withTracerDisabledForUrls(UNTRACED_PATHS)
     )
   )
 )

@@ -21,6 +21,7 @@ export interface AppConfigShape {
   readonly authAudience: string
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
+  readonly deploymentEnvironment: Option.Option<string>
   readonly shutdownGraceMs: number
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
@@ -86,6 +87,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault("inventory-service")),
   logLevel,
   otlpEndpoint: Config.option(url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  deploymentEnvironment: Config.option(Config.string("DEPLOYMENT_ENVIRONMENT")),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
   rateLimitRps: Config.integer("RATE_LIMIT_RPS").pipe(
     Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
