@@ -52,14 +52,17 @@ export const instrumentPool = (pool: pg.Pool, max: number): Effect.Effect<void, 
     if (Option.isNone(metrics)) return
     const [inUse, idle, waiting] = (["in_use", "idle", "waiting"] as const).map((state) => Metric.tagged(poolConnections, "state", state))
     yield* Metric.set(poolMax, max)
+    // Suspended: the counts are read at each scrape, not once here.
     yield* metrics.value.addSampler(
-      Effect.all(
-        [
-          Metric.set(inUse!, pool.totalCount - pool.idleCount),
-          Metric.set(idle!, pool.idleCount),
-          Metric.set(waiting!, pool.waitingCount)
-        ],
-        { discard: true }
+      Effect.suspend(() =>
+        Effect.all(
+          [
+            Metric.set(inUse!, pool.totalCount - pool.idleCount),
+            Metric.set(idle!, pool.idleCount),
+            Metric.set(waiting!, pool.waitingCount)
+          ],
+          { discard: true }
+        )
       )
     )
   })
