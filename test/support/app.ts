@@ -30,10 +30,17 @@ export interface TestApp {
  * suite is a redaction test; lines at TEST_LOG_LEVEL (default error) are also printed.
  */
 export const startTestApp = async (
-  options: { readonly label?: string; readonly env?: Record<string, string>; readonly secrets?: ReadonlyArray<string> } = {}
+  options: {
+    readonly label?: string
+    readonly env?: Record<string, string>
+    /** Values that must never appear in a log line (checked at close, beside the generic patterns). */
+    readonly secrets?: ReadonlyArray<string>
+    /** Rewrites the test database's URL (e.g. to add a password). */
+    readonly databaseUrl?: (url: string) => string
+  } = {}
 ): Promise<TestApp> => {
   const database = await createTestDatabase(options.label ?? "app")
-  const config = configFromMap({ DATABASE_URL: database.url, PORT: "0", DB_POOL_MAX: "10", ...options.env })
+  const config = configFromMap({ DATABASE_URL: (options.databaseUrl ?? ((url) => url))(database.url), PORT: "0", DB_POOL_MAX: "10", ...options.env })
   const lines: Array<string> = []
   const printFrom = testLogLevel()
   const capture = Logger.make<unknown, void>((entry) => {
