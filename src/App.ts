@@ -10,10 +10,11 @@ import { SqlLive } from "./layers/Sql.js"
 import { TelemetryLive } from "./layers/Telemetry.js"
 import { Adjustments } from "./services/Adjustments.js"
 import { History } from "./services/History.js"
+import { Retention, RetentionSweeperLive } from "./services/Retention.js"
 import { StockLevels } from "./services/StockLevels.js"
 
 /** The inventory programs, over SQL. */
-const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default)
+const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default, Retention.Default)
 
 /**
  * Telemetry first (every later span and metric goes through it, and it flushes last), then the
@@ -28,6 +29,7 @@ const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive, Pro
 /** Built last, closed first: on SIGTERM readiness turns 503 before the server stops accepting. */
 export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(HttpLive),
+  Layer.provideMerge(RetentionSweeperLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),
   Layer.provide(NodeContext.layer)

@@ -14,8 +14,8 @@ describe("logging: JSON lines with correlation and trace ids", () => {
 
   beforeAll(async () => {
     // A password in the database URL (trust authentication ignores it) must never reach a log line.
-    const withPassword = (raw: string) => {
-      const url = new URL(raw)
+    const withPassword = (database: { url: string }) => {
+      const url = new URL(database.url)
       url.password = password
       return url.toString()
     }

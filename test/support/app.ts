@@ -33,14 +33,17 @@ export const startTestApp = async (
   options: {
     readonly label?: string
     readonly env?: Record<string, string>
+    /** An existing database to run on (not dropped by `close`) instead of a fresh one. */
+    readonly database?: TestDatabase
+    /** How the service reaches the database, e.g. through a test proxy; default its own URL. */
+    readonly databaseUrl?: (database: TestDatabase) => string
     /** Values that must never appear in a log line (checked at close, beside the generic patterns). */
     readonly secrets?: ReadonlyArray<string>
-    /** Rewrites the test database's URL (e.g. to add a password). */
-    readonly databaseUrl?: (url: string) => string
   } = {}
 ): Promise<TestApp> => {
-  const database = await createTestDatabase(options.label ?? "app")
-  const config = configFromMap({ DATABASE_URL: (options.databaseUrl ?? ((url) => url))(database.url), PORT: "0", DB_POOL_MAX: "10", ...options.env })
+  const database = options.database ?? (await createTestDatabase(options.label ?? "app"))
+  const databaseUrl = options.databaseUrl?.(database) ?? database.url
+  const config = configFromMap({ DATABASE_URL: databaseUrl, PORT: "0", DB_POOL_MAX: "10", ...options.env })
   const lines: Array<string> = []
   const printFrom = testLogLevel()
   const capture = Logger.make<unknown, void>((entry) => {
@@ -60,14 +63,14 @@ export const startTestApp = async (
       logs: () => lines,
       close: async () => {
         await runtime.dispose()
-        await database.drop()
+        if (options.database === undefined) await database.drop()
         const leaks = secretsIn(lines, options.secrets)
         if (leaks.length > 0) throw new Error(`log lines leak secrets:\n${leaks.join("\n")}`)
       }
     }
   } catch (error) {
     await runtime.dispose().catch(() => undefined)
-    await database.drop()
+    if (options.database === undefined) await database.drop()
     throw error
   }
 }
