@@ -9,6 +9,8 @@ import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { AuthenticationLive } from "./Auth.js"
 import { HealthHttpLive } from "./HealthHttp.js"
+import { recordRequest, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
+import { MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
@@ -121,16 +123,17 @@ const securityHeaders = (path: string) => ({
 
 /**
  * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
- * log line, stored with history and events), URL and body limits, the request deadline, security
- * headers, and one access log line per request (with the caller once authenticated).
+ * log line, stored with history and events), URL and body limits, security headers, and per
+ * request one access log line (with the caller once authenticated) and the HTTP metrics, both by
+ * route template. No bodies, no headers are logged.
  */
 const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
   HttpMiddleware.make((app) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const correlationId = correlationIdOf(request)
-      const path = request.url.split("?")[0] ?? ""
-      const started = Date.now()
+      const path = request.url.split("?")[0] ?? "/"
+      const started = process.hrtime.bigint()
       const headers = { ...securityHeaders(path), "x-correlation-id": correlationId }
       const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, config.bodyLimitBytes, correlationId))
       const [response, actor] = yield* Option.match(rejected, {
@@ -154,14 +157,18 @@ const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
         Effect.locally(CurrentRequest, { correlationId, actor: null }),
         Effect.annotateLogs("correlationId", correlationId)
       )
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      const route = routeOf(yield* Effect.option(Effect.currentSpan), path)
+      yield* recordRequest({ route, method: request.method, status: response.status, seconds })
       yield* Effect.logInfo("http request").pipe(
         Effect.annotateLogs({
           correlationId,
           actor,
           method: request.method,
+          route,
           path: loggedPath(path),
           status: response.status,
-          durationMs: Date.now() - started
+          durationMs: Math.round(seconds * 1e6) / 1e3
         })
       )
       return response
@@ -201,7 +208,10 @@ export class NodeServer extends Context.Tag("inventory/NodeServer")<NodeServer, 
 
 const NodeServerLive = Layer.sync(NodeServer, () => createServer())
 
-/** The HTTP server on PORT serving the API, `/openapi.json` and `/docs`. */
+/**
+ * The HTTP server on PORT serving the API, `/openapi.json`, `/docs` and `/metrics` (the latter on its
+ * own server when METRICS_PORT is set). Probes and scrapes are not traced.
+ */
 export const HttpLive = Layer.unwrapEffect(
   Effect.gen(function* () {
     const config = yield* AppConfig
@@ -210,13 +220,16 @@ export const HttpLive = Layer.unwrapEffect(
     return HttpApiBuilder.serve(requestMiddleware(config, lifecycle)).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(Option.isNone(config.metricsPort) ? MetricsRouteLive : Layer.empty),
       Layer.provide(ApiMiddlewareLive),
       Layer.provide(ApiLive),
       // find-my-way refuses path parameters over 100 characters as "no route"; ids may be 128 and
       // longer ones must reach validation to get a 400, not a 404.
       Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
       HttpServer.withLogAddress,
-      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port }))
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port })),
+      Layer.merge(Option.match(config.metricsPort, { onNone: () => Layer.empty, onSome: MetricsServerLive })),
+      HttpMiddleware.withTracerDisabledForUrls(UNTRACED_PATHS)
     )
   })
 ).pipe(Layer.provideMerge(NodeServerLive))

@@ -27,6 +27,7 @@ export interface AppConfigShape {
   readonly authJwksCooldownMs: number
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
+  readonly deploymentEnvironment: Option.Option<string>
   readonly shutdownGraceMs: number
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
@@ -137,6 +138,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   ),
   logLevel,
   otlpEndpoint: optionalUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
+  deploymentEnvironment: Config.option(Config.string("DEPLOYMENT_ENVIRONMENT")),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
   rateLimitRps: Config.integer("RATE_LIMIT_RPS").pipe(
     Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),

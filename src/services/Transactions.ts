@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect, FiberRef, Option, Ref, Schedule } from "effect"
 import { Outbox } from "../outbox/Outbox.js"
 
 const RETRYABLE = new Set(["40001", "40P01"]) // serialization_failure, deadlock_detected
@@ -26,6 +26,18 @@ const retrySchedule = Schedule.exponential(Duration.millis(5), 2).pipe(
   Schedule.intersect(Schedule.recurs(8))
 )
 
+/** Work queued by the transaction attempt running on this fiber, if any. */
+const pendingAfterCommit = FiberRef.unsafeMake<Option.Option<Ref.Ref<ReadonlyArray<Effect.Effect<void>>>>>(Option.none())
+
+/**
+ * Runs `effect` once the current `Transactions.run` has committed (at once outside one): metrics and
+ * business log lines then describe what really happened, never a rolled-back or retried attempt.
+ */
+export const afterCommit = (effect: Effect.Effect<void>): Effect.Effect<void> =>
+  Effect.flatMap(FiberRef.get(pendingAfterCommit), (pending) =>
+    Option.match(pending, { onNone: () => effect, onSome: (queue) => Ref.update(queue, (all) => [...all, effect]) })
+  )
+
 /**
  * One state change = one transaction. Serialization failures and deadlocks (which PostgreSQL may
  * report even for well-ordered locking) are retried whole with backoff before anyone sees them; a
@@ -39,19 +51,28 @@ export class Transactions extends Effect.Service<Transactions>()("inventory/Tran
     const outbox = yield* Outbox
     return {
       run: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-        sql.withTransaction(effect).pipe(
-          // @effect/sql turns a failed COMMIT or ROLLBACK into a defect. When the connection died under
-          // it, that is an outage (503, outcome unknown to the client), not a bug.
-          Effect.catchAllDefect((defect) =>
-            RETRYABLE.has(pgCode(defect) ?? "")
-              ? Effect.fail(new SqlError({ cause: defect }))
-              : defect instanceof SqlError && isDatabaseUnavailable(defect)
-                ? Effect.fail(defect)
-                : Effect.die(defect)
-          ),
-          Effect.retry({ schedule: retrySchedule, while: (e) => RETRYABLE.has(pgCode(e) ?? "") }),
-          Effect.tap(() => outbox.committed)
-        )
+        Effect.gen(function* () {
+          // Nested in another run: its after-commit work waits for the outermost commit.
+          if (Option.isSome(yield* FiberRef.get(pendingAfterCommit))) return yield* sql.withTransaction(effect)
+          const queue = yield* Ref.make<ReadonlyArray<Effect.Effect<void>>>([])
+          const value = yield* Ref.set(queue, []).pipe(
+            Effect.zipRight(sql.withTransaction(effect)),
+            Effect.locally(pendingAfterCommit, Option.some(queue)),
+            // @effect/sql turns a failed COMMIT or ROLLBACK into a defect. When the connection died under
+            // it, that is an outage (503, outcome unknown to the client), not a bug.
+            Effect.catchAllDefect((defect) =>
+              RETRYABLE.has(pgCode(defect) ?? "")
+                ? Effect.fail(new SqlError({ cause: defect }))
+                : defect instanceof SqlError && isDatabaseUnavailable(defect)
+                  ? Effect.fail(defect)
+                  : Effect.die(defect)
+            ),
+            Effect.retry({ schedule: retrySchedule, while: (e) => RETRYABLE.has(pgCode(e) ?? "") })
+          )
+          yield* outbox.committed
+          for (const work of yield* Ref.get(queue)) yield* work
+          return value
+        })
     } as const
   }),
   dependencies: [Outbox.Default]

@@ -5,10 +5,11 @@ import { appendFileSync, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { MainLive } from "../../src/App.js"
 import { AppConfig, configFromMap } from "../../src/layers/Config.js"
-import { LoggingLive, structuredLogger } from "../../src/layers/Logging.js"
+import { structuredLogger } from "../../src/layers/Logging.js"
 import { bearer, TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "./auth.js"
 import { createTestDatabase, type TestDatabase } from "./database.js"
 import { client } from "./http.js"
+import { secretsIn } from "./redaction.js"
 
 const testLogLevel = () =>
   ({ debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warning, error: LogLevel.Error })[
@@ -17,29 +18,16 @@ const testLogLevel = () =>
 
 /**
  * The database password every test app is given (the test server trusts local connections, so it is
- * never checked): the log scan (test/support/log-scan.ts) proves it never reaches a log line.
+ * never checked): log checks prove it never reaches a log line.
  */
 export const TEST_DB_PASSWORD = `s3cret-db-password-${process.pid}`
 
-/**
- * With TEST_LOG_DIR set (vitest's globalSetup sets it), every app also writes all its log lines at
- * debug level to a file there, so a whole test run's logs can be searched for leaked secrets.
- */
-const testLogging = () => {
-  const consoleOnly = LoggingLive(testLogLevel())
+/** With TEST_LOG_DIR set (vitest's globalSetup), log lines also go to a file there: global-setup.ts scans the whole run. */
+const runLogFile = () => {
   const dir = process.env["TEST_LOG_DIR"]
-  if (dir === undefined) return consoleOnly
+  if (dir === undefined) return undefined
   mkdirSync(dir, { recursive: true })
-  const file = join(dir, `worker-${process.pid}.log`)
-  const toFile = Logger.map(structuredLogger, (line) => appendFileSync(file, line + "\n"))
-  // The console keeps the test level; the file gets everything.
-  return Layer.mergeAll(
-    Logger.replace(Logger.defaultLogger, Logger.filterLogLevel(Logger.map(structuredLogger, (line) => {
-      process.stdout.write(line + "\n")
-    }), (level) => LogLevel.greaterThanEqual(level, testLogLevel()))),
-    Logger.add(toFile),
-    Logger.minimumLogLevel(LogLevel.Debug)
-  )
+  return join(dir, `worker-${process.pid}.log`)
 }
 
 export interface TestApp {
@@ -51,12 +39,17 @@ export interface TestApp {
   readonly database: TestDatabase
   /** Runs an effect with the app's services (SqlClient, StockLevels, ...). */
   readonly run: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient | Layer.Layer.Success<typeof MainLive>>) => Promise<A>
+  /** Every log line the app wrote so far (all levels, as JSON text), whatever TEST_LOG_LEVEL prints. */
+  readonly logs: () => ReadonlyArray<string>
+  /** Stops the app and drops its database; fails if any log line held a secret (see redaction.ts). */
   readonly close: () => Promise<void>
 }
 
 /**
  * The whole service, in process, against a fresh PostgreSQL database, listening on a free port:
- * tests talk to it over a real socket with `fetch`, and read the database directly.
+ * tests talk to it over a real socket with `fetch`, and read the database directly. Every test app
+ * logs at debug level into memory and is checked for leaked secrets when closed, so the whole
+ * suite is a redaction test; lines at TEST_LOG_LEVEL (default error) are also printed.
  */
 export const startTestApp = async (
   options: {
@@ -66,11 +59,13 @@ export const startTestApp = async (
     readonly database?: TestDatabase
     /** How the service reaches the database, e.g. through a test proxy; default its own URL. */
     readonly databaseUrl?: (database: TestDatabase) => string
+    /** Values that must never appear in a log line (checked at close, beside the generic patterns). */
+    readonly secrets?: ReadonlyArray<string>
   } = {}
 ): Promise<TestApp> => {
   const database = options.database ?? (await createTestDatabase(options.label ?? "app"))
   const databaseUrl = options.databaseUrl?.(database) ?? database.url
-  // A password the test server (trust authentication) never checks: the log scan looks for it.
+  // A password the test server (trust authentication) never checks: the log checks look for it.
   const url = new URL(databaseUrl)
   if (url.password === "") url.password = TEST_DB_PASSWORD
   const config = configFromMap({
@@ -82,7 +77,17 @@ export const startTestApp = async (
     AUTH_AUDIENCE: TEST_AUDIENCE,
     ...options.env
   })
-  const runtime = ManagedRuntime.make(MainLive.pipe(Layer.provideMerge(config), Layer.provide(testLogging())))
+  const lines: Array<string> = []
+  const printFrom = testLogLevel()
+  const file = runLogFile()
+  const capture = Logger.make<unknown, void>((entry) => {
+    const line = structuredLogger.log(entry)
+    lines.push(line)
+    if (file !== undefined) appendFileSync(file, line + "\n")
+    if (LogLevel.greaterThanEqual(entry.logLevel, printFrom)) process.stdout.write(line + "\n")
+  })
+  const logging = Layer.merge(Logger.replace(Logger.defaultLogger, capture), Logger.minimumLogLevel(LogLevel.Debug))
+  const runtime = ManagedRuntime.make(MainLive.pipe(Layer.provideMerge(config), Layer.provide(logging)))
   try {
     const address = await runtime.runPromise(HttpServer.addressWith(Effect.succeed))
     const port = address._tag === "TcpAddress" ? address.port : 0
@@ -94,9 +99,12 @@ export const startTestApp = async (
       authHeaders,
       database,
       run: (effect) => runtime.runPromise(effect),
+      logs: () => lines,
       close: async () => {
         await runtime.dispose()
         if (options.database === undefined) await database.drop()
+        const leaks = secretsIn(lines, [TEST_DB_PASSWORD, ...(options.secrets ?? [])])
+        if (leaks.length > 0) throw new Error(`log lines leak secrets:\n${leaks.join("\n")}`)
       }
     }
   } catch (error) {
