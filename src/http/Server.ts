@@ -1,6 +1,6 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Duration, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type Server } from "node:http"
 import { AppConfig, type AppConfigShape } from "../layers/Config.js"
@@ -72,33 +72,31 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
  * The database bounds the work instead (statement_timeout, idle_in_transaction_session_timeout).
  * A change may therefore still commit after the 503: clients retry with their Idempotency-Key.
  */
-const withDeadline = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>, timeoutMs: number, correlationId: string) =>
+const withDeadline = <R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>, timeoutMs: number, correlationId: string) =>
   Effect.gen(function* () {
-    const fiber = yield* Effect.forkDaemon(app)
-    // The server handles requests in an uninterruptible region; only the waiting is made interruptible.
-    return yield* Effect.interruptible(Fiber.join(fiber)).pipe(
-      Effect.timeoutTo({
-        duration: Duration.millis(timeoutMs),
-        onSuccess: Effect.succeed,
-        onTimeout: () =>
-          Effect.as(
-            Effect.forkDaemon(
-              Effect.flatMap(Fiber.await(fiber), (exit) =>
-                Effect.logWarning("request finished after its deadline").pipe(
-                  Effect.annotateLogs({ status: Exit.isSuccess(exit) ? exit.value.status : "failed", correlationId })
-                )
-              )
-            ),
-            problemResponse(
-              problems.unavailable,
-              `The request did not complete within ${timeoutMs} ms; it may still take effect, so retry with the same Idempotency-Key`,
-              correlationId,
-              {},
-              { "retry-after": "2" }
-            )
-          )
-      }),
-      Effect.flatten
+    // Whichever comes first: the handler's answer or the deadline. The request fiber waits on a
+    // Deferred (not an interruptible join), so shutdown still waits for it, at most until the deadline.
+    const first = yield* Deferred.make<"answered" | "late">()
+    const work = yield* Effect.forkDaemon(Effect.ensuring(app, Deferred.succeed(first, "answered")))
+    const timer = yield* Effect.forkDaemon(Effect.interruptible(Effect.delay(Deferred.succeed(first, "late"), Duration.millis(timeoutMs))))
+    if ((yield* Deferred.await(first)) === "answered") {
+      yield* Fiber.interruptFork(timer)
+      // Already done: returns its response and brings its FiberRefs (the caller) to this fiber.
+      return yield* Fiber.join(work)
+    }
+    yield* Effect.forkDaemon(
+      Effect.flatMap(Fiber.await(work), (exit) =>
+        Effect.logWarning("request finished after its deadline").pipe(
+          Effect.annotateLogs({ status: Exit.isSuccess(exit) ? exit.value.status : "failed", correlationId })
+        )
+      )
+    )
+    return problemResponse(
+      problems.unavailable,
+      `The request did not complete within ${timeoutMs} ms; it may still take effect, so retry with the same Idempotency-Key`,
+      correlationId,
+      {},
+      { "retry-after": "2" }
     )
   })
 
