@@ -13,7 +13,9 @@ describe("process lifecycle", () => {
   afterAll(() => database?.drop())
 
   it("finishes every in-flight request on SIGTERM, turns unready first, and exits 0", async () => {
-    const service = await startService({ DATABASE_URL: database.url, DB_POOL_MAX: "2" })
+    // This is about draining, not the request deadline: a loaded CI machine may take longer than the
+    // default 10 s to work through 60 queued adjustments on one row, which would answer 503.
+    const service = await startService({ DATABASE_URL: database.url, DB_POOL_MAX: "2", REQUEST_TIMEOUT_MS: "60000" })
     const api = client(service.baseUrl, await bearer())
     await api.put("/v1/stock-levels/drain-1", {})
     // Hold the variant's row lock so that every request is received and then kept in flight.
