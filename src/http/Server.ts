@@ -8,6 +8,7 @@ import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { HealthHttpLive } from "./HealthHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
+import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -72,7 +73,7 @@ const ProblemMiddlewareLive = HttpApiBuilder.middleware((app) =>
   )
 )
 
-export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, HealthHttpLive]))
+export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, HealthHttpLive]))
 
 /** The HTTP server on PORT serving the API, `/openapi.json` and `/docs`. */
 export const HttpLive = Layer.unwrapEffect(

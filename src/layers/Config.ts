@@ -25,6 +25,7 @@ export interface AppConfigShape {
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
   readonly requestTimeoutMs: number
+  readonly reservationSweepIntervalMs: number
 }
 
 export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -92,7 +93,8 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.withDefault(1000)
   ),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
-  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000)
+  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
+  reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000)
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */
