@@ -22,12 +22,14 @@ export class ReservationLine extends Schema.Class<ReservationLine>("ReservationL
  * Lines with the same variant summed, in variant-id order: the canonical form that is stored,
  * compared for idempotency and locked in (a fixed lock order rules out deadlocks between reservations).
  */
-export const mergeLines = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>): ReadonlyArray<ReservationLine> => {
+export const mergeLines = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>): ReadonlyArray<ReservationLine> =>
+  lineTotals(lines).map(([variantId, quantity]) => new ReservationLine({ variantId, quantity }))
+
+/** [variantId, summed quantity] in variant-id order. */
+const lineTotals = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>) => {
   const totals = new Map<string, number>()
   for (const line of lines) totals.set(line.variantId, (totals.get(line.variantId) ?? 0) + line.quantity)
-  return [...totals.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([variantId, quantity]) => new ReservationLine({ variantId, quantity }))
+  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 }
 
 /** Same variants with the same quantities, whatever the order or splitting of the lines. */
@@ -48,10 +50,10 @@ export class ReservationRequest extends Schema.Class<ReservationRequest>("Reserv
     ttlSeconds: Schema.optional(Schema.Int.pipe(Schema.between(1, MAX_TTL_SECONDS)))
   }).pipe(
     Schema.filter((request) => {
-      const tooLarge = mergeLines(request.lines).find((line) => line.quantity > MAX_LINE_QUANTITY)
+      const tooLarge = lineTotals(request.lines).find(([, quantity]) => quantity > MAX_LINE_QUANTITY)
       return tooLarge === undefined
         ? true
-        : { path: ["lines"], message: `the quantities of variant ${tooLarge.variantId} add up to more than ${MAX_LINE_QUANTITY}` }
+        : { path: ["lines"], message: `the quantities of variant ${tooLarge[0]} add up to more than ${MAX_LINE_QUANTITY}` }
     })
   )
 ) {}
