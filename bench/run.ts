@@ -53,6 +53,16 @@ const freePort = () =>
     })
   })
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+const cpuSeconds = (pid: number | undefined): number => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 
@@ -180,16 +190,19 @@ const main = async () => {
       { name: "(b) reserve, one hot variant", request: reserve(() => HOT), script: "reserve.pgbench.sql", defines: { lo: 0, hi: 0 } },
       { name: "(c) GET /v1/stock-levels/{id}", request: getLevel, script: "get.pgbench.sql", defines: {} }
     ]
-    const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure }> = []
+    const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure; cpuMsPerRequest: number }> = []
     for (const scenario of scenarios) {
       log(`${scenario.name}: service, ${DURATION_S} s at full speed`)
+      const cpuBefore = cpuSeconds(child.pid)
       const service = await load(baseUrl, scenario.request, DURATION_S)
+      // The service's own CPU per request: meaningful even on a busy machine, unlike req/s.
+      const cpuMsPerRequest = ((cpuSeconds(child.pid) - cpuBefore) * 1000) / (service.rate * DURATION_S)
       const halfRate = Math.max(1, Math.floor(service.rate / 2))
       log(`${scenario.name}: service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s`)
       const half = await load(baseUrl, scenario.request, HALF_RATE_DURATION_S, halfRate)
       log(`${scenario.name}: pgbench, ${DURATION_S} s`)
       const db = pgbench(databaseUrl, scenario.script, scenario.defines)
-      rows.push({ name: scenario.name, service, half, db })
+      rows.push({ name: scenario.name, service, half, db, cpuMsPerRequest })
     }
 
     const drift = await adminQuery(
@@ -212,7 +225,9 @@ const main = async () => {
           `${r.half.rate.toFixed(0)}: ${ms(r.half.p50)} / ${ms(r.half.p95)} / ${ms(r.half.p99)} |`
       ),
       "",
-      ...rows.map((r) => `${r.name}: service ${r.service.note}; half rate ${r.half.note}; pgbench ${r.db.note}`),
+      ...rows.map(
+        (r) => `${r.name}: service ${r.service.note}, ${r.cpuMsPerRequest.toFixed(2)} ms of service CPU per request; half rate ${r.half.note}; pgbench ${r.db.note}`
+      ),
       `reserved vs ACTIVE reservation lines after the run: ${drift[0]!.n} variant(s) drifted`,
       "Targets (reported, not asserted): (a) service >= 50% of pgbench tps; p99 < 25 ms at half the maximum rate."
     ]
