@@ -21,18 +21,34 @@ export interface AppConfigShape {
   readonly authAudience: string
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
+  readonly deploymentEnvironment: Option.Option<string>
   readonly shutdownGraceMs: number
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
   readonly requestTimeoutMs: number
   readonly reservationSweepIntervalMs: number
+  readonly retention: RetentionConfig
+}
+
+/** How long each kind of bookkeeping row is kept (0 = forever) and how the sweep runs (Retention.ts). */
+export interface RetentionConfig {
+  readonly sweepIntervalMs: number
+  readonly batchSize: number
+  readonly outboxHours: number
+  readonly inboxDays: number
+  readonly idempotencyKeyHours: number
+  readonly historyDays: number
 }
 
 export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
 
+/** An optional variable; an empty value (common in manifests) counts as unset. */
+const optionalString = (name: string) =>
+  Config.option(Config.string(name)).pipe(Config.map(Option.filter((value) => value.trim() !== "")))
+
 /** `NAME` or the contents of the file named by `NAME_FILE`, as a secret. */
 const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =>
-  Config.option(Config.string(`${name}_FILE`)).pipe(
+  optionalString(`${name}_FILE`).pipe(
     Config.mapOrFail((file) =>
       Option.match(file, {
         onNone: () => Either.right(Option.none<string>()),
@@ -43,8 +59,8 @@ const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =
           })
       })
     ),
-    Config.zipWith(Config.option(Config.redacted(name)), (fromFile, fromEnv) =>
-      Option.orElse(Option.map(fromFile, Redacted.make), () => fromEnv)
+    Config.zipWith(optionalString(name), (fromFile, fromEnv) =>
+      Option.map(Option.orElse(fromFile, () => fromEnv), Redacted.make)
     )
   )
 
@@ -58,12 +74,21 @@ const positiveInt = (name: string, fallback: number) =>
     Config.withDefault(fallback)
   )
 
-const url = (name: string) =>
-  Config.string(name).pipe(
-    Config.validate({
-      message: "must be an absolute URL",
-      validation: (value) => URL.canParse(value)
-    })
+/** 0 means "keep forever" for retention periods. */
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be 0 (keep forever) or a positive integer", validation: (n) => n >= 0 }),
+    Config.withDefault(fallback)
+  )
+
+/** An optional absolute URL. */
+const optionalUrl = (name: string) =>
+  optionalString(name).pipe(
+    Config.mapOrFail((value) =>
+      Option.isNone(value) || URL.canParse(value.value)
+        ? Either.right(value)
+        : Either.left(ConfigError.InvalidData([name], "must be an absolute URL"))
+    )
   )
 
 const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").pipe(
@@ -74,19 +99,28 @@ const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").p
 export const appConfig: Config.Config<AppConfigShape> = Config.all({
   nodeEnv: Config.literal("development", "production", "test")("NODE_ENV").pipe(Config.withDefault("development" as const)),
   port: port("PORT").pipe(Config.withDefault(8080)),
-  metricsPort: Config.option(port("METRICS_PORT")),
+  metricsPort: optionalString("METRICS_PORT").pipe(
+    Config.mapOrFail((value) => {
+      if (Option.isNone(value)) return Either.right(Option.none<number>())
+      const n = Number(value.value)
+      return Number.isInteger(n) && n >= 0 && n <= 65535
+        ? Either.right(Option.some(n))
+        : Either.left(ConfigError.InvalidData(["METRICS_PORT"], "must be a port number 0-65535"))
+    })
+  ),
   databaseUrl: secret("DATABASE_URL"),
   dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("./.data")),
   dbPoolMax: positiveInt("DB_POOL_MAX", 10),
   dbStatementTimeoutMs: positiveInt("DB_STATEMENT_TIMEOUT_MS", 5_000),
   dbConnectTimeoutMs: positiveInt("DB_CONNECT_TIMEOUT_MS", 5_000),
   amqpUrl: secret("AMQP_URL"),
-  authJwksUrl: Config.option(url("AUTH_JWKS_URL")),
+  authJwksUrl: optionalUrl("AUTH_JWKS_URL"),
   authPublicKey: secret("AUTH_PUBLIC_KEY"),
   authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault("inventory-dev")),
   authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault("inventory-service")),
   logLevel,
-  otlpEndpoint: Config.option(url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  otlpEndpoint: optionalUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
+  deploymentEnvironment: Config.option(Config.string("DEPLOYMENT_ENVIRONMENT")),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
   rateLimitRps: Config.integer("RATE_LIMIT_RPS").pipe(
     Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
@@ -94,7 +128,15 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   ),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
-  reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000)
+  reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000),
+  retention: Config.all({
+    sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
+    batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),
+    outboxHours: nonNegativeInt("OUTBOX_RETENTION_HOURS", 168),
+    inboxDays: nonNegativeInt("INBOX_RETENTION_DAYS", 30),
+    idempotencyKeyHours: nonNegativeInt("IDEMPOTENCY_KEY_RETENTION_HOURS", 72),
+    historyDays: nonNegativeInt("HISTORY_RETENTION_DAYS", 0)
+  })
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */

@@ -4,6 +4,7 @@ import { Duration, Effect, Layer, Option, Redacted, Runtime, String as Str } fro
 import pg from "pg"
 import { AppConfig } from "./Config.js"
 import { embeddedPostgres } from "./EmbeddedPostgres.js"
+import { instrumentPool } from "./SqlMetrics.js"
 
 /** Which database the service runs on; health and logs report it. */
 export type DatabaseKind = "postgres" | "embedded"
@@ -11,7 +12,7 @@ export type DatabaseKind = "postgres" | "embedded"
 const acquirePool = (options: pg.PoolConfig) =>
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
-    return yield* Effect.acquireRelease(
+    const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const pool = new pg.Pool(options)
         // node-postgres emits errors of idle clients on the pool; unlogged they would vanish.
@@ -22,12 +23,16 @@ const acquirePool = (options: pg.PoolConfig) =>
       }),
       (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
     )
+    yield* instrumentPool(pool, options.max ?? 10)
+    return pool
   })
 
 const clientOptions = {
   transformResultNames: Str.snakeToCamel,
   transformQueryNames: Str.camelToSnake,
-  applicationName: "inventory-service"
+  applicationName: "inventory-service",
+  // sql-pg sets the current `db.system.name`; tracing backends still key on the older `db.system`.
+  spanAttributes: { "db.system": "postgresql" }
 } as const
 
 /**
@@ -40,7 +45,11 @@ export const SqlLive = Layer.unwrapScoped(
     const base: pg.PoolConfig = {
       connectionTimeoutMillis: config.dbConnectTimeoutMs,
       idleTimeoutMillis: 30_000,
-      application_name: "inventory-service"
+      application_name: "inventory-service",
+      // A database that vanished without closing the socket (network partition) is otherwise only
+      // noticed by the next query on that connection; keepalive probes find dead idle connections.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000
     }
     if (Option.isSome(config.databaseUrl)) {
       const pool = acquirePool({

@@ -65,12 +65,18 @@ export class Adjustments extends Effect.Service<Adjustments>()("inventory/Adjust
         })
       ).pipe(
         Effect.tapError((error) =>
-          Effect.logInfo("stock adjustment refused").pipe(
-            Effect.annotateLogs({ variantId, type: adjustment.type, quantity: adjustment.quantity, refusal: error._tag })
+          Effect.zipRight(
+            Effect.annotateCurrentSpan({ "inventory.outcome": "refused", "inventory.refusal": error._tag }),
+            Effect.logInfo("stock adjustment refused").pipe(
+              Effect.annotateLogs({ variantId, type: adjustment.type, quantity: adjustment.quantity, refusal: error._tag })
+            )
           )
         )
       )
-      yield* Effect.annotateCurrentSpan("inventory.idempotent_replay", result.replayed)
+      yield* Effect.annotateCurrentSpan({
+        "inventory.outcome": result.replayed ? "replayed" : "applied",
+        "inventory.idempotent_replay": result.replayed
+      })
       return result.value
     })
 

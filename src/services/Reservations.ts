@@ -29,7 +29,7 @@ import { countReservations } from "./ReservationMetrics.js"
 import { CurrentRequest } from "./RequestContext.js"
 import { StockChanges, type StockChange } from "./StockChanges.js"
 import { STOCK_COLUMNS, type StockRow } from "./StockRows.js"
-import { Transactions } from "./Transactions.js"
+import { afterCommit, Transactions } from "./Transactions.js"
 
 interface ReservationRow {
   readonly orderId: string
@@ -233,11 +233,16 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         }))
         yield* applyToStock("expire", reservations)
         yield* setStatus(orderIds, "EXPIRED", now)
-        for (const reservation of reservations) {
-          yield* Effect.logInfo("reservation expired").pipe(
-            Effect.annotateLogs({ orderId: reservation.orderId, lines: reservation.lines, outcome: "expired" })
+        yield* afterCommit(
+          Effect.forEach(
+            reservations,
+            (reservation) =>
+              Effect.logInfo("reservation expired").pipe(
+                Effect.annotateLogs({ orderId: reservation.orderId, lines: reservation.lines, outcome: "expired" })
+              ),
+            { discard: true }
           )
-        }
+        )
         return rows.length
       })
 

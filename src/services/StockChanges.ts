@@ -1,11 +1,13 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, FiberRef } from "effect"
+import { Effect, FiberRef, Metric } from "effect"
 import { stockLevelChanged, stockStatusChanged, type DomainEvent } from "../domain/Events.js"
 import type { HistoryType } from "../domain/History.js"
-import { deriveStatus } from "../domain/StockLevel.js"
+import { deriveStatus, type StockStatus } from "../domain/StockLevel.js"
 import { Outbox } from "../outbox/Outbox.js"
 import { CurrentRequest } from "./RequestContext.js"
+import { initStockMetrics, statusChangesTo, stockUpdatesOf } from "./StockMetrics.js"
 import { HISTORY_COLUMNS, toHistoryEntry, type HistoryRow, type StockRow } from "./StockRows.js"
+import { afterCommit } from "./Transactions.js"
 
 export interface StockChange {
   /** The row after the change, as returned by the UPDATE. */
@@ -18,13 +20,44 @@ export interface StockChange {
   readonly orderId?: string | undefined
 }
 
+/** The variant's status before the change. */
+const statusBefore = (change: StockChange): StockStatus =>
+  deriveStatus(
+    change.after.onHand - change.onHandChange - (change.after.reserved - change.reservedChange),
+    change.after.lowStockThreshold
+  )
+
+/** What ops see of a committed change: the stock-update line and metric, and the status change if any. */
+const reportChange = (change: StockChange, correlationId: string | null) =>
+  Effect.gen(function* () {
+    const { after } = change
+    yield* Metric.increment(stockUpdatesOf(change.type))
+    yield* Effect.logInfo("stock updated").pipe(
+      Effect.annotateLogs({
+        variantId: after.variantId,
+        type: change.type,
+        onHandChange: change.onHandChange,
+        reservedChange: change.reservedChange,
+        onHand: after.onHand,
+        reserved: after.reserved,
+        available: after.onHand - after.reserved,
+        orderId: change.orderId ?? null,
+        reason: change.reason ?? null
+      })
+    )
+    const before = statusBefore(change)
+    if (before !== after.status) {
+      yield* Metric.increment(statusChangesTo(after.status))
+      yield* Effect.logInfo("stock status changed").pipe(
+        Effect.annotateLogs({ variantId: after.variantId, oldStatus: before, newStatus: after.status, available: after.onHand - after.reserved })
+      )
+    }
+  }).pipe(Effect.annotateLogs("correlationId", correlationId))
+
 /** The events one change of a variant publishes: always StockLevelChanged, StockStatusChanged when the status moved. */
 export const eventsOfChange = (change: StockChange): ReadonlyArray<DomainEvent> => {
   const { after } = change
-  const before = deriveStatus(
-    after.onHand - change.onHandChange - (after.reserved - change.reservedChange),
-    after.lowStockThreshold
-  )
+  const before = statusBefore(change)
   const levelChanged = stockLevelChanged({
     variantId: after.variantId,
     onHand: after.onHand,
@@ -47,6 +80,7 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const outbox = yield* Outbox
+    yield* initStockMetrics
 
     const record = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent> = []) =>
       Effect.gen(function* () {
@@ -80,19 +114,7 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
             INSERT INTO outbox ${sql.insert(events)}
           )
           SELECT * FROM history ORDER BY id`
-        for (const change of changes) {
-          yield* Effect.logInfo("stock updated").pipe(
-            Effect.annotateLogs({
-              variantId: change.after.variantId,
-              type: change.type,
-              onHandChange: change.onHandChange,
-              reservedChange: change.reservedChange,
-              onHand: change.after.onHand,
-              reserved: change.after.reserved,
-              reason: change.reason ?? null
-            })
-          )
-        }
+        yield* afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationId), { discard: true }))
         return rows.map(toHistoryEntry)
       })
 

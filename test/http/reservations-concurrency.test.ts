@@ -19,7 +19,12 @@ describe("reservations under concurrency", () => {
   const expectNoDrift = async () => expect((await app.run(reconcile)).drifts).toEqual([])
 
   beforeAll(async () => {
-    app = await startTestApp({ label: "resvconc", env: { RATE_LIMIT_RPS: "0" } })
+    // Correctness under concurrency, not latency: on a loaded CI machine a 500-request burst may wait
+    // longer than the default pool / request deadlines, whose 503 (overload) is tested elsewhere.
+    app = await startTestApp({
+      label: "resvconc",
+      env: { RATE_LIMIT_RPS: "0", DB_CONNECT_TIMEOUT_MS: "60000", REQUEST_TIMEOUT_MS: "60000", DB_STATEMENT_TIMEOUT_MS: "60000" }
+    })
     api = client(app.baseUrl)
   })
   afterAll(() => app?.close())

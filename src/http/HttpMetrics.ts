@@ -1,0 +1,63 @@
+import { Effect, Metric, MetricBoundaries, MetricLabel, Option, type Tracer } from "effect"
+
+/** Latency buckets in seconds: 5 ms to 10 s, dense around the 100 ms–2 s range the alerts use. */
+export const LATENCY_BOUNDARIES = MetricBoundaries.fromIterable([
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10
+])
+
+export const httpRequests = Metric.counter("inventory_http_requests", {
+  description: "HTTP requests answered, by route template, method and status class (2xx..5xx)",
+  incremental: true
+})
+
+export const httpRequestDuration = Metric.histogram(
+  "inventory_http_request_duration_seconds",
+  LATENCY_BOUNDARIES,
+  "Time from receiving a request to its response, by route template"
+)
+
+/** Requests that never get a span (probes, scrapes): their paths are their own templates. */
+export const UNTRACED_PATHS: ReadonlyArray<string> = ["/health/live", "/health/ready", "/metrics"]
+
+/** Unmatched paths (404s, scans) share one label so a scanner cannot create series. */
+export const UNMATCHED_ROUTE = "unmatched"
+
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+
+/**
+ * The route template of a request (`/v1/stock-levels/:variantId`), never the raw path: the router
+ * writes it on the request's server span as `http.route`.
+ */
+export const routeOf = (span: Option.Option<Tracer.AnySpan>, path: string): string => {
+  const fromSpan = Option.flatMap(span, (s) => (s._tag === "Span" ? Option.fromNullable(s.attributes.get("http.route")) : Option.none()))
+  if (Option.isSome(fromSpan) && typeof fromSpan.value === "string") return fromSpan.value
+  return UNTRACED_PATHS.includes(path) ? path : UNMATCHED_ROUTE
+}
+
+export const statusClass = (status: number) => `${Math.floor(status / 100)}xx`
+
+/** Bounded method label (OpenTelemetry uses `_OTHER` for the same reason). */
+export const methodLabel = (method: string) => (KNOWN_METHODS.has(method) ? method : "_OTHER")
+
+/** A metric with these labels (each combination is its own series). */
+export const labelled = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, labels: Record<string, string>) =>
+  Metric.taggedWithLabels(
+    metric,
+    Object.entries(labels).map(([key, value]) => MetricLabel.make(key, value))
+  )
+
+export const recordRequest = (request: { route: string; method: string; status: number; seconds: number }) =>
+  Effect.all(
+    [
+      Metric.update(
+        labelled(httpRequests, {
+          route: request.route,
+          method: methodLabel(request.method),
+          status_class: statusClass(request.status)
+        }),
+        1
+      ),
+      Metric.update(labelled(httpRequestDuration, { route: request.route }), request.seconds)
+    ],
+    { discard: true }
+  )

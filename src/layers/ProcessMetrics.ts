@@ -1,0 +1,63 @@
+import { Effect, Layer, Metric } from "effect"
+import { monitorEventLoopDelay } from "node:perf_hooks"
+import { Metrics } from "./Telemetry.js"
+
+// The names node exporters (prom-client) use, so stock Node.js dashboards work too.
+const cpuSeconds = Metric.counter("process_cpu_seconds", {
+  description: "User and system CPU time spent by the process, in seconds",
+  incremental: true
+})
+const residentMemory = Metric.gauge("process_resident_memory_bytes", { description: "Resident set size of the process, in bytes" })
+const heapUsed = Metric.gauge("nodejs_heap_size_used_bytes", { description: "V8 heap in use, in bytes" })
+const heapTotal = Metric.gauge("nodejs_heap_size_total_bytes", { description: "V8 heap allocated, in bytes" })
+const startTime = Metric.gauge("process_start_time_seconds", { description: "Start time of the process since the Unix epoch, in seconds" })
+const lagMean = Metric.gauge("nodejs_eventloop_lag_mean_seconds", {
+  description: "Mean event-loop delay since the previous scrape, in seconds"
+})
+const lagP99 = Metric.gauge("nodejs_eventloop_lag_p99_seconds", {
+  description: "99th percentile of the event-loop delay since the previous scrape, in seconds"
+})
+const lagMax = Metric.gauge("nodejs_eventloop_lag_max_seconds", {
+  description: "Largest event-loop delay since the previous scrape, in seconds"
+})
+
+const NS_PER_S = 1e9
+const US_PER_S = 1e6
+
+/**
+ * CPU, memory and event-loop lag of this process, sampled at each scrape. The event-loop delay is
+ * measured by `perf_hooks.monitorEventLoopDelay` (10 ms resolution) and reset after every scrape.
+ */
+export const ProcessMetricsLive = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const metrics = yield* Metrics
+    const histogram = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const h = monitorEventLoopDelay({ resolution: 10 })
+        h.enable()
+        return h
+      }),
+      (h) => Effect.sync(() => h.disable())
+    )
+    yield* Metric.set(startTime, Math.round(Date.now() / 1000 - process.uptime()))
+    yield* metrics.addSampler(
+      Effect.gen(function* () {
+        const { user, system } = process.cpuUsage()
+        const total = (user + system) / US_PER_S
+        // A counter only grows: add what the process used since the value it already shows.
+        const shown = yield* Metric.value(cpuSeconds)
+        yield* Metric.update(cpuSeconds, Math.max(0, total - shown.count))
+        const memory = process.memoryUsage()
+        yield* Metric.set(residentMemory, memory.rss)
+        yield* Metric.set(heapUsed, memory.heapUsed)
+        yield* Metric.set(heapTotal, memory.heapTotal)
+        // No samples yet (a scrape right after the last) reads as NaN: report 0 instead.
+        const ok = histogram.count > 0
+        yield* Metric.set(lagMean, ok ? histogram.mean / NS_PER_S : 0)
+        yield* Metric.set(lagP99, ok ? histogram.percentile(99) / NS_PER_S : 0)
+        yield* Metric.set(lagMax, ok ? histogram.max / NS_PER_S : 0)
+        histogram.reset()
+      })
+    )
+  })
+)
