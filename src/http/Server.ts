@@ -12,6 +12,7 @@ import { HealthHttpLive } from "./HealthHttp.js"
 import { recordRequest, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
 import { MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
+import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -194,7 +195,7 @@ const ApiMiddlewareLive = Layer.unwrapEffect(
 
 /** Every group behind `.middleware(Authentication)` gets its implementation from AuthenticationLive. */
 export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(
-  Layer.provide([StockLevelsHttpLive, HealthHttpLive]),
+  Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, HealthHttpLive]),
   Layer.provide(AuthenticationLive)
 )
 

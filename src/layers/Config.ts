@@ -32,6 +32,7 @@ export interface AppConfigShape {
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
   readonly requestTimeoutMs: number
+  readonly reservationSweepIntervalMs: number
   readonly retention: RetentionConfig
 }
 
@@ -146,6 +147,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   ),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
+  reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000),
   retention: Config.all({
     sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
     batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),

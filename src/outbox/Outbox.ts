@@ -22,13 +22,13 @@ export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
     const sql = yield* SqlClient.SqlClient
     const commits = yield* PubSub.sliding<void>(1)
 
-    const write = (events: ReadonlyArray<DomainEvent>) =>
+    /** The outbox rows of events, for writers that insert them together with other rows in one statement. */
+    const rows = (events: ReadonlyArray<DomainEvent>) =>
       Effect.gen(function* () {
-        if (events.length === 0) return
         const { correlationId } = yield* FiberRef.get(CurrentRequest)
         const traceparent = yield* currentTraceparent
         const occurredAt = new Date().toISOString()
-        const rows = events.map((event) => {
+        return events.map((event) => {
           const envelope: EventEnvelope = {
             eventId: randomUUID(),
             eventType: event.eventType,
@@ -50,11 +50,17 @@ export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
             traceparent
           }
         })
-        yield* sql`INSERT INTO outbox ${sql.insert(rows)}`
+      })
+
+    const write = (events: ReadonlyArray<DomainEvent>) =>
+      Effect.gen(function* () {
+        if (events.length === 0) return
+        yield* sql`INSERT INTO outbox ${sql.insert(yield* rows(events))}`
       })
 
     return {
       write,
+      rows,
       /** Signal that a transaction which wrote events has committed. */
       committed: PubSub.publish(commits, undefined).pipe(Effect.asVoid),
       /** Subscribe to commit signals (the relay's wake-up). */

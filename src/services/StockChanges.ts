@@ -89,7 +89,11 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
           return []
         }
         const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
+        // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
+        const events = yield* outbox.rows([...extraEvents, ...changes.flatMap(eventsOfChange)])
+        // History and outbox in one statement: one round trip less on every change (the hot path).
         const rows = yield* sql<HistoryRow>`
+          WITH history AS (
           INSERT INTO inventory_history ${sql.insert(
             changes.map((change) => ({
               variantId: change.after.variantId,
@@ -105,9 +109,11 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
               actor
             }))
           )}
-          RETURNING ${sql.literal(HISTORY_COLUMNS)}`
-        // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
-        yield* outbox.write([...extraEvents, ...changes.flatMap(eventsOfChange)])
+          RETURNING ${sql.literal(HISTORY_COLUMNS)}
+          ), events AS (
+            INSERT INTO outbox ${sql.insert(events)}
+          )
+          SELECT * FROM history ORDER BY id`
         yield* afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationId), { discard: true }))
         return rows.map(toHistoryEntry)
       })

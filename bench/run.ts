@@ -1,0 +1,247 @@
+/**
+ * `npm run bench`: the reservation hot path under load, next to what PostgreSQL itself can do.
+ *
+ * Starts the built service (node dist/src/main.js) on a fresh database, loads 10,000 variants, then for
+ * each scenario measures with autocannon over CONNECTIONS HTTP connections (a) single-line
+ * reservations spread uniformly over the variants, (b) every reservation on one hot variant,
+ * (c) GET /v1/stock-levels/{id}, at full speed and then at half the rate reached, and runs pgbench
+ * with the same number of connections on the same SQL (bench/*.pgbench.sql). Prints one table.
+ * Not part of the test suite; numbers are reported, not asserted.
+ *
+ * Environment: BENCH_DATABASE_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+ * BENCH_CONNECTIONS (64), BENCH_DURATION_S (15), BENCH_DB_POOL_MAX (service pool, default 10),
+ * BENCH_TOKEN (a bearer token, once the service requires one), BENCH_KEEP_DB=1.
+ */
+import autocannon, { type Request, type Result } from "autocannon"
+import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
+const ADMIN_URL = process.env["BENCH_DATABASE_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
+const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
+const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 15)
+const HALF_RATE_DURATION_S = Math.max(5, Math.round(DURATION_S * 0.66))
+const POOL_MAX = process.env["BENCH_DB_POOL_MAX"] ?? "10"
+const VARIANTS = 10_000
+const HOT = "bench-0"
+const STOCK = 1_000_000_000
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
+
+const adminQuery = async (url: string, text: string) => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query(text)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
+    })
+  })
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+const cpuSeconds = (pid: number | undefined): number => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+
+interface Measure {
+  readonly rate: number
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+  readonly note: string
+}
+
+const fromLatencies = (rate: number, latenciesMs: Array<number>, note: string): Measure => {
+  latenciesMs.sort((a, b) => a - b)
+  return { rate, p50: percentile(latenciesMs, 50), p95: percentile(latenciesMs, 95), p99: percentile(latenciesMs, 99), note }
+}
+
+/** autocannon against the service; latencies of every response, throughput of 2xx/4xx answers (no 5xx expected). */
+const load = (baseUrl: string, request: Request, durationS: number, overallRate?: number) =>
+  new Promise<Measure>((resolve, reject) => {
+    const latencies: Array<number> = []
+    const headers: Record<string, string> = { "content-type": "application/json" }
+    if (process.env["BENCH_TOKEN"]) headers["authorization"] = `Bearer ${process.env["BENCH_TOKEN"]}`
+    const instance = autocannon(
+      {
+        url: baseUrl,
+        // autocannon paces each connection at overallRate / connections: keep that at least 1 req/s.
+        connections: overallRate ? Math.min(CONNECTIONS, overallRate) : CONNECTIONS,
+        duration: durationS,
+        headers,
+        requests: [request],
+        ...(overallRate ? { overallRate } : {})
+      },
+      (error, result: Result) => {
+        if (error) return reject(error)
+        const answered = Object.values(result.statusCodeStats).reduce((s, c) => s + c.count, 0)
+        const fiveHundreds = Object.entries(result.statusCodeStats).filter(([code]) => code.startsWith("5")).reduce((s, [, c]) => s + c.count, 0)
+        const codes = Object.entries(result.statusCodeStats).map(([code, c]) => `${code}×${c.count}`).join(" ")
+        resolve(fromLatencies(answered / result.duration, latencies, `${codes}${fiveHundreds > 0 ? " (5xx!)" : ""}${result.errors ? ` errors×${result.errors}` : ""}`))
+      }
+    )
+    instance.on("response", (_client, _status, _bytes, responseTime) => latencies.push(responseTime))
+  })
+
+/** pgbench on the same SQL with as many connections; latencies from its per-transaction log. */
+const pgbench = (databaseUrl: string, script: string, defines: Record<string, string | number>): Measure => {
+  const logDir = mkdtempSync(join(tmpdir(), "pgbench-"))
+  try {
+    const url = new URL(databaseUrl)
+    const args = [
+      "-h", url.hostname, "-p", url.port || "5432", "-U", decodeURIComponent(url.username || "postgres"),
+      "-n", "-M", "prepared", "-c", String(CONNECTIONS), "-j", "2", "-T", String(DURATION_S),
+      "-l", "--log-prefix", join(logDir, "tx"),
+      ...Object.entries(defines).flatMap(([k, v]) => ["-D", `${k}=${v}`]),
+      "-f", join(ROOT, "bench", script), url.pathname.slice(1)
+    ]
+    const run = spawnSync("pgbench", args, { encoding: "utf8", env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password) } })
+    const tps = Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1] ?? NaN)
+    const failed = /number of failed transactions: (\d+)/.exec(run.stdout)?.[1] ?? "?"
+    if (run.status !== 0) log(`pgbench ${script} exited ${run.status}: ${run.stderr.split("\n").slice(-3).join(" ")}`)
+    const latencies: Array<number> = []
+    for (const file of readdirSync(logDir)) {
+      for (const line of readFileSync(join(logDir, file), "utf8").split("\n")) {
+        const fields = line.split(" ")
+        if (fields.length >= 3) latencies.push(Number(fields[2]) / 1000)
+      }
+    }
+    return fromLatencies(tps, latencies, `failed×${failed}`)
+  } finally {
+    rmSync(logDir, { recursive: true, force: true })
+  }
+}
+
+const waitReady = async (baseUrl: string, child: ChildProcess) => {
+  for (let i = 0; i < 120; i++) {
+    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`)
+    const ok = await fetch(`${baseUrl}/health/ready`).then((r) => r.ok, () => false)
+    if (ok) return
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  throw new Error("service not ready after 60 s")
+}
+
+const main = async () => {
+  const name = `inv_bench_${randomBytes(4).toString("hex")}`
+  const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
+  log(`building (npm run build)`)
+  if (spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0) throw new Error("build failed")
+  await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), RATE_LIMIT_RPS: "0", LOG_LEVEL: "warn", DB_POOL_MAX: POOL_MAX, NODE_ENV: "development" }
+  })
+  try {
+    await waitReady(baseUrl, child)
+    log(`service up on ${baseUrl} (pool ${POOL_MAX}); loading ${VARIANTS} variants + the hot one`)
+    await adminQuery(
+      databaseUrl,
+      `WITH v AS (INSERT INTO stock_levels (variant_id, on_hand) SELECT 'bench-' || g, ${STOCK} FROM generate_series(0, ${VARIANTS}) g RETURNING variant_id)
+       INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, reason)
+       SELECT variant_id, 'PURCHASE', ${STOCK}, 0, ${STOCK}, 0, 'bench load' FROM v`
+    )
+    await adminQuery(databaseUrl, "VACUUM ANALYZE")
+
+    let order = 0
+    const reserve = (variant: () => string): Request => ({
+      method: "POST",
+      path: "/v1/reservations",
+      setupRequest: (request) => ({
+        ...request,
+        body: JSON.stringify({ orderId: `b-${++order}`, lines: [{ variantId: variant(), quantity: 1 }] })
+      })
+    })
+    const uniformVariant = () => `bench-${1 + Math.floor(Math.random() * VARIANTS)}`
+    const getLevel: Request = { method: "GET", setupRequest: (request) => ({ ...request, path: `/v1/stock-levels/${uniformVariant()}` }) }
+
+    log("warm-up (3 s)")
+    await load(baseUrl, reserve(uniformVariant), 3)
+    await load(baseUrl, getLevel, 2)
+
+    const scenarios = [
+      { name: "(a) reserve, uniform over 10,000 variants", request: reserve(uniformVariant), script: "reserve.pgbench.sql", defines: { lo: 1, hi: VARIANTS } },
+      { name: "(b) reserve, one hot variant", request: reserve(() => HOT), script: "reserve.pgbench.sql", defines: { lo: 0, hi: 0 } },
+      { name: "(c) GET /v1/stock-levels/{id}", request: getLevel, script: "get.pgbench.sql", defines: {} }
+    ]
+    const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure; cpuMsPerRequest: number }> = []
+    for (const scenario of scenarios) {
+      log(`${scenario.name}: service, ${DURATION_S} s at full speed`)
+      const cpuBefore = cpuSeconds(child.pid)
+      const service = await load(baseUrl, scenario.request, DURATION_S)
+      // The service's own CPU per request: meaningful even on a busy machine, unlike req/s.
+      const cpuMsPerRequest = ((cpuSeconds(child.pid) - cpuBefore) * 1000) / (service.rate * DURATION_S)
+      const halfRate = Math.max(1, Math.floor(service.rate / 2))
+      log(`${scenario.name}: service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s`)
+      const half = await load(baseUrl, scenario.request, HALF_RATE_DURATION_S, halfRate)
+      log(`${scenario.name}: pgbench, ${DURATION_S} s`)
+      const db = pgbench(databaseUrl, scenario.script, scenario.defines)
+      rows.push({ name: scenario.name, service, half, db, cpuMsPerRequest })
+    }
+
+    const drift = await adminQuery(
+      databaseUrl,
+      `SELECT count(*)::int AS n FROM stock_levels s
+        WHERE s.reserved <> coalesce((SELECT sum(l.quantity) FROM reservation_lines l JOIN reservations r USING (order_id)
+                                       WHERE r.status = 'ACTIVE' AND l.variant_id = s.variant_id), 0)`
+    )
+
+    const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-")
+    const lines = [
+      `Inventory Service benchmark: ${CONNECTIONS} connections, ${DURATION_S} s per run, service pool ${POOL_MAX}, node ${process.version}`,
+      "",
+      "| scenario | service req/s | pgbench tps | service/pgbench | service p50/p95/p99 ms (full speed) | pgbench p50/p95/p99 ms | service at half rate: req/s, p50/p95/p99 ms |",
+      "|---|---:|---:|---:|---|---|---|",
+      ...rows.map(
+        (r) =>
+          `| ${r.name} | ${r.service.rate.toFixed(0)} | ${r.db.rate.toFixed(0)} | ${(r.service.rate / r.db.rate * 100).toFixed(0)}% | ` +
+          `${ms(r.service.p50)} / ${ms(r.service.p95)} / ${ms(r.service.p99)} | ${ms(r.db.p50)} / ${ms(r.db.p95)} / ${ms(r.db.p99)} | ` +
+          `${r.half.rate.toFixed(0)}: ${ms(r.half.p50)} / ${ms(r.half.p95)} / ${ms(r.half.p99)} |`
+      ),
+      "",
+      ...rows.map(
+        (r) => `${r.name}: service ${r.service.note}, ${r.cpuMsPerRequest.toFixed(2)} ms of service CPU per request; half rate ${r.half.note}; pgbench ${r.db.note}`
+      ),
+      `reserved vs ACTIVE reservation lines after the run: ${drift[0]!.n} variant(s) drifted`,
+      "Targets (reported, not asserted): (a) service >= 50% of pgbench tps; p99 < 25 ms at half the maximum rate."
+    ]
+    process.stdout.write(lines.join("\n") + "\n")
+  } finally {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM")
+      await new Promise((resolve) => child.once("exit", resolve))
+    }
+    if (process.env["BENCH_KEEP_DB"] !== "1") await adminQuery(ADMIN_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`)
+  process.exit(1)
+})
