@@ -25,6 +25,15 @@ export interface AppConfigShape {
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
   readonly requestTimeoutMs: number
+  readonly amqpPrefetch: number
+  readonly amqpConsumerMaxAttempts: number
+  readonly orderEventsExchange: string
+  readonly productEventsExchange: string
+  readonly outboxPollIntervalMs: number
+  readonly outboxBatchSize: number
+  readonly outboxMaxAttempts: number
+  readonly outboxRetentionHours: number
+  readonly inboxRetentionHours: number
 }
 
 export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -92,7 +101,16 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.withDefault(1000)
   ),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
-  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000)
+  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
+  amqpPrefetch: positiveInt("AMQP_PREFETCH", 20),
+  amqpConsumerMaxAttempts: positiveInt("AMQP_CONSUMER_MAX_ATTEMPTS", 5),
+  orderEventsExchange: Config.string("ORDER_EVENTS_EXCHANGE").pipe(Config.withDefault("order.events")),
+  productEventsExchange: Config.string("PRODUCT_EVENTS_EXCHANGE").pipe(Config.withDefault("product.events")),
+  outboxPollIntervalMs: positiveInt("OUTBOX_POLL_INTERVAL_MS", 300),
+  outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
+  outboxMaxAttempts: positiveInt("OUTBOX_MAX_ATTEMPTS", 10),
+  outboxRetentionHours: positiveInt("OUTBOX_RETENTION_HOURS", 24),
+  inboxRetentionHours: positiveInt("INBOX_RETENTION_HOURS", 168)
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */
