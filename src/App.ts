@@ -1,11 +1,15 @@
 import { NodeContext } from "@effect/platform-node"
 import { Layer } from "effect"
+import { ConsumersLive } from "./consumers/Consumers.js"
 import { HttpLive } from "./http/Server.js"
 import { DatabaseCheckLive } from "./http/HealthHttp.js"
 import { Lifecycle } from "./layers/Lifecycle.js"
+import { Messaging } from "./layers/Messaging.js"
 import { MigrationsLive } from "./layers/Migrations.js"
 import { ShutdownLive } from "./layers/Shutdown.js"
 import { SqlLive } from "./layers/Sql.js"
+import { Outbox } from "./outbox/Outbox.js"
+import { RelayLive } from "./outbox/Relay.js"
 import { Adjustments } from "./services/Adjustments.js"
 import { History } from "./services/History.js"
 import { StockLevels } from "./services/StockLevels.js"
@@ -13,15 +17,29 @@ import { StockLevels } from "./services/StockLevels.js"
 /** The inventory programs, over SQL. */
 const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default)
 
+/**
+ * The outbox relay and the event consumers over one broker connection (or the log publisher). The
+ * relay gets the very `Outbox.Default` the services use (layers are memoised by reference), so it
+ * hears their commit signal.
+ */
+const MessagingLive = Layer.mergeAll(RelayLive, ConsumersLive).pipe(
+  Layer.provideMerge(Messaging.Default),
+  Layer.provide(Outbox.Default)
+)
+
 /** Database first (migrated before anything serves), then services, then the HTTP server. */
 const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive).pipe(
   Layer.provideMerge(SqlLive),
   Layer.provideMerge(Lifecycle.Default)
 )
 
-/** Built last, closed first: on SIGTERM readiness turns 503 before the server stops accepting. */
+/**
+ * Built last, closed first: on SIGTERM readiness turns 503 before the server stops accepting; then
+ * the relay and consumers finish their current batch/message and the broker connection closes.
+ */
 export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(HttpLive),
+  Layer.provideMerge(MessagingLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),
   Layer.provide(NodeContext.layer)
