@@ -24,7 +24,7 @@ const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, Hi
  */
 const MessagingLive = Layer.mergeAll(RelayLive, ConsumersLive).pipe(
   Layer.provideMerge(Messaging.Default),
-  Layer.provide(Outbox.Default)
+  Layer.provideMerge(Outbox.Default)
 )
 
 /** Database first (migrated before anything serves), then services, then the HTTP server. */

@@ -23,8 +23,17 @@ export interface TestApp {
  * The whole service, in process, against a fresh PostgreSQL database, listening on a free port:
  * tests talk to it over a real socket with `fetch`, and read the database directly.
  */
-export const startTestApp = async (options: { readonly label?: string; readonly env?: Record<string, string> } = {}): Promise<TestApp> => {
-  const database = await createTestDatabase(options.label ?? "app")
+export const startTestApp = async (
+  options: {
+    readonly label?: string
+    readonly env?: Record<string, string>
+    /** Another replica: share this database (it is not dropped when this app closes). */
+    readonly database?: TestDatabase
+  } = {}
+): Promise<TestApp> => {
+  const shared = options.database
+  const database = shared ?? (await createTestDatabase(options.label ?? "app"))
+  const drop = () => (shared ? Promise.resolve() : database.drop())
   const config = configFromMap({ DATABASE_URL: database.url, PORT: "0", DB_POOL_MAX: "10", ...options.env })
   const runtime = ManagedRuntime.make(
     MainLive.pipe(Layer.provideMerge(config), Layer.provide(LoggingLive(testLogLevel())))
@@ -38,12 +47,12 @@ export const startTestApp = async (options: { readonly label?: string; readonly 
       run: (effect) => runtime.runPromise(effect),
       close: async () => {
         await runtime.dispose()
-        await database.drop()
+        await drop()
       }
     }
   } catch (error) {
     await runtime.dispose().catch(() => undefined)
-    await database.drop()
+    await drop()
     throw error
   }
 }
