@@ -25,7 +25,7 @@ export class Adjustment extends Schema.Class<Adjustment>("Adjustment")(
     reason: Schema.optional(Schema.String.pipe(Schema.maxLength(500))),
     reference: Schema.optional(Schema.String.pipe(Schema.maxLength(255))),
     expectedVersion: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
-  }).pipe(
+  }).annotations({ parseOptions: { errors: "all" } }).pipe(
     Schema.filter((adjustment) => {
       const problem = quantityProblem(adjustment.type, adjustment.quantity)
       return problem === undefined ? true : { path: ["quantity"], message: problem }

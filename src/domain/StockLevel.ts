@@ -36,7 +36,9 @@ export const LowStockThreshold = Schema.Int.pipe(
   Schema.between(0, 1_000_000_000),
   Schema.annotations({ identifier: "LowStockThreshold" })
 )
-export class VariantSettings extends Schema.Class<VariantSettings>("VariantSettings")({
-  sku: Schema.optional(Schema.NullOr(Sku)),
-  lowStockThreshold: Schema.optional(LowStockThreshold)
-}) {}
+export class VariantSettings extends Schema.Class<VariantSettings>("VariantSettings")(
+  Schema.Struct({
+    sku: Schema.optional(Schema.NullOr(Sku)),
+    lowStockThreshold: Schema.optional(LowStockThreshold)
+  }).annotations({ parseOptions: { errors: "all" } }) // report every invalid field, not only the first
+) {}

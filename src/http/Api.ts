@@ -30,14 +30,20 @@ export class StockLevelBatch extends Schema.Class<StockLevelBatch>("StockLevelBa
   missing: Schema.Array(Schema.String)
 }) {}
 
+/** Listing pages continue after a variant id; history pages before an entry id. */
+const VariantCursor = Cursor.pipe(Schema.compose(VariantId, { strict: false }))
+const HistoryCursor = Cursor.pipe(
+  Schema.compose(Schema.String.pipe(Schema.pattern(/^[0-9]{1,18}$/, { message: () => "must be a cursor returned by a previous page" })), { strict: false })
+)
+
 export class StockLevelPage extends Schema.Class<StockLevelPage>("StockLevelPage")({
   items: Schema.Array(StockLevel),
-  nextCursor: Schema.NullOr(Schema.String)
+  nextCursor: Schema.NullOr(VariantCursor)
 }) {}
 
 export class HistoryPage extends Schema.Class<HistoryPage>("HistoryPage")({
   items: Schema.Array(HistoryEntry),
-  nextCursor: Schema.NullOr(Schema.String)
+  nextCursor: Schema.NullOr(HistoryCursor)
 }) {}
 
 /** `?variantId=a&variantId=b` (batch read) or `?status=&limit=&cursor=` (listing); not both. */
@@ -45,7 +51,7 @@ export const StockLevelQuery = Schema.Struct({
   variantId: Schema.optional(Schema.Array(VariantId).pipe(Schema.minItems(1), Schema.maxItems(MAX_BATCH_IDS))),
   status: Schema.optional(StockStatus),
   limit: Schema.optional(PageLimit),
-  cursor: Schema.optional(Cursor)
+  cursor: Schema.optional(VariantCursor)
 }).pipe(
   Schema.filter((query) =>
     query.variantId !== undefined && (query.status !== undefined || query.limit !== undefined || query.cursor !== undefined)
@@ -104,7 +110,7 @@ export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
   .add(
     HttpApiEndpoint.get("history", "/v1/stock-levels/:variantId/history")
       .setPath(VariantPath)
-      .setUrlParams(Schema.Struct({ limit: Schema.optional(PageLimit), cursor: Schema.optional(Cursor) }))
+      .setUrlParams(Schema.Struct({ limit: Schema.optional(PageLimit), cursor: Schema.optional(HistoryCursor) }))
       .addSuccess(HistoryPage)
       .addError(VariantNotFound)
       .annotate(RequiredScope, "inventory:read")

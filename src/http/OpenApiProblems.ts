@@ -66,7 +66,7 @@ export const documentProblems = (spec: Json): Json => {
         const status = Number(code)
         const r = response as Json
         // Readiness answers 503 with its own body (dependency states), not a problem.
-        if (status < 400 || (operation as Json)["operationId"] === "health.ready") continue
+        if (status < 400 || (status === 503 && (operation as Json)["operationId"] === "health.ready")) continue
         r["content"] = toProblem(r["content"] as Json | undefined, status, components)
       }
       if (responses && (operation as Json)["requestBody"] !== undefined) {

@@ -1,9 +1,10 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, FiberRef, Layer, Option } from "effect"
+import { Context, Effect, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { AppConfig } from "../layers/Config.js"
+import { Lifecycle } from "../layers/Lifecycle.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { HealthHttpLive } from "./HealthHttp.js"
@@ -38,14 +39,25 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
  * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
  * log line, stored with history and events), body limits, and one access log line per request.
  */
-const requestMiddleware = (bodyLimitBytes: number) =>
+const requestMiddleware = (bodyLimitBytes: number, lifecycle: Lifecycle) =>
   HttpMiddleware.make((app) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const correlationId = correlationIdOf(request)
       const started = Date.now()
+      // The app's responses are written before this middleware sees them: its headers go on via a
+      // pre-response handler; responses made here (413, 415) get the header directly. While the
+      // process drains, `Connection: close` makes keep-alive clients stop reusing this socket.
+      yield* HttpApp.appendPreResponseHandler((_, response) =>
+        Effect.map(lifecycle.isDraining, (draining) =>
+          HttpServerResponse.setHeaders(response, {
+            "x-correlation-id": correlationId,
+            ...(draining ? { connection: "close" } : {})
+          })
+        )
+      )
       const response = yield* Option.match(rejectBody(request, bodyLimitBytes, correlationId), {
-        onSome: Effect.succeed,
+        onSome: (rejection) => Effect.succeed(HttpServerResponse.setHeader(rejection, "x-correlation-id", correlationId)),
         onNone: () => app
       }).pipe(
         HttpServerRequest.withMaxBodySize(Option.some(bodyLimitBytes)),
@@ -61,7 +73,7 @@ const requestMiddleware = (bodyLimitBytes: number) =>
           durationMs: Date.now() - started
         })
       )
-      return HttpServerResponse.setHeader(response, "x-correlation-id", correlationId)
+      return response
     })
   )
 
@@ -74,16 +86,30 @@ const ProblemMiddlewareLive = HttpApiBuilder.middleware((app) =>
 
 export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, HealthHttpLive]))
 
+/**
+ * The Node server itself, so that shutdown can stop accepting and wait for in-flight requests
+ * while their handler is still installed (the platform's own finalizer removes it first).
+ */
+export class NodeServer extends Context.Tag("inventory/NodeServer")<NodeServer, Server>() {}
+
+const NodeServerLive = Layer.sync(NodeServer, () => createServer())
+
 /** The HTTP server on PORT serving the API, `/openapi.json` and `/docs`. */
 export const HttpLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) =>
-    HttpApiBuilder.serve(requestMiddleware(config.bodyLimitBytes)).pipe(
+  Effect.gen(function* () {
+    const config = yield* AppConfig
+    const lifecycle = yield* Lifecycle
+    const server = yield* NodeServer
+    return HttpApiBuilder.serve(requestMiddleware(config.bodyLimitBytes, lifecycle)).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(ProblemMiddlewareLive),
       Layer.provide(ApiLive),
+      // find-my-way refuses path parameters over 100 characters as "no route"; ids may be 128 and
+      // longer ones must reach validation to get a 400, not a 404.
+      Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
       HttpServer.withLogAddress,
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port }))
     )
-  )
-)
+  })
+).pipe(Layer.provideMerge(NodeServerLive))

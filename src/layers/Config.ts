@@ -38,9 +38,13 @@ export interface AppConfigShape {
 
 export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
 
+/** An optional variable; an empty value (common in manifests) counts as unset. */
+const optionalString = (name: string) =>
+  Config.option(Config.string(name)).pipe(Config.map(Option.filter((value) => value.trim() !== "")))
+
 /** `NAME` or the contents of the file named by `NAME_FILE`, as a secret. */
 const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =>
-  Config.option(Config.string(`${name}_FILE`)).pipe(
+  optionalString(`${name}_FILE`).pipe(
     Config.mapOrFail((file) =>
       Option.match(file, {
         onNone: () => Either.right(Option.none<string>()),
@@ -51,8 +55,8 @@ const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =
           })
       })
     ),
-    Config.zipWith(Config.option(Config.redacted(name)), (fromFile, fromEnv) =>
-      Option.orElse(Option.map(fromFile, Redacted.make), () => fromEnv)
+    Config.zipWith(optionalString(name), (fromFile, fromEnv) =>
+      Option.map(Option.orElse(fromFile, () => fromEnv), Redacted.make)
     )
   )
 
@@ -66,12 +70,14 @@ const positiveInt = (name: string, fallback: number) =>
     Config.withDefault(fallback)
   )
 
-const url = (name: string) =>
-  Config.string(name).pipe(
-    Config.validate({
-      message: "must be an absolute URL",
-      validation: (value) => URL.canParse(value)
-    })
+/** An optional absolute URL. */
+const optionalUrl = (name: string) =>
+  optionalString(name).pipe(
+    Config.mapOrFail((value) =>
+      Option.isNone(value) || URL.canParse(value.value)
+        ? Either.right(value)
+        : Either.left(ConfigError.InvalidData([name], "must be an absolute URL"))
+    )
   )
 
 const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").pipe(
@@ -82,19 +88,27 @@ const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").p
 export const appConfig: Config.Config<AppConfigShape> = Config.all({
   nodeEnv: Config.literal("development", "production", "test")("NODE_ENV").pipe(Config.withDefault("development" as const)),
   port: port("PORT").pipe(Config.withDefault(8080)),
-  metricsPort: Config.option(port("METRICS_PORT")),
+  metricsPort: optionalString("METRICS_PORT").pipe(
+    Config.mapOrFail((value) => {
+      if (Option.isNone(value)) return Either.right(Option.none<number>())
+      const n = Number(value.value)
+      return Number.isInteger(n) && n >= 0 && n <= 65535
+        ? Either.right(Option.some(n))
+        : Either.left(ConfigError.InvalidData(["METRICS_PORT"], "must be a port number 0-65535"))
+    })
+  ),
   databaseUrl: secret("DATABASE_URL"),
   dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("./.data")),
   dbPoolMax: positiveInt("DB_POOL_MAX", 10),
   dbStatementTimeoutMs: positiveInt("DB_STATEMENT_TIMEOUT_MS", 5_000),
   dbConnectTimeoutMs: positiveInt("DB_CONNECT_TIMEOUT_MS", 5_000),
   amqpUrl: secret("AMQP_URL"),
-  authJwksUrl: Config.option(url("AUTH_JWKS_URL")),
+  authJwksUrl: optionalUrl("AUTH_JWKS_URL"),
   authPublicKey: secret("AUTH_PUBLIC_KEY"),
   authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault("inventory-dev")),
   authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault("inventory-service")),
   logLevel,
-  otlpEndpoint: Config.option(url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  otlpEndpoint: optionalUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
   rateLimitRps: Config.integer("RATE_LIMIT_RPS").pipe(
     Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),

@@ -24,7 +24,7 @@ export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempo
     ) =>
       Effect.gen(function* () {
         const requestHash = fingerprint(options.request)
-        yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${options.scope + "\u0000" + options.key}, 0))`
+        yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${options.scope + "\u001e" + options.key}, 0))`
         const [stored] = yield* sql<{ requestHash: string; responseBody: unknown }>`
           SELECT request_hash, response_body FROM idempotency_keys
            WHERE scope = ${options.scope} AND key = ${options.key}`
