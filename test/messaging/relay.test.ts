@@ -90,8 +90,8 @@ describe("outbox relay against RabbitMQ", () => {
         appId: "inventory-service",
         timestamp: Math.floor(Date.parse(body.occurredAt) / 1000)
       })
-      expect(message.properties.headers["x-correlation-id"]).toBe(body.correlationId)
-      expect(message.properties.headers["traceparent"]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+      expect(message.properties.headers!["x-correlation-id"]).toBe(body.correlationId)
+      expect(message.properties.headers!["traceparent"]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
     }
 
     const byType = new Map(messages.map((m) => [m.properties.type as string, m]))
@@ -103,7 +103,7 @@ describe("outbox relay against RabbitMQ", () => {
       data: { variantId: "ev-1", onHand: 7, reserved: 0, available: 7, version: 2, changeType: "PURCHASE", onHandChange: 7, reservedChange: 0 }
     })
     // The HTTP request's trace continues into the event.
-    expect(stock.properties.headers["traceparent"]).toContain(TRACE_ID)
+    expect(stock.properties.headers!["traceparent"]).toContain(TRACE_ID)
     expect(JSON.parse(byType.get("StockStatusChangedEvent")!.content.toString()).data).toEqual({
       variantId: "ev-1",
       oldStatus: "OUT_OF_STOCK",
