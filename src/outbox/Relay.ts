@@ -185,8 +185,10 @@ export const RelayLive = Layer.scopedDiscard(
     const relayBatch = Effect.gen(function* () {
       const rows = yield* claim
       if (rows.length === 0) return 0
+      // UPDATE … RETURNING comes in no particular order: restore id (= commit) order per aggregate.
+      const byId = [...rows].sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : 1))
       const groups = new Map<string, Array<OutboxRow>>()
-      for (const row of rows) groups.set(row.aggregateId, [...(groups.get(row.aggregateId) ?? []), row])
+      for (const row of byId) groups.set(row.aggregateId, [...(groups.get(row.aggregateId) ?? []), row])
       const results = yield* Effect.forEach(groups.values(), publishGroup, { concurrency: "unbounded" })
       yield* markPublished(results.flatMap((result) => result.published))
       for (const result of results) {
