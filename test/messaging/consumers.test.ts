@@ -1,0 +1,103 @@
+import { randomUUID } from "node:crypto"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startTestApp, type TestApp } from "../support/app.js"
+import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
+import { query } from "../support/database.js"
+import { client } from "../support/http.js"
+
+const envelope = (eventType: string, data: unknown, eventId = randomUUID()) => ({
+  eventId,
+  eventType,
+  eventVersion: 1,
+  occurredAt: new Date().toISOString(),
+  aggregateType: "Product",
+  aggregateId: "p-1",
+  correlationId: `corr-${eventId.slice(0, 8)}`,
+  data
+})
+
+describe("event consumers against RabbitMQ", () => {
+  let vhost: TestVhost
+  let app: TestApp
+  let peer: Peer
+
+  const inboxCount = async (messageId: string) =>
+    Number((await query<{ n: string }>(app.database.url, "SELECT count(*) AS n FROM inbox WHERE message_id = $1", [messageId]))[0]!.n)
+
+  const queueDepth = async (queue: string) => (await peer.channel.checkQueue(queue)).messageCount
+
+  /** Waits until the service has taken and acknowledged everything in its queue. */
+  const settled = (queue: string) =>
+    eventually(async () => {
+      const { messageCount } = await peer.channel.checkQueue(queue)
+      return messageCount === 0 ? true : undefined
+    }, 30_000, `${queue} empty`)
+
+  beforeAll(async () => {
+    vhost = await createTestVhost("consumers")
+    app = await startTestApp({ label: "consumers", env: { AMQP_URL: vhost.url(), AMQP_CONSUMER_MAX_ATTEMPTS: "2" } })
+    await eventually(async () => ((await client(app.baseUrl).get("/health/ready")).body?.checks?.broker?.status === "up" ? true : undefined))
+    peer = await connectPeer(vhost.url())
+  })
+  afterAll(async () => {
+    await peer?.close()
+    await app?.close()
+    await vhost?.drop()
+  })
+
+  it("creates the stock level of a ProductVariantCreatedEvent, and a redelivery of it changes nothing", async () => {
+    const message = envelope("ProductVariantCreatedEvent", { variantId: "pv-1", sku: "SKU-PV-1" })
+    await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId, type: message.eventType })
+    const created = await eventually(async () => {
+      const res = await client(app.baseUrl).get("/v1/stock-levels/pv-1")
+      return res.status === 200 ? res.body : undefined
+    })
+    expect(created).toMatchObject({ variantId: "pv-1", sku: "SKU-PV-1", onHand: 0, reserved: 0 })
+    expect((await client(app.baseUrl).post("/v1/stock-levels/pv-1/adjustments", { type: "PURCHASE", quantity: 4 })).status).toBe(200)
+
+    // The same message again (a redelivery): recorded once, the stock untouched.
+    await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId, type: message.eventType })
+    await settled("inventory-service.product-events")
+    expect(await inboxCount(message.eventId)).toBe(1)
+    expect((await client(app.baseUrl).get("/v1/stock-levels/pv-1")).body).toMatchObject({ onHand: 4, version: 2 })
+    expect(await queueDepth("inventory.dead-letter")).toBe(0)
+  })
+
+  it("moves an unparseable message to the dead-letter queue with the reason", async () => {
+    await peer.publish("product.events", "product.variant_created", "{not json", { messageId: "poison-1" })
+    const [dead] = await eventually(async () => {
+      const found = await peer.drain("inventory.dead-letter")
+      return found.length > 0 ? found : undefined
+    })
+    expect(dead!.content.toString()).toBe("{not json")
+    expect(dead!.properties.messageId).toBe("poison-1")
+    expect(dead!.properties.headers).toMatchObject({
+      "x-original-queue": "inventory-service.product-events",
+      "x-original-routing-key": "product.variant_created"
+    })
+    expect(String(dead!.properties.headers!["x-dead-letter-reason"])).toMatch(/^unparseable: body is not JSON/)
+    expect(await inboxCount("poison-1")).toBe(0)
+  })
+
+  it("dead-letters an event whose data breaks the contract, naming the field", async () => {
+    const message = envelope("ProductVariantCreatedEvent", { variantId: "has spaces", sku: "X" })
+    await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId })
+    const [dead] = await eventually(async () => {
+      const found = await peer.drain("inventory.dead-letter")
+      return found.length > 0 ? found : undefined
+    })
+    expect(dead!.properties.messageId).toBe(message.eventId)
+    expect(String(dead!.properties.headers!["x-dead-letter-reason"])).toMatch(/invalid ProductVariantCreatedEvent data.*variantId/)
+    expect((await client(app.baseUrl).get("/v1/stock-levels/has%20spaces")).status).not.toBe(200)
+  })
+
+  it("keeps consuming after a poison message", async () => {
+    const message = envelope("ProductVariantCreatedEvent", { variantId: "pv-2", sku: null })
+    await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId })
+    const level = await eventually(async () => {
+      const res = await client(app.baseUrl).get("/v1/stock-levels/pv-2")
+      return res.status === 200 ? res.body : undefined
+    })
+    expect(level).toMatchObject({ variantId: "pv-2", sku: null, onHand: 0 })
+  })
+})
