@@ -12,10 +12,11 @@ import { Outbox } from "./outbox/Outbox.js"
 import { RelayLive } from "./outbox/Relay.js"
 import { Adjustments } from "./services/Adjustments.js"
 import { History } from "./services/History.js"
+import { Retention, RetentionSweeperLive } from "./services/Retention.js"
 import { StockLevels } from "./services/StockLevels.js"
 
 /** The inventory programs, over SQL. */
-const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default)
+const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default, Retention.Default)
 
 /**
  * The outbox relay and the event consumers over one broker connection (or the log publisher). The
@@ -40,6 +41,7 @@ const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive).pip
 export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(HttpLive),
   Layer.provideMerge(MessagingLive),
+  Layer.provideMerge(RetentionSweeperLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),
   Layer.provide(NodeContext.layer)

@@ -4,7 +4,8 @@ import { Effect } from "effect"
 /**
  * The consumers' de-duplication: each message id is recorded in the same transaction as its effect,
  * so a redelivered message finds its id and changes nothing. A concurrent duplicate waits on the
- * first one's uncommitted row and then finds it too.
+ * first one's uncommitted row and then finds it too. Old ids are forgotten by the retention sweep
+ * (services/Retention.ts, INBOX_RETENTION_DAYS).
  */
 export class Inbox extends Effect.Service<Inbox>()("inventory/Inbox", {
   effect: Effect.gen(function* () {
@@ -21,14 +22,6 @@ export class Inbox extends Effect.Service<Inbox>()("inventory/Inbox", {
         (rows) => rows.length > 0
       )
 
-    /** Forgets ids older than the retention, a bounded batch at a time (redeliveries come within minutes). */
-    const deleteOlderThan = (hours: number) =>
-      sql`
-        DELETE FROM inbox
-         WHERE message_id IN (SELECT message_id FROM inbox
-                               WHERE processed_at < now() - make_interval(hours => ${hours})
-                               LIMIT 10000)`
-
-    return { record, deleteOlderThan } as const
+    return { record } as const
   })
 }) {}

@@ -2,7 +2,9 @@ import { HttpApiError, HttpApiSchema, HttpServerError, HttpServerResponse } from
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option, Schema } from "effect"
 import { isProblem, type ProblemInfo } from "../domain/Errors.js"
-import { pgCode } from "../services/Transactions.js"
+import { isDatabaseUnavailable } from "../services/Transactions.js"
+
+export { isDatabaseUnavailable }
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -59,15 +61,6 @@ export const problemResponse = (
 
 /** JSON Pointer of a schema issue path, e.g. `/lines/0/quantity`. */
 const pointer = (path: ReadonlyArray<PropertyKey>) => "/" + path.map((p) => String(p).replace(/~/g, "~0").replace(/\//g, "~1")).join("/")
-
-/** SQLSTATEs and driver failures that mean "the database is not there right now", not a bug. */
-const UNAVAILABLE_CODES = new Set(["57P01", "57P02", "57P03", "53300", "57014", "08000", "08001", "08003", "08006"])
-export const isDatabaseUnavailable = (error: SqlError) => {
-  const code = pgCode(error)
-  if (code !== undefined && UNAVAILABLE_CODES.has(code)) return true
-  const text = String((error.cause as { message?: unknown } | undefined)?.message ?? error.message)
-  return /ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|timeout|terminat|Connection|connect/i.test(text)
-}
 
 const domainExtras = (error: object): Record<string, unknown> => {
   const { _tag, problem, ...extra } = error as Record<string, unknown>

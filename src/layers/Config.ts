@@ -32,8 +32,17 @@ export interface AppConfigShape {
   readonly outboxPollIntervalMs: number
   readonly outboxBatchSize: number
   readonly outboxMaxAttempts: number
-  readonly outboxRetentionHours: number
-  readonly inboxRetentionHours: number
+  readonly retention: RetentionConfig
+}
+
+/** How long each kind of bookkeeping row is kept (0 = forever) and how the sweep runs (Retention.ts). */
+export interface RetentionConfig {
+  readonly sweepIntervalMs: number
+  readonly batchSize: number
+  readonly outboxHours: number
+  readonly inboxDays: number
+  readonly idempotencyKeyHours: number
+  readonly historyDays: number
 }
 
 export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -67,6 +76,13 @@ const port = (name: string) =>
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
     Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+/** 0 means "keep forever" for retention periods. */
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be 0 (keep forever) or a positive integer", validation: (n) => n >= 0 }),
     Config.withDefault(fallback)
   )
 
@@ -123,8 +139,14 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   outboxPollIntervalMs: positiveInt("OUTBOX_POLL_INTERVAL_MS", 300),
   outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
   outboxMaxAttempts: positiveInt("OUTBOX_MAX_ATTEMPTS", 10),
-  outboxRetentionHours: positiveInt("OUTBOX_RETENTION_HOURS", 24),
-  inboxRetentionHours: positiveInt("INBOX_RETENTION_HOURS", 168)
+  retention: Config.all({
+    sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
+    batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),
+    outboxHours: nonNegativeInt("OUTBOX_RETENTION_HOURS", 168),
+    inboxDays: nonNegativeInt("INBOX_RETENTION_DAYS", 30),
+    idempotencyKeyHours: nonNegativeInt("IDEMPOTENCY_KEY_RETENTION_HOURS", 72),
+    historyDays: nonNegativeInt("HISTORY_RETENTION_DAYS", 0)
+  })
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */

@@ -15,7 +15,10 @@ export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
   readonly cause: unknown
 }> {
   override get message() {
-    return `migration ${this.migration} failed: ${String((this.cause as { message?: unknown })?.message ?? this.cause)}`
+    // A SqlError's own message is generic ("Failed to execute statement"); PostgreSQL's is in its cause.
+    const outer = this.cause as { message?: unknown; cause?: { message?: unknown } } | undefined
+    const text = [outer?.message, outer?.cause?.message].filter((m) => m !== undefined).map(String)
+    return `migration ${this.migration} failed: ${text.length > 0 ? text.join(": ") : String(this.cause)}`
   }
 }
 

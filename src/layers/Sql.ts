@@ -40,7 +40,11 @@ export const SqlLive = Layer.unwrapScoped(
     const base: pg.PoolConfig = {
       connectionTimeoutMillis: config.dbConnectTimeoutMs,
       idleTimeoutMillis: 30_000,
-      application_name: "inventory-service"
+      application_name: "inventory-service",
+      // A database that vanished without closing the socket (network partition) is otherwise only
+      // noticed by the next query on that connection; keepalive probes find dead idle connections.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000
     }
     if (Option.isSome(config.databaseUrl)) {
       const pool = acquirePool({

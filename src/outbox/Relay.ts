@@ -57,7 +57,6 @@ const LEASE_SECONDS = 60
 /** First key of the relay's per-aggregate advisory locks (the second is hashtext(aggregate_id)). */
 const LOCK_SPACE = 73_182
 const GAUGE_INTERVAL = Duration.seconds(5)
-const RETENTION_INTERVAL = Duration.minutes(1)
 
 /** What publishing one aggregate's rows came to: the published prefix, and where it stopped. */
 interface GroupResult {
@@ -70,6 +69,7 @@ interface GroupResult {
  * published only after the broker's confirm. Several replicas coordinate through the database; see
  * docs/messaging.md. Every batch runs claim → publish → confirm → mark in short transactions (no
  * transaction is held while waiting for the broker) and uninterruptibly, so shutdown waits for it.
+ * Published rows are deleted by the retention sweep (services/Retention.ts, OUTBOX_RETENTION_HOURS).
  */
 export const RelayLive = Layer.scopedDiscard(
   Effect.gen(function* () {
@@ -229,24 +229,11 @@ export const RelayLive = Layer.scopedDiscard(
       yield* Metric.set(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
     })
 
-    /** Deletes published rows past OUTBOX_RETENTION_HOURS, a bounded batch at a time. */
-    const deletePublished = sql`
-      DELETE FROM outbox
-       WHERE id IN (SELECT id FROM outbox
-                     WHERE published_at < now() - make_interval(hours => ${config.outboxRetentionHours})
-                     LIMIT 10000)`
-
     yield* Effect.forkScoped(relayLoop)
     yield* Effect.forkScoped(
       updateGauges.pipe(
         Effect.catchAll((error) => Effect.logDebug("outbox: gauge query failed", error.message)),
         Effect.repeat(Schedule.spaced(GAUGE_INTERVAL))
-      )
-    )
-    yield* Effect.forkScoped(
-      deletePublished.pipe(
-        Effect.catchAll((error) => Effect.logWarning("outbox: retention delete failed", error.message)),
-        Effect.repeat(Schedule.spaced(RETENTION_INTERVAL))
       )
     )
     yield* Effect.logInfo("outbox relay started").pipe(

@@ -27,14 +27,15 @@ export const startTestApp = async (
   options: {
     readonly label?: string
     readonly env?: Record<string, string>
-    /** Another replica: share this database (it is not dropped when this app closes). */
+    /** An existing database to run on (not dropped by `close`) instead of a fresh one. */
     readonly database?: TestDatabase
+    /** How the service reaches the database, e.g. through a test proxy; default its own URL. */
+    readonly databaseUrl?: (database: TestDatabase) => string
   } = {}
 ): Promise<TestApp> => {
-  const shared = options.database
-  const database = shared ?? (await createTestDatabase(options.label ?? "app"))
-  const drop = () => (shared ? Promise.resolve() : database.drop())
-  const config = configFromMap({ DATABASE_URL: database.url, PORT: "0", DB_POOL_MAX: "10", ...options.env })
+  const database = options.database ?? (await createTestDatabase(options.label ?? "app"))
+  const databaseUrl = options.databaseUrl?.(database) ?? database.url
+  const config = configFromMap({ DATABASE_URL: databaseUrl, PORT: "0", DB_POOL_MAX: "10", ...options.env })
   const runtime = ManagedRuntime.make(
     MainLive.pipe(Layer.provideMerge(config), Layer.provide(LoggingLive(testLogLevel())))
   )
@@ -47,12 +48,12 @@ export const startTestApp = async (
       run: (effect) => runtime.runPromise(effect),
       close: async () => {
         await runtime.dispose()
-        await drop()
+        if (options.database === undefined) await database.drop()
       }
     }
   } catch (error) {
     await runtime.dispose().catch(() => undefined)
-    await drop()
+    if (options.database === undefined) await database.drop()
     throw error
   }
 }

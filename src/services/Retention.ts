@@ -1,0 +1,202 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Duration, Effect, Layer } from "effect"
+import { AppConfig } from "../layers/Config.js"
+import { countRemoved } from "./RetentionMetrics.js"
+
+export const RETENTION_TABLES = ["outbox", "inbox", "idempotency_keys", "inventory_history"] as const
+export type RetentionTable = (typeof RETENTION_TABLES)[number]
+
+/** Transaction-scoped advisory lock per table: one replica sweeps a table at a time, the others skip it. */
+const LOCK_KEYS: Record<RetentionTable, number> = {
+  outbox: 7_318_200_501,
+  inbox: 7_318_200_502,
+  idempotency_keys: 7_318_200_503,
+  inventory_history: 7_318_200_504
+}
+
+/** A sweep stops after this many batches per table; the next sweep continues with the rest. */
+export const MAX_BATCHES_PER_SWEEP = 100
+
+export type SweepResult = Record<RetentionTable, number>
+
+/**
+ * Variants whose counts do not follow from their history:
+ *   on_hand  = baseline.on_hand  + sum(history.on_hand_change)
+ *   reserved = baseline.reserved + sum(history.reserved_change)
+ * where the baseline (0 when absent) holds the sums of the archived entries. One statement, so one
+ * snapshot: a concurrent archiving batch is seen entirely or not at all. Reconciliation must use
+ * this instead of summing inventory_history alone, which is wrong once history has been archived.
+ */
+export const historyDrift = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{
+    variantId: string
+    onHand: number
+    reserved: number
+    expectedOnHand: string
+    expectedReserved: string
+  }>`
+    SELECT s.variant_id, s.on_hand, s.reserved,
+           (coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0))::text   AS expected_on_hand,
+           (coalesce(b.reserved, 0) + coalesce(h.reserved, 0))::text AS expected_reserved
+      FROM stock_levels s
+      LEFT JOIN inventory_history_baseline b ON b.variant_id = s.variant_id
+      LEFT JOIN (SELECT variant_id, sum(on_hand_change) AS on_hand, sum(reserved_change) AS reserved
+                   FROM inventory_history GROUP BY variant_id) h ON h.variant_id = s.variant_id
+     WHERE s.on_hand  <> coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0)
+        OR s.reserved <> coalesce(b.reserved, 0) + coalesce(h.reserved, 0)
+     ORDER BY s.variant_id`
+  return rows.map((row) => ({
+    variantId: row.variantId,
+    onHand: row.onHand,
+    reserved: row.reserved,
+    expectedOnHand: Number(row.expectedOnHand),
+    expectedReserved: Number(row.expectedReserved)
+  }))
+}).pipe(Effect.withSpan("Retention.historyDrift"))
+
+/**
+ * Purges what the service no longer needs: published outbox rows, processed inbox ids and idempotency
+ * keys older than their retention, and archives history entries older than HISTORY_RETENTION_DAYS
+ * into inventory_history_archive while folding their changes into inventory_history_baseline (same
+ * transaction), so reconciliation stays exact. Works in batches by the age index, each in a short
+ * transaction guarded by a per-table try-lock, so several replicas may run it at once.
+ */
+export class Retention extends Effect.Service<Retention>()("inventory/Retention", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const { retention } = yield* AppConfig
+    const limit = retention.batchSize
+
+    /** One batch per table: delete (or archive) up to `limit` rows past the retention, count them. */
+    const statements: Record<RetentionTable, Effect.Effect<ReadonlyArray<{ removed: number }>, SqlError>> = {
+      // Only published rows: pending and parked rows are the relay's and the operator's business.
+      outbox: sql`
+        WITH doomed AS (
+          SELECT id FROM outbox
+           WHERE published_at < now() - make_interval(hours => ${retention.outboxHours})
+           ORDER BY published_at
+           LIMIT ${limit}),
+        deleted AS (DELETE FROM outbox o USING doomed WHERE o.id = doomed.id RETURNING 1)
+        SELECT count(*)::int AS removed FROM deleted`,
+      inbox: sql`
+        WITH doomed AS (
+          SELECT message_id FROM inbox
+           WHERE processed_at < now() - make_interval(days => ${retention.inboxDays})
+           ORDER BY processed_at
+           LIMIT ${limit}),
+        deleted AS (DELETE FROM inbox i USING doomed WHERE i.message_id = doomed.message_id RETURNING 1)
+        SELECT count(*)::int AS removed FROM deleted`,
+      idempotency_keys: sql`
+        WITH doomed AS (
+          SELECT scope, key FROM idempotency_keys
+           WHERE created_at < now() - make_interval(hours => ${retention.idempotencyKeyHours})
+           ORDER BY created_at
+           LIMIT ${limit}),
+        deleted AS (
+          DELETE FROM idempotency_keys k USING doomed
+           WHERE k.scope = doomed.scope AND k.key = doomed.key
+          RETURNING 1)
+        SELECT count(*)::int AS removed FROM deleted`,
+      // The newest entry of each variant is never archived, however old: its on_hand_after /
+      // reserved_after state the variant's current counts, and the history endpoint never goes empty.
+      inventory_history: sql`
+        WITH doomed AS (
+          SELECT h.id FROM inventory_history h
+           WHERE h.created_at < now() - make_interval(days => ${retention.historyDays})
+             AND EXISTS (SELECT 1 FROM inventory_history newer
+                          WHERE newer.variant_id = h.variant_id AND newer.id > h.id)
+           ORDER BY h.created_at
+           LIMIT ${limit}),
+        moved AS (
+          DELETE FROM inventory_history h USING doomed WHERE h.id = doomed.id
+          RETURNING h.id, h.variant_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after,
+                    h.reserved_after, h.reason, h.reference, h.order_id, h.correlation_id, h.actor, h.created_at),
+        archived AS (
+          INSERT INTO inventory_history_archive (id, variant_id, type, on_hand_change, reserved_change,
+                        on_hand_after, reserved_after, reason, reference, order_id, correlation_id, actor, created_at)
+          SELECT id, variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
+                 reason, reference, order_id, correlation_id, actor, created_at
+            FROM moved),
+        folded AS (
+          INSERT INTO inventory_history_baseline AS b (variant_id, on_hand, reserved, archived_through_id, archived_entries)
+          SELECT variant_id, sum(on_hand_change), sum(reserved_change), max(id), count(*)
+            FROM moved GROUP BY variant_id
+          ON CONFLICT (variant_id) DO UPDATE
+             SET on_hand             = b.on_hand + excluded.on_hand,
+                 reserved            = b.reserved + excluded.reserved,
+                 archived_through_id = greatest(b.archived_through_id, excluded.archived_through_id),
+                 archived_entries    = b.archived_entries + excluded.archived_entries,
+                 updated_at          = now())
+        SELECT count(*)::int AS removed FROM moved`
+    }
+
+    const keepFor: Record<RetentionTable, number> = {
+      outbox: retention.outboxHours,
+      inbox: retention.inboxDays,
+      idempotency_keys: retention.idempotencyKeyHours,
+      inventory_history: retention.historyDays
+    }
+
+    // `null` when another replica holds the table's lock.
+    // Uninterruptible: shutdown waits for the current short batch instead of cancelling a query.
+    const batch = (table: RetentionTable) =>
+      Effect.gen(function* () {
+        const [lock] = yield* sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(${LOCK_KEYS[table]}) AS locked`
+        if (!lock?.locked) return null
+        const [result] = yield* statements[table]
+        return result?.removed ?? 0
+      }).pipe(sql.withTransaction, Effect.uninterruptible)
+
+    const sweepTable = (table: RetentionTable) =>
+      Effect.gen(function* () {
+        let total = 0
+        for (let i = 0; i < MAX_BATCHES_PER_SWEEP; i++) {
+          const removed = yield* batch(table)
+          if (removed === null) break
+          total += removed
+          yield* countRemoved(table, removed)
+          if (removed < limit) break
+        }
+        return total
+      }).pipe(Effect.withSpan("Retention.sweepTable", { attributes: { "inventory.table": table } }))
+
+    /** One pass over every table with a retention (0 = keep forever); the rows removed per table. */
+    const sweepOnce = Effect.fn("Retention.sweepOnce")(function* () {
+      const result: SweepResult = { outbox: 0, inbox: 0, idempotency_keys: 0, inventory_history: 0 }
+      for (const table of RETENTION_TABLES) {
+        if (keepFor[table] === 0) continue
+        result[table] = yield* sweepTable(table)
+      }
+      if (RETENTION_TABLES.some((table) => result[table] > 0)) {
+        yield* Effect.logInfo("retention sweep removed rows").pipe(Effect.annotateLogs(result))
+      }
+      return result
+    })
+
+    return { sweepOnce } as const
+  })
+}) {}
+
+/**
+ * The background sweep: every RETENTION_SWEEP_INTERVAL_MS (first run one interval after start, so
+ * replicas starting together do not all sweep at once). A failed sweep is logged and retried on the
+ * next tick; closing the layer interrupts the loop between batches.
+ */
+export const RetentionSweeperLive = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const retention = yield* Retention
+    const { retention: config } = yield* AppConfig
+    const interval = Duration.millis(config.sweepIntervalMs)
+    yield* Effect.sleep(interval).pipe(
+      Effect.zipRight(
+        retention.sweepOnce().pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("retention sweep failed; retrying next interval", cause))
+        )
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  })
+)

@@ -1,0 +1,210 @@
+// Retention against the real PostgreSQL: data made through the API (history, outbox rows, idempotency
+// keys) and inbox rows written directly, then aged by moving their timestamps back in SQL.
+import { Effect, Metric } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { historyDrift, Retention } from "../../src/services/Retention.js"
+import { retentionRemovedRows } from "../../src/services/RetentionMetrics.js"
+import { startTestApp, type TestApp } from "../support/app.js"
+import { query } from "../support/database.js"
+import { client } from "../support/http.js"
+
+const BATCH = 7
+
+const removedCounter = (table: string) =>
+  Effect.map(Metric.value(Metric.tagged(retentionRemovedRows, "table", table)), (state) => state.count)
+
+describe("retention sweep", () => {
+  let app: TestApp
+  let api: ReturnType<typeof client>
+  const sql = <R extends Record<string, unknown>>(text: string, values: ReadonlyArray<unknown> = []) =>
+    query<R>(app.database.url, text, values)
+  const count = async (table: string, where = "true") =>
+    Number((await sql<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${where}`))[0]!.n)
+
+  const adjust = async (variantId: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
+    const res = await api.post(`/v1/stock-levels/${variantId}/adjustments`, body, headers)
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    return res.body
+  }
+
+  /** All history pages of a variant, newest first, through the API. */
+  const historyOf = async (variantId: string) => {
+    const items: Array<{ id: string; onHandChange: number }> = []
+    let cursor: string | null = null
+    do {
+      const res: { status: number; body: any } = await api.get(`/v1/stock-levels/${variantId}/history?limit=5${cursor ? `&cursor=${cursor}` : ""}`)
+      expect(res.status).toBe(200)
+      items.push(...res.body.items)
+      cursor = res.body.nextCursor
+    } while (cursor !== null)
+    return items
+  }
+
+  beforeAll(async () => {
+    app = await startTestApp({
+      label: "retention",
+      env: {
+        RETENTION_SWEEP_INTERVAL_MS: String(24 * 3_600_000), // the test sweeps by hand
+        RETENTION_BATCH_SIZE: String(BATCH),
+        OUTBOX_RETENTION_HOURS: "24",
+        INBOX_RETENTION_DAYS: "7",
+        IDEMPOTENCY_KEY_RETENTION_HOURS: "48",
+        HISTORY_RETENTION_DAYS: "30"
+      }
+    })
+    api = client(app.baseUrl)
+  })
+  afterAll(() => app?.close())
+
+  it("purges old rows of every table, keeps recent ones, and history still reconciles exactly", async () => {
+    // Three variants; "a" and "b" get 12 changes each (more than one batch), "c" a single one.
+    for (const id of ["ret-a", "ret-b", "ret-c"]) expect((await api.put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
+    for (let i = 1; i <= 12; i++) {
+      await adjust("ret-a", { type: "PURCHASE", quantity: i })
+      await adjust("ret-b", i % 3 === 0 ? { type: "RECOUNT", quantity: 5 * i } : { type: "PURCHASE", quantity: 2 }, { "idempotency-key": `b-${i}` })
+    }
+    await adjust("ret-c", { type: "PURCHASE", quantity: 9 })
+    await adjust("ret-a", { type: "SALE", quantity: 3 })
+
+    const levelsBefore = (await api.get("/v1/stock-levels?variantId=ret-a&variantId=ret-b&variantId=ret-c")).body.items
+    const historyIds = (await sql<{ id: string; variant_id: string }>(
+      "SELECT id, variant_id FROM inventory_history ORDER BY id"
+    )).map((r) => ({ id: Number(r.id), variantId: r.variant_id }))
+    // Age: every entry of "c" and the first 10 of "a" and "b" are 40 days old; the rest stay recent.
+    const old = historyIds.filter((h, i) => h.variantId === "ret-c" || historyIds.slice(0, i).filter((o) => o.variantId === h.variantId).length < 10)
+    await sql("UPDATE inventory_history SET created_at = now() - interval '40 days' WHERE id = ANY($1)", [old.map((h) => h.id)])
+    // Outbox: published long ago (purged), published recently (kept), never published or parked (kept).
+    await sql(`UPDATE outbox SET published_at = now() - interval '30 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 20)`)
+    await sql(`UPDATE outbox SET published_at = now() - interval '1 hour' WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 3)`)
+    await sql(`UPDATE outbox SET parked_at = now() - interval '30 days', created_at = now() - interval '30 days'
+                WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 2)`)
+    const outboxTotal = await count("outbox")
+    // Inbox: 9 processed 10 days ago (purged), 2 yesterday (kept).
+    await sql(`INSERT INTO inbox (message_id, consumer, event_type, processed_at)
+               SELECT 'old-' || g, 'orders', 'OrderCancelled', now() - interval '10 days' FROM generate_series(1, 9) g
+               UNION ALL
+               SELECT 'new-' || g, 'orders', 'OrderCancelled', now() - interval '1 day' FROM generate_series(1, 2) g`)
+    // Idempotency keys: b-1..b-8 three days old (purged), b-9..b-12 recent (kept).
+    await sql(`UPDATE idempotency_keys SET created_at = now() - interval '3 days'
+                WHERE key = ANY($1)`, [Array.from({ length: 8 }, (_, i) => `b-${i + 1}`)])
+
+    const metricBefore = await app.run(Effect.all([removedCounter("outbox"), removedCounter("inventory_history")]))
+    const result = await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
+
+    // History: old entries archived except each variant's newest ("c" keeps its only entry).
+    expect(result.inventory_history).toBe(20)
+    expect(await count("inventory_history_archive")).toBe(20)
+    expect(await count("inventory_history", "variant_id = 'ret-c'")).toBe(1)
+    expect(await count("inventory_history", "created_at < now() - interval '30 days' AND variant_id <> 'ret-c'")).toBe(0)
+    expect(await count("inventory_history", "created_at > now() - interval '1 day'")).toBe(historyIds.length - old.length)
+    const archivedIds = (await sql<{ id: string }>("SELECT id FROM inventory_history_archive ORDER BY id")).map((r) => Number(r.id))
+    expect(archivedIds).toEqual(old.filter((h) => h.variantId !== "ret-c").map((h) => h.id))
+    // The API: same stock levels, history pages only show what remains.
+    expect((await api.get("/v1/stock-levels?variantId=ret-a&variantId=ret-b&variantId=ret-c")).body.items).toEqual(levelsBefore)
+    expect((await historyOf("ret-a")).map((e) => Number(e.id))).toEqual(
+      historyIds.filter((h) => h.variantId === "ret-a" && !archivedIds.includes(h.id)).map((h) => h.id).reverse()
+    )
+    // Reconciliation with the baseline is clean; summing the remaining history alone would not be.
+    expect(await app.run(historyDrift)).toEqual([])
+    const naive = await sql<{ variant_id: string }>(`
+      SELECT s.variant_id FROM stock_levels s JOIN inventory_history h USING (variant_id)
+       GROUP BY s.variant_id, s.on_hand HAVING s.on_hand <> sum(h.on_hand_change)`)
+    expect(naive.map((r) => r.variant_id).sort()).toEqual(["ret-a", "ret-b"])
+
+    // Outbox: exactly the rows published more than 24 h ago went.
+    expect(result.outbox).toBe(20)
+    expect(await count("outbox")).toBe(outboxTotal - 20)
+    expect(await count("outbox", "published_at < now() - interval '24 hours'")).toBe(0)
+    expect(await count("outbox", "parked_at IS NOT NULL")).toBe(2)
+    expect(await count("outbox", "published_at IS NOT NULL")).toBe(3)
+    // Inbox and idempotency keys.
+    expect(result.inbox).toBe(9)
+    expect((await sql<{ message_id: string }>("SELECT message_id FROM inbox ORDER BY message_id")).map((r) => r.message_id)).toEqual(["new-1", "new-2"])
+    expect(result.idempotency_keys).toBe(8)
+    expect((await sql<{ key: string }>("SELECT key FROM idempotency_keys ORDER BY created_at, key")).map((r) => r.key).sort()).toEqual(
+      ["b-10", "b-11", "b-12", "b-9"]
+    )
+    // A kept key still replays; nothing changed.
+    const replay = await api.post("/v1/stock-levels/ret-b/adjustments", { type: "RECOUNT", quantity: 60 }, { "idempotency-key": "b-12" })
+    expect(replay.body.stockLevel.version).toBe(levelsBefore[1].version)
+
+    const metricAfter = await app.run(Effect.all([removedCounter("outbox"), removedCounter("inventory_history")]))
+    expect(metricAfter[0] - metricBefore[0]).toBe(20)
+    expect(metricAfter[1] - metricBefore[1]).toBe(20)
+
+    // A second sweep finds nothing left to do.
+    expect(await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))).toEqual({
+      outbox: 0,
+      inbox: 0,
+      idempotency_keys: 0,
+      inventory_history: 0
+    })
+  })
+
+  it("keeps reconciliation exact across further changes and archiving, and still detects real drift", async () => {
+    await adjust("ret-a", { type: "RECOUNT", quantity: 500 })
+    await adjust("ret-c", { type: "SALE", quantity: 4 })
+    await sql("UPDATE inventory_history SET created_at = now() - interval '31 days' WHERE variant_id = 'ret-c'")
+    await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
+    // "c" now has its old first entry archived, its newest kept.
+    expect(await count("inventory_history", "variant_id = 'ret-c'")).toBe(1)
+    const [baselineC] = await sql<{ on_hand: string; archived_entries: string }>(
+      "SELECT on_hand::text, archived_entries::text FROM inventory_history_baseline WHERE variant_id = 'ret-c'"
+    )
+    expect(baselineC).toEqual({ on_hand: "9", archived_entries: "1" })
+    expect(await app.run(historyDrift)).toEqual([])
+
+    // A change that bypassed the history is found.
+    await sql("UPDATE stock_levels SET on_hand = on_hand + 1 WHERE variant_id = 'ret-a'")
+    expect(await app.run(historyDrift)).toEqual([
+      { variantId: "ret-a", onHand: 501, reserved: 0, expectedOnHand: 500, expectedReserved: 0 }
+    ])
+    await sql("UPDATE stock_levels SET on_hand = on_hand - 1 WHERE variant_id = 'ret-a'")
+  })
+
+  it("archives each entry exactly once when several replicas sweep at the same time", async () => {
+    await api.put("/v1/stock-levels/ret-many", {})
+    for (let i = 0; i < 40; i++) await adjust("ret-many", { type: "PURCHASE", quantity: 1 + (i % 4) })
+    await sql("UPDATE inventory_history SET created_at = now() - interval '60 days' WHERE variant_id = 'ret-many'")
+    const archivedBefore = await count("inventory_history_archive")
+    // Four concurrent sweeps (each batch in its own transaction on its own connection), then one more
+    // to finish whatever the try-locks made the others skip.
+    const results = await app.run(
+      Effect.flatMap(Retention, (r) => Effect.all(Array.from({ length: 4 }, () => r.sweepOnce()), { concurrency: "unbounded" }))
+    )
+    const last = await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
+    const total = results.reduce((sum, r) => sum + r.inventory_history, 0) + last.inventory_history
+    expect(total).toBe(39)
+    expect(await count("inventory_history_archive") - archivedBefore).toBe(39)
+    expect(await count("inventory_history", "variant_id = 'ret-many'")).toBe(1)
+    expect(await app.run(historyDrift)).toEqual([])
+  })
+})
+
+describe("retention fiber", () => {
+  let app: TestApp
+  beforeAll(async () => {
+    // Defaults except a short interval: history is kept forever (HISTORY_RETENTION_DAYS=0).
+    app = await startTestApp({ label: "retentionfiber", env: { RETENTION_SWEEP_INTERVAL_MS: "200" } })
+  })
+  afterAll(() => app?.close())
+
+  it("runs by itself on the interval and leaves history alone when its retention is 0", async () => {
+    const api = client(app.baseUrl)
+    await api.put("/v1/stock-levels/fiber-a", {})
+    for (let i = 0; i < 3; i++) await api.post("/v1/stock-levels/fiber-a/adjustments", { type: "PURCHASE", quantity: 1 })
+    await query(app.database.url, "UPDATE inventory_history SET created_at = now() - interval '10 years'")
+    await query(app.database.url, "UPDATE outbox SET published_at = now() - interval '30 days'")
+    await query(app.database.url, "INSERT INTO inbox (message_id, consumer, event_type, processed_at) VALUES ('m-1', 'orders', 'OrderCancelled', now() - interval '31 days')")
+    // Wait (bounded) for the sweeper to purge the outbox and inbox.
+    for (let i = 0; i < 100; i++) {
+      const [row] = await query<{ n: string }>(app.database.url, "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM inbox) AS n")
+      if (Number(row!.n) === 0) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect(await query(app.database.url, "SELECT id FROM outbox")).toEqual([])
+    expect(await query(app.database.url, "SELECT message_id FROM inbox")).toEqual([])
+    expect(await query(app.database.url, "SELECT id FROM inventory_history")).toHaveLength(3)
+    expect(await query(app.database.url, "SELECT id FROM inventory_history_archive")).toEqual([])
+  })
+})
