@@ -11,12 +11,23 @@ import { SqlLive } from "./layers/Sql.js"
 import { Outbox } from "./outbox/Outbox.js"
 import { RelayLive } from "./outbox/Relay.js"
 import { Adjustments } from "./services/Adjustments.js"
+import { ExpiryLive } from "./services/Expiry.js"
 import { History } from "./services/History.js"
+import { Reservations } from "./services/Reservations.js"
 import { Retention, RetentionSweeperLive } from "./services/Retention.js"
 import { StockLevels } from "./services/StockLevels.js"
 
 /** The inventory programs, over SQL. */
-const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default, Retention.Default)
+const ServicesLive = Layer.mergeAll(
+  StockLevels.Default,
+  Adjustments.Default,
+  History.Default,
+  Reservations.Default,
+  Retention.Default
+)
+
+/** Background fibers of the same runtime: the reservation expiry sweeper and the retention sweep. */
+const WorkersLive = Layer.mergeAll(ExpiryLive, RetentionSweeperLive)
 
 /**
  * The outbox relay and the event consumers over one broker connection (or the log publisher). The
@@ -41,7 +52,7 @@ const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive).pip
 export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(HttpLive),
   Layer.provideMerge(MessagingLive),
-  Layer.provideMerge(RetentionSweeperLive),
+  Layer.provideMerge(WorkersLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),
   Layer.provide(NodeContext.layer)

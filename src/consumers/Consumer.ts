@@ -8,8 +8,11 @@ import { Transactions } from "../services/Transactions.js"
 import { Inbox } from "./Inbox.js"
 import { eventsConsumed, messagesDeadLettered } from "./Metrics.js"
 
-/** `applied`: the event changed something (or was a no-op by the rules); `ignored`: not for us. */
-export type Outcome = "applied" | "ignored"
+/**
+ * `applied`: done (possibly a no-op by the rules); `ignored`: an event type this queue does not act on;
+ * `refused`: the rules say no (e.g. shipping a released reservation), acknowledged and logged.
+ */
+export type Outcome = "applied" | "ignored" | "refused"
 
 /** A message that can never succeed (bad data): dead-lettered at once, without retries. */
 export class Unprocessable extends Data.TaggedError("Unprocessable")<{ readonly reason: string }> {}

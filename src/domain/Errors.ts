@@ -127,12 +127,13 @@ export class ReservationConflict extends Schema.TaggedError<ReservationConflict>
 const reservationNotActive = problem(409, "reservation-not-active", "Reservation not active")
 export class ReservationNotActive extends Schema.TaggedError<ReservationNotActive>()(
   "ReservationNotActive",
-  { orderId: OrderId, status: Schema.String },
+  // Not `status`: that name belongs to the problem+json body (the HTTP status).
+  { orderId: OrderId, reservationStatus: Schema.String },
   reservationNotActive.annotations()
 ) {
   readonly problem = reservationNotActive.info
   override get message() {
-    return `Reservation of order ${this.orderId} is ${this.status}`
+    return `Reservation of order ${this.orderId} is ${this.reservationStatus}`
   }
 }
 

@@ -4,13 +4,18 @@ import { Adjustment, AdjustmentResult } from "../domain/Adjustment.js"
 import {
   IdempotencyKeyReused,
   InsufficientStock,
+  ReservationConflict,
+  ReservationNotActive,
+  ReservationNotFound,
+  ReservationRefused,
   StockLimitExceeded,
   VariantNotFound,
   VersionConflict
 } from "../domain/Errors.js"
 import { HistoryEntry } from "../domain/History.js"
-import { VariantId } from "../domain/Ids.js"
+import { OrderId, VariantId } from "../domain/Ids.js"
 import { Cursor, PageLimit } from "../domain/Pagination.js"
+import { Reservation, ReservationRequest } from "../domain/Reservation.js"
 import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
 import { documentProblems } from "./OpenApiProblems.js"
 import { Unavailable } from "./Problem.js"
@@ -117,6 +122,46 @@ export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
       .annotate(OpenApi.Summary, "A variant's history, newest first")
   ) {}
 
+const OrderPath = Schema.Struct({ orderId: OrderId })
+
+export class ReservationsApi extends HttpApiGroup.make("reservations")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/reservations")
+      .setPayload(ReservationRequest)
+      .addSuccess(Reservation.annotations({ description: "The same orderId with the same lines again: the stored reservation, nothing reserved twice" }))
+      .addSuccess(Reservation.annotations({ description: "Reserved: every line, in one transaction" }), { status: 201 })
+      .addError(ReservationRefused)
+      .addError(ReservationConflict)
+      .annotate(RequiredScope, "inventory:reserve")
+      .annotate(OpenApi.Summary, "Reserve every line of an order, or none (409 lists every failing line)")
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/reservations/:orderId")
+      .setPath(OrderPath)
+      .addSuccess(Reservation)
+      .addError(ReservationNotFound)
+      .annotate(RequiredScope, "inventory:read")
+      .annotate(OpenApi.Summary, "An order's reservation")
+  )
+  .add(
+    HttpApiEndpoint.post("release", "/v1/reservations/:orderId/release")
+      .setPath(OrderPath)
+      .addSuccess(Reservation)
+      .addError(ReservationNotFound)
+      .addError(ReservationNotActive)
+      .annotate(RequiredScope, "inventory:reserve")
+      .annotate(OpenApi.Summary, "Free the reserved units (idempotent; an EXPIRED reservation is answered as is)")
+  )
+  .add(
+    HttpApiEndpoint.post("commit", "/v1/reservations/:orderId/commit")
+      .setPath(OrderPath)
+      .addSuccess(Reservation)
+      .addError(ReservationNotFound)
+      .addError(ReservationNotActive)
+      .annotate(RequiredScope, "inventory:reserve")
+      .annotate(OpenApi.Summary, "The reserved units leave reserved and onHand (idempotent)")
+  ) {}
+
 export const DependencyState = Schema.Struct({
   status: Schema.Literal("up", "down", "disabled"),
   detail: Schema.optional(Schema.String)
@@ -141,6 +186,7 @@ export class HealthApi extends HttpApiGroup.make("health")
 /** The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call. */
 export class InventoryApi extends HttpApi.make("inventory")
   .add(StockLevelsApi)
+  .add(ReservationsApi)
   .add(HealthApi)
   .addError(Unavailable)
   .annotate(OpenApi.Title, "Inventory Service")

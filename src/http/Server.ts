@@ -9,6 +9,7 @@ import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { HealthHttpLive } from "./HealthHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
+import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -84,7 +85,7 @@ const ProblemMiddlewareLive = HttpApiBuilder.middleware((app) =>
   )
 )
 
-export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, HealthHttpLive]))
+export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, HealthHttpLive]))
 
 /**
  * The Node server itself, so that shutdown can stop accepting and wait for in-flight requests

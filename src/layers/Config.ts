@@ -33,6 +33,7 @@ export interface AppConfigShape {
   readonly outboxBatchSize: number
   readonly outboxMaxAttempts: number
   readonly retention: RetentionConfig
+  readonly reservationSweepIntervalMs: number
 }
 
 /** How long each kind of bookkeeping row is kept (0 = forever) and how the sweep runs (Retention.ts). */
@@ -146,7 +147,8 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     inboxDays: nonNegativeInt("INBOX_RETENTION_DAYS", 30),
     idempotencyKeyHours: nonNegativeInt("IDEMPOTENCY_KEY_RETENTION_HOURS", 72),
     historyDays: nonNegativeInt("HISTORY_RETENTION_DAYS", 0)
-  })
+  }),
+  reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000)
 })
 
 /** Start-up refuses to run on configuration that is unsafe in production. */

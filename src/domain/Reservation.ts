@@ -1,0 +1,156 @@
+import { Either, Schema } from "effect"
+import { ReservationFailure, ReservationNotActive } from "./Errors.js"
+import { OrderId, VariantId } from "./Ids.js"
+
+/** Limits of API.md. */
+export const MAX_LINES = 100
+export const MAX_LINE_QUANTITY = 1_000_000
+export const MAX_TTL_SECONDS = 86_400
+export const DEFAULT_TTL_SECONDS = 900
+
+export const ReservationStatus = Schema.Literal("ACTIVE", "COMMITTED", "RELEASED", "EXPIRED").annotations({
+  identifier: "ReservationStatus"
+})
+export type ReservationStatus = typeof ReservationStatus.Type
+
+export class ReservationLine extends Schema.Class<ReservationLine>("ReservationLine")({
+  variantId: VariantId,
+  quantity: Schema.Int.pipe(Schema.between(1, MAX_LINE_QUANTITY))
+}) {}
+
+/**
+ * Lines with the same variant summed, in variant-id order: the canonical form that is stored,
+ * compared for idempotency and locked in (a fixed lock order rules out deadlocks between reservations).
+ */
+export const mergeLines = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>): ReadonlyArray<ReservationLine> =>
+  lineTotals(lines).map(([variantId, quantity]) => new ReservationLine({ variantId, quantity }))
+
+/** [variantId, summed quantity] in variant-id order. */
+const lineTotals = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>) => {
+  const totals = new Map<string, number>()
+  for (const line of lines) totals.set(line.variantId, (totals.get(line.variantId) ?? 0) + line.quantity)
+  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+/** Same variants with the same quantities, whatever the order or splitting of the lines. */
+export const sameLines = (
+  a: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>,
+  b: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>
+): boolean => {
+  const left = mergeLines(a)
+  const right = mergeLines(b)
+  return left.length === right.length && left.every((line, i) => line.variantId === right[i]!.variantId && line.quantity === right[i]!.quantity)
+}
+
+/** Body of `POST /v1/reservations`. A variant's merged quantity must still fit one line. */
+export class ReservationRequest extends Schema.Class<ReservationRequest>("ReservationRequest")(
+  Schema.Struct({
+    orderId: OrderId,
+    lines: Schema.Array(ReservationLine).pipe(Schema.minItems(1), Schema.maxItems(MAX_LINES)),
+    ttlSeconds: Schema.optional(Schema.Int.pipe(Schema.between(1, MAX_TTL_SECONDS)))
+  }).pipe(
+    Schema.filter((request) => {
+      const tooLarge = lineTotals(request.lines).find(([, quantity]) => quantity > MAX_LINE_QUANTITY)
+      return tooLarge === undefined
+        ? true
+        : { path: ["lines"], message: `the quantities of variant ${tooLarge[0]} add up to more than ${MAX_LINE_QUANTITY}` }
+    })
+  )
+) {}
+
+export class Reservation extends Schema.Class<Reservation>("Reservation")({
+  orderId: OrderId,
+  status: ReservationStatus,
+  lines: Schema.Array(ReservationLine),
+  expiresAt: Schema.DateTimeUtc,
+  createdAt: Schema.DateTimeUtc,
+  updatedAt: Schema.DateTimeUtc
+}) {}
+
+/** What the decision needs of a variant's stock level. */
+export interface Availability {
+  readonly onHand: number
+  readonly reserved: number
+}
+
+/**
+ * The all-or-nothing rule: every line whose variant is unknown or has less available than asked is
+ * a failure; the reservation is made only when there is none.
+ */
+export const decideLines = (
+  lines: ReadonlyArray<ReservationLine>,
+  stock: ReadonlyMap<string, Availability>
+): Either.Either<ReadonlyArray<ReservationLine>, ReadonlyArray<ReservationFailure>> => {
+  const failures = lines.flatMap((line): Array<ReservationFailure> => {
+    const level = stock.get(line.variantId)
+    if (level === undefined) {
+      return [new ReservationFailure({ variantId: line.variantId, requested: line.quantity, available: 0, reason: "UNKNOWN_VARIANT" })]
+    }
+    const available = level.onHand - level.reserved
+    return available >= line.quantity
+      ? []
+      : [new ReservationFailure({ variantId: line.variantId, requested: line.quantity, available, reason: "INSUFFICIENT_STOCK" })]
+  })
+  return failures.length === 0 ? Either.right(lines) : Either.left(failures)
+}
+
+/**
+ * What happens to a stored reservation. A reservation past `expiresAt` counts as expired even before
+ * the sweeper reaches it, so answers never depend on the sweeper's timing.
+ */
+export type Transition = "release" | "commit" | "expire" | "unchanged"
+
+export const isDue = (reservation: { readonly status: ReservationStatus; readonly expiresAt: Date }, nowMillis: number) =>
+  reservation.status === "ACTIVE" && reservation.expiresAt.getTime() <= nowMillis
+
+/** Release: ACTIVE → RELEASED (or EXPIRED when due); RELEASED/EXPIRED stay as they are; COMMITTED is refused. */
+export const releaseTransition = (
+  orderId: string,
+  reservation: { readonly status: ReservationStatus; readonly expiresAt: Date },
+  nowMillis: number
+): Either.Either<Transition, ReservationNotActive> => {
+  switch (reservation.status) {
+    case "ACTIVE":
+      return Either.right(isDue(reservation, nowMillis) ? "expire" : "release")
+    case "RELEASED":
+    case "EXPIRED":
+      return Either.right("unchanged")
+    case "COMMITTED":
+      return Either.left(new ReservationNotActive({ orderId, reservationStatus: reservation.status }))
+  }
+}
+
+/** Commit: ACTIVE → COMMITTED; COMMITTED stays; RELEASED/EXPIRED (or due) are refused. */
+export const commitTransition = (
+  orderId: string,
+  reservation: { readonly status: ReservationStatus; readonly expiresAt: Date },
+  nowMillis: number
+): Either.Either<Transition, ReservationNotActive> => {
+  switch (reservation.status) {
+    case "ACTIVE":
+      return isDue(reservation, nowMillis) ? Either.right("expire") : Either.right("commit")
+    case "COMMITTED":
+      return Either.right("unchanged")
+    case "RELEASED":
+    case "EXPIRED":
+      return Either.left(new ReservationNotActive({ orderId, reservationStatus: reservation.status }))
+  }
+}
+
+/** The status a transition leads to. */
+export const statusAfter = (transition: Exclude<Transition, "unchanged">): ReservationStatus =>
+  transition === "release" ? "RELEASED" : transition === "commit" ? "COMMITTED" : "EXPIRED"
+
+/** How a transition moves each line's variant: history type and the change of onHand / reserved. */
+export const lineChange = (transition: Exclude<Transition, "unchanged"> | "reserve", quantity: number) => {
+  switch (transition) {
+    case "reserve":
+      return { type: "RESERVE", onHandChange: 0, reservedChange: quantity } as const
+    case "release":
+      return { type: "RELEASE", onHandChange: 0, reservedChange: -quantity } as const
+    case "expire":
+      return { type: "EXPIRE", onHandChange: 0, reservedChange: -quantity } as const
+    case "commit":
+      return { type: "COMMIT", onHandChange: -quantity, reservedChange: -quantity } as const
+  }
+}

@@ -1,0 +1,391 @@
+import { SqlClient } from "@effect/sql"
+import { Clock, DateTime, Effect, Either, FiberRef } from "effect"
+import { ReservationConflict, ReservationNotActive, ReservationNotFound, ReservationRefused, type ReservationFailure } from "../domain/Errors.js"
+import {
+  inventoryReservationCommitted,
+  inventoryReservationFailed,
+  inventoryReservationReleased,
+  inventoryReserved,
+  type DomainEvent
+} from "../domain/Events.js"
+import {
+  commitTransition,
+  decideLines,
+  DEFAULT_TTL_SECONDS,
+  lineChange,
+  mergeLines,
+  releaseTransition,
+  Reservation,
+  ReservationLine,
+  sameLines,
+  statusAfter,
+  type ReservationRequest,
+  type ReservationStatus,
+  type Transition
+} from "../domain/Reservation.js"
+import { deriveStatus } from "../domain/StockLevel.js"
+import { Outbox } from "../outbox/Outbox.js"
+import { countReservations } from "./ReservationMetrics.js"
+import { CurrentRequest } from "./RequestContext.js"
+import { StockChanges, type StockChange } from "./StockChanges.js"
+import { STOCK_COLUMNS, type StockRow } from "./StockRows.js"
+import { Transactions } from "./Transactions.js"
+
+interface ReservationRow {
+  readonly orderId: string
+  readonly status: ReservationStatus
+  readonly expiresAt: Date
+  readonly createdAt: Date
+  readonly updatedAt: Date
+}
+
+interface LineRow {
+  readonly orderId: string
+  readonly variantId: string
+  readonly quantity: number
+}
+
+const RESERVATION_COLUMNS = "order_id, status, expires_at, created_at, updated_at"
+
+/** Most due reservations one lazy expiry (inside a refused reservation) takes on. */
+const LAZY_EXPIRY_LIMIT = 500
+
+const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: string; quantity: number }>) =>
+  new Reservation({
+    orderId: row.orderId,
+    status: row.status,
+    lines: lines.map((line) => new ReservationLine({ variantId: line.variantId, quantity: line.quantity })),
+    expiresAt: DateTime.unsafeFromDate(row.expiresAt),
+    createdAt: DateTime.unsafeFromDate(row.createdAt),
+    updatedAt: DateTime.unsafeFromDate(row.updatedAt)
+  })
+
+type Applied = Exclude<Transition, "unchanged"> | "reserve"
+
+const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<ReservationLine>, expiresAt: Date): DomainEvent => {
+  switch (applied) {
+    case "reserve":
+      return inventoryReserved(orderId, lines, expiresAt)
+    case "release":
+      return inventoryReservationReleased(orderId, lines, "RELEASED")
+    case "expire":
+      return inventoryReservationReleased(orderId, lines, "EXPIRED")
+    case "commit":
+      return inventoryReservationCommitted(orderId, lines)
+  }
+}
+
+/**
+ * The stock changes of reservations applied one after another to locked rows: one change (history
+ * entry, events) per reservation and variant, each with the row as it is after that change.
+ */
+const planStockChanges = (
+  locked: ReadonlyMap<string, StockRow>,
+  applied: Applied,
+  reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine> }>
+) => {
+  const current = new Map(locked)
+  const changes: Array<StockChange> = []
+  for (const reservation of reservations) {
+    for (const line of reservation.lines) {
+      const before = current.get(line.variantId)!
+      const { type, onHandChange, reservedChange } = lineChange(applied, line.quantity)
+      const onHand = before.onHand + onHandChange
+      const reserved = before.reserved + reservedChange
+      const after: StockRow = {
+        ...before,
+        onHand,
+        reserved,
+        version: before.version + 1,
+        status: deriveStatus(onHand - reserved, before.lowStockThreshold)
+      }
+      current.set(line.variantId, after)
+      changes.push({ after, type, onHandChange, reservedChange, orderId: reservation.orderId })
+    }
+  }
+  const deltas = [...current.values()]
+    .filter((row) => row.version !== locked.get(row.variantId)!.version)
+    .map((row) => {
+      const before = locked.get(row.variantId)!
+      return {
+        variantId: row.variantId,
+        onHandChange: row.onHand - before.onHand,
+        reservedChange: row.reserved - before.reserved,
+        versions: row.version - before.version
+      }
+    })
+  return { changes, deltas, final: current }
+}
+
+/** What the create transaction committed; `expired` counts due reservations it expired on the way. */
+type CreateOutcome =
+  | { readonly _tag: "Created"; readonly reservation: Reservation; readonly expired: number }
+  | { readonly _tag: "Existing"; readonly reservation: Reservation; readonly expired: number }
+  | { readonly _tag: "Refused"; readonly failures: ReadonlyArray<ReservationFailure>; readonly expired: number }
+
+/**
+ * Reservations of API.md: all-or-nothing, idempotent by orderId, never more than `onHand`, expiring.
+ * Every change is one transaction: the reservation rows, `stock_levels`, one history entry per
+ * variant and the outbox events. Time comes from Effect's Clock (tests move it).
+ */
+export class Reservations extends Effect.Service<Reservations>()("inventory/Reservations", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const transactions = yield* Transactions
+    const stockChanges = yield* StockChanges
+    const outbox = yield* Outbox
+    const stockColumns = sql.literal(STOCK_COLUMNS)
+    const reservationColumns = sql.literal(RESERVATION_COLUMNS)
+
+    /** Locks the variants' rows in variant-id order: every writer locks in this order, so none deadlock. */
+    const lockStock = (variantIds: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<StockRow>`
+          SELECT ${stockColumns} FROM stock_levels
+           WHERE variant_id = ANY(${variantIds})
+           ORDER BY variant_id
+             FOR UPDATE`,
+        (rows) => new Map(rows.map((row) => [row.variantId, row]))
+      )
+
+    const linesOf = (orderIds: ReadonlyArray<string>) =>
+      sql<LineRow>`
+        SELECT order_id, variant_id, quantity FROM reservation_lines
+         WHERE order_id = ANY(${orderIds})
+         ORDER BY order_id, variant_id`
+
+    /**
+     * Applies a transition to reservations whose rows are locked: moves `stock_levels` (rows locked
+     * here unless given), writes the history entries and the aggregate + per-variant events.
+     */
+    const applyToStock = (
+      applied: Applied,
+      reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly expiresAt: Date }>,
+      lockedRows?: ReadonlyMap<string, StockRow>
+    ) =>
+      Effect.gen(function* () {
+        const variantIds = [...new Set(reservations.flatMap((r) => r.lines.map((line) => line.variantId)))].sort()
+        const locked = lockedRows ?? (yield* lockStock(variantIds))
+        const { changes, deltas, final } = planStockChanges(locked, applied, reservations)
+        const updated = yield* sql<{ variantId: string; onHand: number; reserved: number; version: number }>`
+          UPDATE stock_levels
+             SET on_hand = on_hand + d.on_hand_change,
+                 reserved = reserved + d.reserved_change,
+                 version = version + d.versions,
+                 updated_at = now()
+            FROM unnest(${deltas.map((d) => d.variantId)}::text[], ${deltas.map((d) => d.onHandChange)}::int[],
+                        ${deltas.map((d) => d.reservedChange)}::int[], ${deltas.map((d) => d.versions)}::int[])
+                 AS d(id, on_hand_change, reserved_change, versions)
+           WHERE stock_levels.variant_id = d.id
+          RETURNING stock_levels.variant_id, stock_levels.on_hand, stock_levels.reserved, stock_levels.version`
+        for (const row of updated) {
+          const expected = final.get(row.variantId)!
+          if (row.onHand !== expected.onHand || row.reserved !== expected.reserved || row.version !== expected.version) {
+            return yield* Effect.dieMessage(`stock row ${row.variantId} changed although it was locked`)
+          }
+        }
+        yield* stockChanges.record(
+          changes,
+          reservations.map((r) => eventOf(applied, r.orderId, r.lines, r.expiresAt))
+        )
+      })
+
+    const load = (orderId: string, lock: boolean) =>
+      Effect.gen(function* () {
+        const [row] = lock
+          ? yield* sql<ReservationRow>`SELECT ${reservationColumns} FROM reservations WHERE order_id = ${orderId} FOR UPDATE`
+          : yield* sql<ReservationRow>`SELECT ${reservationColumns} FROM reservations WHERE order_id = ${orderId}`
+        if (!row) return undefined
+        return { row, lines: (yield* linesOf([orderId])).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity })) }
+      })
+
+    const setStatus = (orderIds: ReadonlyArray<string>, status: ReservationStatus, now: Date) =>
+      sql`UPDATE reservations SET status = ${status}, updated_at = ${now} WHERE order_id = ANY(${orderIds})`
+
+    /** Expires reservations whose rows this transaction has locked. */
+    const expireLocked = (rows: ReadonlyArray<ReservationRow>, now: Date) =>
+      Effect.gen(function* () {
+        if (rows.length === 0) return 0
+        const orderIds = rows.map((r) => r.orderId)
+        const lines = yield* linesOf(orderIds)
+        const reservations = rows.map((row) => ({
+          orderId: row.orderId,
+          expiresAt: row.expiresAt,
+          lines: lines.filter((l) => l.orderId === row.orderId).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity }))
+        }))
+        yield* applyToStock("expire", reservations)
+        yield* setStatus(orderIds, "EXPIRED", now)
+        for (const reservation of reservations) {
+          yield* Effect.logInfo("reservation expired").pipe(
+            Effect.annotateLogs({ orderId: reservation.orderId, lines: reservation.lines, outcome: "expired" })
+          )
+        }
+        return rows.length
+      })
+
+    /**
+     * A reservation that lacks stock first expires the due reservations holding those variants, so
+     * one the sweeper has not reached yet never blocks it. Rows another transaction holds (the
+     * sweeper's) are skipped: that transaction is already expiring them.
+     */
+    const expireDueOf = (variantIds: ReadonlyArray<string>, now: Date) =>
+      Effect.gen(function* () {
+        const due = yield* sql<ReservationRow>`
+          SELECT ${reservationColumns} FROM reservations r
+           WHERE r.status = 'ACTIVE' AND r.expires_at <= ${now}
+             AND EXISTS (SELECT 1 FROM reservation_lines l WHERE l.order_id = r.order_id AND l.variant_id = ANY(${variantIds}))
+           ORDER BY r.expires_at, r.order_id
+           LIMIT ${LAZY_EXPIRY_LIMIT}
+             FOR UPDATE SKIP LOCKED`
+        return yield* expireLocked(due, now)
+      })
+
+    const createInTransaction = (orderId: string, lines: ReadonlyArray<ReservationLine>, ttlSeconds: number) =>
+      Effect.gen(function* () {
+        const now = new Date(yield* Clock.currentTimeMillis)
+        const expiresAt = new Date(now.getTime() + ttlSeconds * 1000)
+        const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
+        // Claiming the orderId first makes a concurrent duplicate wait here (on the primary key)
+        // until this transaction ends, then find the stored reservation.
+        const claimed = yield* sql<ReservationRow>`
+          INSERT INTO reservations (order_id, status, expires_at, correlation_id, actor, created_at, updated_at)
+          VALUES (${orderId}, 'ACTIVE', ${expiresAt}, ${correlationId}, ${actor}, ${now}, ${now})
+          ON CONFLICT (order_id) DO NOTHING
+          RETURNING ${reservationColumns}`
+        if (claimed.length === 0) {
+          const existing = yield* load(orderId, false)
+          if (!existing || !sameLines(existing.lines, lines)) return yield* new ReservationConflict({ orderId })
+          return { _tag: "Existing", reservation: toReservation(existing.row, existing.lines), expired: 0 } as CreateOutcome
+        }
+        const variantIds = lines.map((line) => line.variantId)
+        let locked = yield* lockStock(variantIds)
+        let decision = decideLines(lines, locked)
+        let expired = 0
+        if (Either.isLeft(decision)) {
+          const short = decision.left.filter((f) => f.reason === "INSUFFICIENT_STOCK").map((f) => f.variantId)
+          expired = short.length > 0 ? yield* expireDueOf(short, now) : 0
+          if (expired > 0) {
+            locked = yield* lockStock(variantIds)
+            decision = decideLines(lines, locked)
+          }
+        }
+        if (Either.isLeft(decision)) {
+          // A refusal stores nothing (a retry may succeed later) but is published.
+          yield* sql`DELETE FROM reservations WHERE order_id = ${orderId}`
+          yield* outbox.write([inventoryReservationFailed(orderId, decision.left)])
+          return { _tag: "Refused", failures: decision.left, expired } as CreateOutcome
+        }
+        yield* sql`
+          INSERT INTO reservation_lines (order_id, variant_id, quantity)
+          SELECT ${orderId}, variant_id, quantity
+            FROM unnest(${variantIds}::text[], ${lines.map((line) => line.quantity)}::int[]) AS l(variant_id, quantity)`
+        yield* applyToStock("reserve", [{ orderId, lines, expiresAt }], locked)
+        return { _tag: "Created", reservation: toReservation(claimed[0]!, lines), expired } as CreateOutcome
+      })
+
+    /**
+     * `POST /v1/reservations`: every line or none. The same orderId with the same lines answers the
+     * stored reservation (`created: false`) and reserves nothing twice; other lines are a conflict.
+     */
+    const create = Effect.fn("Reservations.create")(function* (request: ReservationRequest) {
+      const lines = mergeLines(request.lines)
+      const orderId = request.orderId
+      yield* Effect.annotateCurrentSpan({ "inventory.order_id": orderId, "inventory.lines": lines.length })
+      const log = (outcome: string, extra: Record<string, unknown> = {}) =>
+        Effect.logInfo("reservation attempt").pipe(Effect.annotateLogs({ orderId, lines, outcome, ...extra }))
+      const outcome = yield* transactions
+        .run(createInTransaction(orderId, lines, request.ttlSeconds ?? DEFAULT_TTL_SECONDS))
+        .pipe(Effect.tapErrorTag("ReservationConflict", () => log("conflict")))
+      yield* countReservations("expired", outcome.expired)
+      switch (outcome._tag) {
+        case "Created":
+          yield* countReservations("created")
+          yield* log("created")
+          return { reservation: outcome.reservation, created: true }
+        case "Existing":
+          yield* log("replayed")
+          return { reservation: outcome.reservation, created: false }
+        case "Refused":
+          yield* countReservations("refused")
+          yield* log("refused", { failures: outcome.failures })
+          return yield* new ReservationRefused({ orderId, failures: outcome.failures })
+      }
+    })
+
+    const get = Effect.fn("Reservations.get")(function* (orderId: string) {
+      yield* Effect.annotateCurrentSpan("inventory.order_id", orderId)
+      const found = yield* load(orderId, false)
+      if (!found) return yield* new ReservationNotFound({ orderId })
+      return toReservation(found.row, found.lines)
+    })
+
+    /** Release or commit: lock the reservation, decide with the pure rule, apply, publish. */
+    const transition = (
+      orderId: string,
+      rule: typeof releaseTransition,
+      refuseAfterExpiry: boolean
+    ) =>
+      Effect.gen(function* () {
+        const result = yield* transactions.run(
+          Effect.gen(function* () {
+            const now = new Date(yield* Clock.currentTimeMillis)
+            const found = yield* load(orderId, true)
+            if (!found) return yield* new ReservationNotFound({ orderId })
+            const decided = yield* rule(orderId, found.row, now.getTime())
+            if (decided === "unchanged") return { decided, reservation: toReservation(found.row, found.lines) }
+            yield* applyToStock(decided, [{ orderId, lines: found.lines, expiresAt: found.row.expiresAt }])
+            const status = statusAfter(decided)
+            yield* setStatus([orderId], status, now)
+            return { decided, reservation: toReservation({ ...found.row, status, updatedAt: now }, found.lines) }
+          })
+        )
+        const { decided, reservation } = result
+        if (decided !== "unchanged") {
+          const outcome = decided === "release" ? "released" : decided === "commit" ? "committed" : "expired"
+          yield* countReservations(outcome)
+          yield* Effect.logInfo(`reservation ${outcome}`).pipe(Effect.annotateLogs({ orderId, lines: reservation.lines, outcome }))
+        }
+        // Committing a reservation found past its expiry expired it instead: that is not a commit.
+        if (decided === "expire" && refuseAfterExpiry) {
+          return yield* new ReservationNotActive({ orderId, reservationStatus: "EXPIRED" })
+        }
+        return reservation
+      })
+
+    /** Frees the reserved units. Again: same answer; already EXPIRED: as is; COMMITTED: not active. */
+    const release = Effect.fn("Reservations.release")(function* (orderId: string) {
+      yield* Effect.annotateCurrentSpan("inventory.order_id", orderId)
+      return yield* transition(orderId, releaseTransition, false)
+    })
+
+    /** The reserved units leave both `reserved` and `onHand`. Again: same answer; RELEASED/EXPIRED: not active. */
+    const commit = Effect.fn("Reservations.commit")(function* (orderId: string) {
+      yield* Effect.annotateCurrentSpan("inventory.order_id", orderId)
+      return yield* transition(orderId, commitTransition, true)
+    })
+
+    /**
+     * One batch of the expiry sweep: claims up to `limit` due ACTIVE reservations that no other
+     * transaction holds (several replicas sweep at once without waiting on each other) and expires them.
+     */
+    const expireDue = Effect.fn("Reservations.expireDue")(function* (limit: number) {
+      const expired = yield* transactions.run(
+        Effect.gen(function* () {
+          const now = new Date(yield* Clock.currentTimeMillis)
+          const due = yield* sql<ReservationRow>`
+            SELECT ${reservationColumns} FROM reservations
+             WHERE status = 'ACTIVE' AND expires_at <= ${now}
+             ORDER BY expires_at, order_id
+             LIMIT ${limit}
+               FOR UPDATE SKIP LOCKED`
+          return yield* expireLocked(due, now)
+        })
+      )
+      yield* countReservations("expired", expired)
+      return expired
+    })
+
+    return { create, get, release, commit, expireDue } as const
+  }),
+  dependencies: [Transactions.Default, StockChanges.Default, Outbox.Default]
+}) {}

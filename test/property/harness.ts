@@ -1,0 +1,98 @@
+import { Clock, Duration, Effect, Either, Layer, LogLevel, ManagedRuntime, Option, Schema } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Adjustment } from "../../src/domain/Adjustment.js"
+import { Reservation, ReservationRequest } from "../../src/domain/Reservation.js"
+import { VariantSettings } from "../../src/domain/StockLevel.js"
+import { configFromMap } from "../../src/layers/Config.js"
+import { LoggingLive } from "../../src/layers/Logging.js"
+import { MigrationsLive } from "../../src/layers/Migrations.js"
+import { SqlLive } from "../../src/layers/Sql.js"
+import { Adjustments } from "../../src/services/Adjustments.js"
+import { sweepOnce } from "../../src/services/Expiry.js"
+import { reconcile } from "../../src/services/Reconcile.js"
+import { Reservations } from "../../src/services/Reservations.js"
+import { StockLevels } from "../../src/services/StockLevels.js"
+import { createTestDatabase, type TestDatabase } from "../support/database.js"
+
+/** A clock that stands still until the test moves it: expiry is decided by the test, not by wall time. */
+export const makeManualClock = (startMillis: number) => {
+  let now = startMillis
+  const clock: Clock.Clock = {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: () => now,
+    currentTimeMillis: Effect.sync(() => now),
+    unsafeCurrentTimeNanos: () => BigInt(now) * 1_000_000n,
+    currentTimeNanos: Effect.sync(() => BigInt(now) * 1_000_000n),
+    sleep: (duration: Duration.DurationInput) => Effect.sleep(duration).pipe(Effect.withClock(Clock.make()))
+  }
+  return {
+    clock,
+    now: () => now,
+    set: (millis: number) => {
+      now = millis
+    },
+    advance: (millis: number) => {
+      now += millis
+    }
+  }
+}
+
+/** What an operation answered, in a form a model can produce: the value encoded, or the error's tag and fields. */
+export type Answer = { readonly ok: unknown } | { readonly error: string; readonly fields: Record<string, unknown> }
+
+const encodeReservation = Schema.encodeSync(Reservation)
+const decodeRequest = Schema.decodeUnknownSync(ReservationRequest)
+
+const answer = <A>(encode: (a: A) => unknown) => <E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.either(effect), (either): Answer =>
+    Either.isRight(either)
+      ? { ok: encode(either.right) }
+      : { error: either.left._tag, fields: JSON.parse(JSON.stringify({ ...either.left, _tag: undefined, problem: undefined })) as Record<string, unknown> }
+  )
+
+/**
+ * The reservation services (no HTTP, no background sweeper) on a fresh PostgreSQL database, with a
+ * manual clock: property tests drive them step by step and read the tables directly.
+ */
+export const startHarness = async (label: string) => {
+  const database: TestDatabase = await createTestDatabase(label)
+  const layer = Layer.mergeAll(Reservations.Default, Adjustments.Default, StockLevels.Default).pipe(
+    Layer.provideMerge(MigrationsLive),
+    Layer.provideMerge(SqlLive),
+    Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "10" })),
+    Layer.provide(LoggingLive(LogLevel.Error))
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const manual = makeManualClock(Date.parse("2030-01-01T00:00:00.000Z"))
+  type Services = Layer.Layer.Success<typeof layer>
+  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect.pipe(Effect.withClock(manual.clock)))
+  await run(Effect.void)
+
+  const ops = {
+    configure: (variantId: string, lowStockThreshold: number) =>
+      run(Effect.flatMap(StockLevels, (s) => s.configure(variantId, new VariantSettings({ lowStockThreshold })))),
+    adjust: (variantId: string, type: "PURCHASE" | "SALE", quantity: number) =>
+      run(Effect.flatMap(Adjustments, (a) => a.adjust(variantId, new Adjustment({ type, quantity }), Option.none())).pipe(answer(() => null))),
+    reserve: (orderId: string, lines: ReadonlyArray<{ variantId: string; quantity: number }>, ttlSeconds: number) =>
+      run(
+        Effect.flatMap(Reservations, (r) => r.create(decodeRequest({ orderId, lines, ttlSeconds }))).pipe(
+          answer(({ reservation, created }) => ({ created, reservation: encodeReservation(reservation) }))
+        )
+      ),
+    release: (orderId: string) => run(Effect.flatMap(Reservations, (r) => r.release(orderId)).pipe(answer(encodeReservation))),
+    commit: (orderId: string) => run(Effect.flatMap(Reservations, (r) => r.commit(orderId)).pipe(answer(encodeReservation))),
+    get: (orderId: string) => run(Effect.flatMap(Reservations, (r) => r.get(orderId)).pipe(answer(encodeReservation))),
+    sweep: () => run(sweepOnce),
+    reconcile: () => run(reconcile),
+    truncate: () =>
+      run(
+        Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) => sql`TRUNCATE reservation_lines, reservations, inventory_history, outbox, stock_levels RESTART IDENTITY`
+        )
+      )
+  }
+  return { database, clock: manual, ops, close: async () => (await runtime.dispose(), await database.drop()) }
+}
+
+export type Harness = Awaited<ReturnType<typeof startHarness>>
