@@ -100,4 +100,60 @@ describe("event consumers against RabbitMQ", () => {
     })
     expect(level).toMatchObject({ variantId: "pv-2", sku: null, onHand: 0 })
   })
+
+  describe("order events", () => {
+    const api = () => client(app.baseUrl)
+    const reserve = async (orderId: string, variantId: string, quantity: number) => {
+      expect((await api().put(`/v1/stock-levels/${variantId}`, {})).status).toBeLessThan(300)
+      expect((await api().post(`/v1/stock-levels/${variantId}/adjustments`, { type: "PURCHASE", quantity: 10 })).status).toBe(200)
+      const res = await api().post("/v1/reservations", { orderId, lines: [{ variantId, quantity }] })
+      expect(res.status).toBe(201)
+    }
+    const reservationStatus = (orderId: string) => api().get(`/v1/reservations/${orderId}`).then((res) => res.body.status)
+    const historyCount = async (variantId: string) =>
+      Number((await query<{ n: string }>(app.database.url, "SELECT count(*) AS n FROM inventory_history WHERE variant_id = $1", [variantId]))[0]!.n)
+
+    it("an OrderCancelledEvent releases the reservation, and its redelivery changes nothing", async () => {
+      await reserve("order-cancel-1", "oc-1", 3)
+      expect((await api().get("/v1/stock-levels/oc-1")).body).toMatchObject({ onHand: 10, reserved: 3 })
+      const message = envelope("OrderCancelledEvent", { orderId: "order-cancel-1" })
+      await peer.publish("order.events", "order.cancelled", message, { messageId: message.eventId, type: message.eventType })
+      await eventually(async () => ((await reservationStatus("order-cancel-1")) === "RELEASED" ? true : undefined))
+      expect((await api().get("/v1/stock-levels/oc-1")).body).toMatchObject({ onHand: 10, reserved: 0, available: 10 })
+      const entries = await historyCount("oc-1")
+
+      await peer.publish("order.events", "order.cancelled", message, { messageId: message.eventId, type: message.eventType })
+      await settled("inventory-service.order-events")
+      expect(await inboxCount(message.eventId)).toBe(1)
+      expect(await historyCount("oc-1")).toBe(entries)
+      expect((await api().get("/v1/stock-levels/oc-1")).body).toMatchObject({ onHand: 10, reserved: 0 })
+    })
+
+    it("an OrderShippedEvent commits the reservation: the units leave reserved and onHand", async () => {
+      await reserve("order-ship-1", "os-1", 4)
+      const message = envelope("OrderShippedEvent", { orderId: "order-ship-1" })
+      await peer.publish("order.events", "order.shipped", message, { messageId: message.eventId, type: message.eventType })
+      await eventually(async () => ((await reservationStatus("order-ship-1")) === "COMMITTED" ? true : undefined))
+      expect((await api().get("/v1/stock-levels/os-1")).body).toMatchObject({ onHand: 6, reserved: 0, available: 6 })
+    })
+
+    it("publishes the reservation's events with the correlation id of the order event that caused them", async () => {
+      const { queue, messages } = await peer.collect("inventory.events", "inventory.reservation_released")
+      await reserve("order-cancel-2", "oc-2", 1)
+      const message = envelope("OrderCancelledEvent", { orderId: "order-cancel-2" })
+      await peer.publish("order.events", "order.cancelled", message, { messageId: message.eventId })
+      const released = await eventually(() => messages.find((m) => JSON.parse(m.content.toString()).aggregateId === "order-cancel-2"))
+      expect(released.properties.headers!["x-correlation-id"]).toBe(message.correlationId)
+      expect(JSON.parse(released.content.toString()).data).toMatchObject({ orderId: "order-cancel-2", reason: "RELEASED" })
+      await peer.channel.deleteQueue(queue)
+    })
+
+    it("acknowledges a shipment of an order without reservation as refused, without dead-lettering it", async () => {
+      const message = envelope("OrderShippedEvent", { orderId: "order-unknown" })
+      await peer.publish("order.events", "order.shipped", message, { messageId: message.eventId })
+      await settled("inventory-service.order-events")
+      await eventually(async () => ((await inboxCount(message.eventId)) === 1 ? true : undefined))
+      expect(await peer.drain("inventory.dead-letter")).toEqual([])
+    })
+  })
 })
