@@ -30,6 +30,12 @@ const stringHeaders = (headers: Readonly<Record<string, unknown>>) =>
 
 const firstLine = (text: string) => text.split("\n")[0]!.slice(0, 500)
 
+/** `Tag: message (cause)`: a SqlError's own message is generic, its cause says what happened. */
+const describeFailure = (error: { readonly _tag: string; readonly message: string; readonly cause?: unknown }) => {
+  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : ""
+  return firstLine(`${error._tag}: ${error.message}${cause}`)
+}
+
 /**
  * Consumes one queue: parse → (inbox + effect in one transaction) → ack after commit. Failures are
  * retried with backoff, AMQP_CONSUMER_MAX_ATTEMPTS times in all; what cannot be parsed or keeps
@@ -86,7 +92,7 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
         }
         const failure = Cause.failureOption(result.left)
         const reason = Option.match(failure, {
-          onSome: (e) => (e._tag === "Unprocessable" ? (e as Unprocessable).reason : `${e._tag}: ${e.message}`),
+          onSome: (e) => (e._tag === "Unprocessable" ? (e as Unprocessable).reason : describeFailure(e)),
           onNone: () => `defect: ${firstLine(Cause.pretty(result.left))}`
         })
         yield* deadLetter(delivery, envelope.eventType, reason, yield* Ref.get(attempts))

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto"
+import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
@@ -35,7 +36,7 @@ describe("event consumers against RabbitMQ", () => {
 
   beforeAll(async () => {
     vhost = await createTestVhost("consumers")
-    app = await startTestApp({ label: "consumers", env: { AMQP_URL: vhost.url(), AMQP_CONSUMER_MAX_ATTEMPTS: "2" } })
+    app = await startTestApp({ label: "consumers", env: { AMQP_URL: vhost.url(), AMQP_CONSUMER_MAX_ATTEMPTS: "2", DB_STATEMENT_TIMEOUT_MS: "1000" } })
     await eventually(async () => ((await client(app.baseUrl).get("/health/ready")).body?.checks?.broker?.status === "up" ? true : undefined))
     peer = await connectPeer(vhost.url())
   })
@@ -154,6 +155,30 @@ describe("event consumers against RabbitMQ", () => {
       await settled("inventory-service.order-events")
       await eventually(async () => ((await inboxCount(message.eventId)) === 1 ? true : undefined))
       expect(await peer.drain("inventory.dead-letter")).toEqual([])
+    })
+
+    it("dead-letters an order event that keeps failing, after its attempts, with the last error", async () => {
+      await reserve("order-locked", "ol-1", 1)
+      // Another transaction holds the reservation: every attempt runs into the statement timeout.
+      const locker = new pg.Client({ connectionString: app.database.url })
+      await locker.connect()
+      try {
+        await locker.query("BEGIN")
+        await locker.query("SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE", ["order-locked"])
+        const message = envelope("OrderCancelledEvent", { orderId: "order-locked" })
+        await peer.publish("order.events", "order.cancelled", message, { messageId: message.eventId })
+        const dead = await eventually(async () => {
+          const found = await peer.drain("inventory.dead-letter")
+          return found.find((m) => m.properties.messageId === message.eventId)
+        })
+        expect(dead.properties.headers).toMatchObject({ "x-original-queue": "inventory-service.order-events", "x-attempts": "2" })
+        expect(String(dead.properties.headers!["x-dead-letter-reason"])).toMatch(/^SqlError: .*statement timeout/)
+        expect(await inboxCount(message.eventId)).toBe(0)
+      } finally {
+        await locker.query("ROLLBACK")
+        await locker.end()
+      }
+      expect(await reservationStatus("order-locked")).toBe("ACTIVE")
     })
   })
 })

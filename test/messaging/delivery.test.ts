@@ -87,14 +87,17 @@ describe("delivery guarantees against RabbitMQ", () => {
     }
   })
 
-  it("loses nothing when the broker connection drops in the middle of a stream, and drains after it returns", async () => {
+  it("loses nothing when the broker connection drops in the middle of a stream of reservations, and drains after it returns", async () => {
     const { messages } = await peer.collect("inventory.events")
     const proxy: BrokerProxy = await startBrokerProxy()
     const app = await startTestApp({ label: "outage", env: { AMQP_URL: vhost.url(proxy.port), OUTBOX_POLL_INTERVAL_MS: "50" } })
     try {
       await eventually(async () => ((await brokerStatus(app)) === "up" ? true : undefined), 30_000, "broker up")
       const variants = Array.from({ length: 4 }, (_, i) => `out-${i}`)
-      for (const id of variants) expect((await client(app.baseUrl).put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
+      for (const id of variants) {
+        expect((await client(app.baseUrl).put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
+        expect((await client(app.baseUrl).post(`/v1/stock-levels/${id}/adjustments`, { type: "PURCHASE", quantity: 1000 })).status).toBe(200)
+      }
       let readyWhileDown: { status: number; broker: string } | undefined
       await pool(200, 4, async (i) => {
         if (i === 60) proxy.cut()
@@ -103,11 +106,11 @@ describe("delivery guarantees against RabbitMQ", () => {
           readyWhileDown = { status: res.status, broker: res.body.checks.broker.status }
         }
         if (i === 140) proxy.restore()
-        const res = await client(app.baseUrl).post(`/v1/stock-levels/${variants[i % variants.length]}/adjustments`, {
-          type: "PURCHASE",
-          quantity: 1
+        const res = await client(app.baseUrl).post("/v1/reservations", {
+          orderId: `outage-order-${i}`,
+          lines: [{ variantId: variants[i % variants.length], quantity: 1 }]
         })
-        expect(res.status).toBe(200)
+        expect(res.status).toBe(201)
       })
       // The outbox absorbed the outage: the service stayed ready and said why the broker was down.
       expect(readyWhileDown).toEqual({ status: 200, broker: "down" })
@@ -119,9 +122,13 @@ describe("delivery guarantees against RabbitMQ", () => {
         "every event after the outage"
       )
       expect(new Set(messages.map((m) => m.properties.messageId))).toEqual(new Set(rows.map((r) => r.event_id)))
+      const reserved = new Set(
+        messages.filter((m) => m.properties.type === "InventoryReservedEvent").map((m) => JSON.parse(m.content.toString()).aggregateId)
+      )
+      expect(reserved.size).toBe(200)
       const versions = versionsByVariant(messages)
       for (const id of variants) {
-        expect(versions.get(id)!.length).toBe(50)
+        expect(versions.get(id)!.length).toBe(51) // the purchase and 50 reservations, in order
         expect(ascending(versions.get(id)!)).toBe(true)
       }
       expect(await brokerStatus(app)).toBe("up")
