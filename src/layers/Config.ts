@@ -138,7 +138,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   orderEventsExchange: Config.string("ORDER_EVENTS_EXCHANGE").pipe(Config.withDefault("order.events")),
   productEventsExchange: Config.string("PRODUCT_EVENTS_EXCHANGE").pipe(Config.withDefault("product.events")),
   outboxPollIntervalMs: positiveInt("OUTBOX_POLL_INTERVAL_MS", 300),
-  outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
+  outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
   outboxMaxAttempts: positiveInt("OUTBOX_MAX_ATTEMPTS", 10),
   retention: Config.all({
     sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),

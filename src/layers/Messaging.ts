@@ -170,7 +170,18 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         // Back-pressure: amqplib buffers a publish made while full; wait for `drain` instead of piling up.
         const drained = session.gate.drained
         if (drained !== undefined) yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed))
-        yield* Effect.async<void, PublishFailed>((resume) => {
+        yield* Effect.async<void, PublishFailed>((resumeOnce) => {
+          let settled = false
+          const resume = (effect: Effect.Effect<void, PublishFailed>) => {
+            if (settled) return
+            settled = true
+            resumeOnce(effect)
+          }
+          // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
+          const timer = setTimeout(
+            () => resume(new PublishFailed({ reason: "unavailable", message: "no confirm from the broker in time" })),
+            Duration.toMillis(CONFIRM_TIMEOUT)
+          )
           try {
             const ok = session.publisher.publish(
               message.exchange,
@@ -188,6 +199,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
                 headers: message.headers
               },
               (error: unknown) => {
+                clearTimeout(timer)
                 // basic.return arrives before the ack of the same message, so the set is current here.
                 const returned = session.returned.delete(message.messageId)
                 if (error) {
@@ -202,15 +214,11 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             )
             if (!ok && session.gate.drained === undefined) session.gate.drained = Deferred.unsafeMake<void>(FiberId.none)
           } catch (error) {
+            clearTimeout(timer)
             resume(new PublishFailed({ reason: "unavailable", message: errorText(error) }))
           }
         })
-      }).pipe(
-        Effect.timeoutFail({
-          duration: CONFIRM_TIMEOUT,
-          onTimeout: () => new PublishFailed({ reason: "unavailable", message: "no confirm from the broker in time" })
-        })
-      )
+      })
 
     const publish = (message: OutgoingMessage) =>
       Effect.flatMap(SubscriptionRef.get(state), (current) =>
