@@ -54,6 +54,7 @@ const main = async () => {
       DATABASE_URL: database.url,
       AMQP_URL: vhost.url(proxy.port),
       RATE_LIMIT_RPS: "0",
+      LOG_LEVEL: process.env["BENCH_LOG_LEVEL"] ?? "info",
       DB_POOL_MAX: "10"
     })
     try {
@@ -71,8 +72,14 @@ const main = async () => {
         [BACKLOG]
       )
       progress(`backlog of ${BACKLOG} written; restoring the broker`)
-      const started = Date.now()
       proxy.restore()
+      // Time from the reconnection (the service's backoff while the proxy was cut is not the relay's speed).
+      await waitUntil(async () => {
+        const res = await fetch(`${service.baseUrl}/health/ready`)
+        const body = (await res.json()) as { checks?: { broker?: { status?: string } } }
+        return body.checks?.broker?.status === "up"
+      }, 60_000)
+      const started = Date.now()
       await waitUntil(async () => (await pending(database.url)) === 0, 600_000)
       const seconds = (Date.now() - started) / 1000
       const { messageCount } = await peer.channel.checkQueue("bench.all")
@@ -80,8 +87,7 @@ const main = async () => {
         events: BACKLOG,
         seconds: Number(seconds.toFixed(2)),
         eventsPerSecond: Math.round(BACKLOG / seconds),
-        inQueue: messageCount,
-        note: "includes reconnection after the proxy is restored"
+        inQueue: messageCount
       }
       await peer.channel.purgeQueue("bench.all")
       await query(database.url, "DELETE FROM outbox")
@@ -152,6 +158,9 @@ const main = async () => {
       }
     } finally {
       await service.kill()
+      if (process.env["BENCH_LOG_LEVEL"] === "debug") {
+        for (const line of service.output) if (line.includes("batch relayed")) progress(line)
+      }
     }
   } finally {
     await peer.close()

@@ -1,5 +1,5 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib"
-import { Data, Deferred, Duration, Effect, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import { hostname } from "node:os"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { Lifecycle } from "./Lifecycle.js"
@@ -64,6 +64,8 @@ export interface MessagingShape {
   /** Returns when a broker connection is open (at once for the log publisher). */
   readonly awaitConnected: Effect.Effect<void>
   readonly publish: (message: OutgoingMessage) => Effect.Effect<void, PublishFailed>
+  /** Publishes in order, pipelined (one broker round trip for all); one outcome per message, in order. */
+  readonly publishAll: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<ReadonlyArray<Either.Either<void, PublishFailed>>>
   /**
    * Consumes `queue` (declared with the topology) on every connection, one message at a time per
    * queue; each handler run is uninterruptible. Closing the scope cancels the consumer and waits for
@@ -165,67 +167,79 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
     /** Consumer tags of the current session, by queue, so a consumer can be cancelled at shutdown. */
     const consumerTags = yield* Ref.make<ReadonlyMap<string, { readonly channel: Channel; readonly tag: string }>>(new Map())
 
-    const publishOn = (session: Session, message: OutgoingMessage) =>
+    /**
+     * Writes one message on the confirm channel now (synchronously, so call order is wire order) and
+     * returns what settles with the broker's confirm: ack and no basic.return, or a failure.
+     */
+    const send = (session: Session, message: OutgoingMessage) => {
+      const confirm = Deferred.unsafeMake<void, PublishFailed>(FiberId.none)
+      const settle = (exit: Exit.Exit<void, PublishFailed>) => {
+        clearTimeout(timer)
+        Deferred.unsafeDone(confirm, exit)
+      }
+      const fail = (reason: PublishFailed["reason"], text: string) => settle(Exit.fail(new PublishFailed({ reason, message: text })))
+      // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
+      const timer = setTimeout(() => fail("unavailable", "no confirm from the broker in time"), Duration.toMillis(CONFIRM_TIMEOUT))
+      try {
+        const ok = session.publisher.publish(
+          message.exchange,
+          message.routingKey,
+          Buffer.from(message.body, "utf8"),
+          {
+            persistent: true,
+            mandatory: true,
+            messageId: message.messageId,
+            type: message.type,
+            contentType: "application/json",
+            contentEncoding: "utf-8",
+            timestamp: message.timestamp,
+            appId: APP_ID,
+            headers: message.headers
+          },
+          (error: unknown) => {
+            // basic.return arrives before the ack of the same message, so the set is current here.
+            const returned = session.returned.delete(message.messageId)
+            if (error) {
+              const text = errorText(error)
+              fail(text === "channel closed" ? "unavailable" : "refused", text)
+            } else if (returned) {
+              fail("refused", "returned by the broker as unroutable")
+            } else {
+              settle(Exit.void)
+            }
+          }
+        )
+        if (!ok && session.gate.drained === undefined) session.gate.drained = Deferred.unsafeMake<void>(FiberId.none)
+      } catch (error) {
+        fail("unavailable", errorText(error))
+      }
+      return confirm
+    }
+
+    /**
+     * Publishes in the given order, pipelined: every message is written before the first confirm is
+     * awaited, so one broker round trip serves the whole batch. One outcome per message, in order.
+     */
+    const publishAll = (messages: ReadonlyArray<OutgoingMessage>) =>
       Effect.gen(function* () {
-        // Back-pressure: amqplib buffers a publish made while full; wait for `drain` instead of piling up.
-        const drained = session.gate.drained
-        if (drained !== undefined) yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed))
-        yield* Effect.async<void, PublishFailed>((resumeOnce) => {
-          let settled = false
-          const resume = (effect: Effect.Effect<void, PublishFailed>) => {
-            if (settled) return
-            settled = true
-            resumeOnce(effect)
-          }
-          // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
-          const timer = setTimeout(
-            () => resume(new PublishFailed({ reason: "unavailable", message: "no confirm from the broker in time" })),
-            Duration.toMillis(CONFIRM_TIMEOUT)
-          )
-          try {
-            const ok = session.publisher.publish(
-              message.exchange,
-              message.routingKey,
-              Buffer.from(message.body, "utf8"),
-              {
-                persistent: true,
-                mandatory: true,
-                messageId: message.messageId,
-                type: message.type,
-                contentType: "application/json",
-                contentEncoding: "utf-8",
-                timestamp: message.timestamp,
-                appId: APP_ID,
-                headers: message.headers
-              },
-              (error: unknown) => {
-                clearTimeout(timer)
-                // basic.return arrives before the ack of the same message, so the set is current here.
-                const returned = session.returned.delete(message.messageId)
-                if (error) {
-                  const text = errorText(error)
-                  resume(new PublishFailed({ reason: text === "channel closed" ? "unavailable" : "refused", message: text }))
-                } else if (returned) {
-                  resume(new PublishFailed({ reason: "refused", message: "returned by the broker as unroutable" }))
-                } else {
-                  resume(Effect.void)
-                }
-              }
-            )
-            if (!ok && session.gate.drained === undefined) session.gate.drained = Deferred.unsafeMake<void>(FiberId.none)
-          } catch (error) {
-            clearTimeout(timer)
-            resume(new PublishFailed({ reason: "unavailable", message: errorText(error) }))
-          }
-        })
+        const current = yield* SubscriptionRef.get(state)
+        if (current._tag !== "Connected") {
+          const down = new PublishFailed({ reason: "unavailable", message: `broker unavailable: ${current.reason}` })
+          return messages.map(() => Either.left(down))
+        }
+        const { session } = current
+        const confirms: Array<Deferred.Deferred<void, PublishFailed>> = []
+        for (const message of messages) {
+          // Back-pressure: wait for `drain` while amqplib's buffer is full instead of piling up.
+          const drained = session.gate.drained
+          if (drained !== undefined) yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed))
+          confirms.push(send(session, message))
+        }
+        return yield* Effect.forEach(confirms, (confirm) => Effect.either(Deferred.await(confirm)))
       })
 
     const publish = (message: OutgoingMessage) =>
-      Effect.flatMap(SubscriptionRef.get(state), (current) =>
-        current._tag === "Connected"
-          ? publishOn(current.session, message)
-          : Effect.fail(new PublishFailed({ reason: "unavailable", message: `broker unavailable: ${current.reason}` }))
-      )
+      Effect.flatMap(publishAll([message]), ([outcome]) => (outcome!._tag === "Left" ? Effect.fail(outcome!.left) : Effect.void))
 
     const toDelivery = (session: Session, queue: string, msg: ConsumeMessage): Delivery => {
       const ack = Effect.try(() => session.consumer.ack(msg)).pipe(
@@ -243,7 +257,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         redelivered: msg.fields.redelivered,
         ack,
         deadLetter: (reason, attempts) =>
-          publishOn(session, {
+          publish({
             exchange: Topology.deadLetterExchange,
             routingKey: msg.fields.routingKey,
             body: msg.content.toString("utf8"),
@@ -385,27 +399,31 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         Stream.runDrain
       ),
       publish,
+      publishAll,
       consume
     } satisfies MessagingShape
   })
 
 /** AMQP_URL unset: each event becomes one structured log line and counts as published. */
+const logPublish = (message: OutgoingMessage) =>
+  Effect.logInfo("event published (log publisher)").pipe(
+    Effect.annotateLogs({
+      correlationId: message.headers["x-correlation-id"] ?? null,
+      exchange: message.exchange,
+      routingKey: message.routingKey,
+      messageId: message.messageId,
+      eventType: message.type,
+      headers: message.headers,
+      event: JSON.parse(message.body) as unknown
+    })
+  )
+
 const logMessaging: MessagingShape = {
   kind: "log",
   status: Effect.succeed({ status: "disabled", detail: "AMQP_URL is unset: events are written to the log" }),
   awaitConnected: Effect.void,
-  publish: (message) =>
-    Effect.logInfo("event published (log publisher)").pipe(
-      Effect.annotateLogs({
-        correlationId: message.headers["x-correlation-id"] ?? null,
-        exchange: message.exchange,
-        routingKey: message.routingKey,
-        messageId: message.messageId,
-        eventType: message.type,
-        headers: message.headers,
-        event: JSON.parse(message.body) as unknown
-      })
-    ),
+  publish: logPublish,
+  publishAll: (messages) => Effect.forEach(messages, (message) => Effect.as(logPublish(message), Either.right(undefined))),
   consume: (queue) => Effect.logInfo("AMQP_URL is unset: not consuming").pipe(Effect.annotateLogs("queue", queue))
 }
 

@@ -58,12 +58,6 @@ const LEASE_SECONDS = 60
 const LOCK_SPACE = 73_182
 const GAUGE_INTERVAL = Duration.seconds(5)
 
-/** What publishing one aggregate's rows came to: the published prefix, and where it stopped. */
-interface GroupResult {
-  readonly published: ReadonlyArray<OutboxRow>
-  readonly failure: Option.Option<{ readonly row: OutboxRow; readonly error: PublishFailed; readonly untried: ReadonlyArray<OutboxRow> }>
-}
-
 /**
  * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
  * published only after the broker's confirm. Several replicas coordinate through the database; see
@@ -125,22 +119,6 @@ export const RelayLive = Layer.scopedDiscard(
                   traceparent, tracestate, attempts, created_at`
     }).pipe(sql.withTransaction)
 
-    /** One aggregate's rows strictly one after the other: the next is sent only after the previous was confirmed. */
-    const publishGroup = (rows: ReadonlyArray<OutboxRow>) =>
-      Effect.gen(function* () {
-        for (const [index, row] of rows.entries()) {
-          const result = yield* Effect.either(messaging.publish(toMessage(row)))
-          if (Either.isLeft(result)) {
-            return {
-              published: rows.slice(0, index),
-              failure: Option.some({ row, error: result.left, untried: rows.slice(index + 1) })
-            } satisfies GroupResult
-          }
-          yield* Metric.update(publishLatency, Math.max(0, Date.now() - row.createdAt.getTime()) / 1000)
-        }
-        return { published: rows, failure: Option.none() } satisfies GroupResult
-      })
-
     const markPublished = (rows: ReadonlyArray<OutboxRow>) =>
       rows.length === 0
         ? Effect.void
@@ -181,31 +159,46 @@ export const RelayLive = Layer.scopedDiscard(
 
     /** Claims, publishes and settles one batch; returns how many rows it claimed. */
     const relayBatch = Effect.gen(function* () {
+      const started = Date.now()
       const rows = yield* claim
       if (rows.length === 0) return 0
+      const claimedAt = Date.now()
       // UPDATE … RETURNING comes in no particular order: restore id (= commit) order per aggregate.
       const byId = [...rows].sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : 1))
-      const groups = new Map<string, Array<OutboxRow>>()
-      for (const row of byId) groups.set(row.aggregateId, [...(groups.get(row.aggregateId) ?? []), row])
-      const results = yield* Effect.forEach(groups.values(), publishGroup, { concurrency: "unbounded" })
-      const published = results.flatMap((result) => result.published)
+      // One ordered, pipelined write: the channel keeps each aggregate's rows in commit order.
+      const outcomes = yield* messaging.publishAll(byId.map(toMessage))
+      const confirmedAt = Date.now()
+      const published = byId.filter((_, i) => Either.isRight(outcomes[i]!))
       yield* markPublished(published)
+      for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
       const byType = new Map<string, number>()
       for (const row of published) byType.set(row.eventType, (byType.get(row.eventType) ?? 0) + 1)
       for (const [eventType, n] of byType) yield* Metric.incrementBy(Metric.tagged(eventsPublished, "event_type", eventType), n)
-      for (const result of results) {
-        if (Option.isNone(result.failure)) continue
-        const { row, error, untried } = result.failure.value
+
+      const refusedAggregates = new Set<string>()
+      for (const [i, row] of byId.entries()) {
+        const outcome = outcomes[i]!
+        if (Either.isRight(outcome)) {
+          if (refusedAggregates.has(row.aggregateId)) {
+            // Only a broker nack (an internal error) can get here: a later event went out before a refused one.
+            yield* Effect.logError("outbox: event confirmed after an earlier one of its aggregate was refused").pipe(
+              Effect.annotateLogs({ eventId: row.eventId, aggregateId: row.aggregateId })
+            )
+          }
+          continue
+        }
         yield* Metric.increment(publishFailures)
-        if (error.reason === "refused") {
-          yield* recordRefusal(row, error)
-          yield* release(untried)
+        if (outcome.left.reason === "refused") {
+          refusedAggregates.add(row.aggregateId)
+          yield* recordRefusal(row, outcome.left)
         } else {
           // The connection went away: not the event's fault, so no attempt is counted.
-          yield* release([row, ...untried])
+          yield* release([row])
         }
       }
-      yield* Effect.logDebug("outbox: batch relayed").pipe(Effect.annotateLogs({ claimed: rows.length }))
+      yield* Effect.logDebug("outbox: batch relayed").pipe(
+        Effect.annotateLogs({ claimed: rows.length, claimMs: claimedAt - started, confirmMs: confirmedAt - claimedAt, totalMs: Date.now() - started })
+      )
       return rows.length
     }).pipe(Effect.withSpan("Relay.batch"), Effect.uninterruptible)
 
