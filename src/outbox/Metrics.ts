@@ -1,0 +1,26 @@
+import { Metric, MetricBoundaries } from "effect"
+
+/** The relay's metrics (names agreed across the team; counters get `_total` from the exporter). */
+export const eventsPublished = Metric.counter("inventory_events_published", {
+  description: "Events confirmed by the broker (or written by the log publisher)",
+  incremental: true
+})
+export const outboxPendingRows = Metric.gauge("inventory_outbox_pending_rows", {
+  description: "Outbox rows neither published nor parked"
+})
+export const outboxOldestPendingAge = Metric.gauge("inventory_outbox_oldest_pending_age_seconds", {
+  description: "Age of the oldest pending outbox row"
+})
+export const publishLatency = Metric.histogram(
+  "inventory_outbox_publish_latency_seconds",
+  MetricBoundaries.fromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]),
+  "From the event's transaction to the broker's confirm"
+)
+export const publishFailures = Metric.counter("inventory_outbox_publish_failures", {
+  description: "Publishes the broker refused or could not confirm",
+  incremental: true
+})
+export const outboxParked = Metric.counter("inventory_outbox_parked", {
+  description: "Outbox rows parked after OUTBOX_MAX_ATTEMPTS refusals",
+  incremental: true
+})
