@@ -1,5 +1,6 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib"
 import { Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Headers, HttpTraceContext } from "@effect/platform"
 import { hostname } from "node:os"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { Lifecycle } from "./Lifecycle.js"
@@ -415,6 +416,19 @@ const logPublish = (message: OutgoingMessage) =>
       eventType: message.type,
       headers: message.headers,
       event: JSON.parse(message.body) as unknown
+    }),
+    // In the trace of the transaction that wrote the event, like a real publish.
+    Effect.withSpan(`publish ${message.type}`, {
+      kind: "producer",
+      attributes: {
+        "messaging.system": "log",
+        "messaging.destination.name": message.exchange,
+        "messaging.message.id": message.messageId
+      },
+      ...Option.match(HttpTraceContext.fromHeaders(Headers.fromInput(message.headers)), {
+        onNone: () => ({}),
+        onSome: (parent) => ({ parent })
+      })
     })
   )
 

@@ -1,4 +1,5 @@
-import { Metric, MetricBoundaries } from "effect"
+import { Effect, Metric, MetricBoundaries } from "effect"
+import { routingKeys, type EventType } from "../domain/Events.js"
 
 /** The relay's metrics (names agreed across the team; counters get `_total` from the exporter). */
 export const eventsPublished = Metric.counter("inventory_events_published", {
@@ -24,3 +25,13 @@ export const outboxParked = Metric.counter("inventory_outbox_parked", {
   description: "Outbox rows parked after OUTBOX_MAX_ATTEMPTS refusals",
   incremental: true
 })
+
+/** Every series at 0 from the start, so alerts on failures and parked rows have a baseline. */
+export const initOutboxMetrics = Effect.all(
+  [
+    Metric.update(publishFailures, 0),
+    Metric.update(outboxParked, 0),
+    ...(Object.keys(routingKeys) as Array<EventType>).map((type) => Metric.update(Metric.tagged(eventsPublished, "event_type", type), 0))
+  ],
+  { discard: true }
+)

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { AppConfig } from "../layers/Config.js"
 import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
-import { eventsPublished, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
+import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
 import { Outbox } from "./Outbox.js"
 
 /** An outbox row as the relay claims it. */
@@ -74,6 +74,7 @@ export const RelayLive = Layer.scopedDiscard(
     const me = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const batchSize = config.outboxBatchSize
     const commits = yield* outbox.subscribe
+    yield* initOutboxMetrics
 
     /**
      * Two statements in one short transaction. The first picks aggregates whose oldest pending row is

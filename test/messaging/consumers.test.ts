@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
 import { query } from "../support/database.js"
-import { client } from "../support/http.js"
 
 const envelope = (eventType: string, data: unknown, eventId = randomUUID()) => ({
   eventId,
@@ -37,7 +36,7 @@ describe("event consumers against RabbitMQ", () => {
   beforeAll(async () => {
     vhost = await createTestVhost("consumers")
     app = await startTestApp({ label: "consumers", env: { AMQP_URL: vhost.url(), AMQP_CONSUMER_MAX_ATTEMPTS: "2", DB_STATEMENT_TIMEOUT_MS: "1000" } })
-    await eventually(async () => ((await client(app.baseUrl).get("/health/ready")).body?.checks?.broker?.status === "up" ? true : undefined))
+    await eventually(async () => ((await app.api.get("/health/ready")).body?.checks?.broker?.status === "up" ? true : undefined))
     peer = await connectPeer(vhost.url())
   })
   afterAll(async () => {
@@ -50,17 +49,17 @@ describe("event consumers against RabbitMQ", () => {
     const message = envelope("ProductVariantCreatedEvent", { variantId: "pv-1", sku: "SKU-PV-1" })
     await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId, type: message.eventType })
     const created = await eventually(async () => {
-      const res = await client(app.baseUrl).get("/v1/stock-levels/pv-1")
+      const res = await app.api.get("/v1/stock-levels/pv-1")
       return res.status === 200 ? res.body : undefined
     })
     expect(created).toMatchObject({ variantId: "pv-1", sku: "SKU-PV-1", onHand: 0, reserved: 0 })
-    expect((await client(app.baseUrl).post("/v1/stock-levels/pv-1/adjustments", { type: "PURCHASE", quantity: 4 })).status).toBe(200)
+    expect((await app.api.post("/v1/stock-levels/pv-1/adjustments", { type: "PURCHASE", quantity: 4 })).status).toBe(200)
 
     // The same message again (a redelivery): recorded once, the stock untouched.
     await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId, type: message.eventType })
     await settled("inventory-service.product-events")
     expect(await inboxCount(message.eventId)).toBe(1)
-    expect((await client(app.baseUrl).get("/v1/stock-levels/pv-1")).body).toMatchObject({ onHand: 4, version: 2 })
+    expect((await app.api.get("/v1/stock-levels/pv-1")).body).toMatchObject({ onHand: 4, version: 2 })
     expect(await queueDepth("inventory.dead-letter")).toBe(0)
   })
 
@@ -89,21 +88,21 @@ describe("event consumers against RabbitMQ", () => {
     })
     expect(dead!.properties.messageId).toBe(message.eventId)
     expect(String(dead!.properties.headers!["x-dead-letter-reason"])).toMatch(/invalid ProductVariantCreatedEvent data.*variantId/)
-    expect((await client(app.baseUrl).get("/v1/stock-levels/has%20spaces")).status).not.toBe(200)
+    expect((await app.api.get("/v1/stock-levels/has%20spaces")).status).not.toBe(200)
   })
 
   it("keeps consuming after a poison message", async () => {
     const message = envelope("ProductVariantCreatedEvent", { variantId: "pv-2", sku: null })
     await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId })
     const level = await eventually(async () => {
-      const res = await client(app.baseUrl).get("/v1/stock-levels/pv-2")
+      const res = await app.api.get("/v1/stock-levels/pv-2")
       return res.status === 200 ? res.body : undefined
     })
     expect(level).toMatchObject({ variantId: "pv-2", sku: null, onHand: 0 })
   })
 
   describe("order events", () => {
-    const api = () => client(app.baseUrl)
+    const api = () => app.api
     const reserve = async (orderId: string, variantId: string, quantity: number) => {
       expect((await api().put(`/v1/stock-levels/${variantId}`, {})).status).toBeLessThan(300)
       expect((await api().post(`/v1/stock-levels/${variantId}/adjustments`, { type: "PURCHASE", quantity: 10 })).status).toBe(200)

@@ -3,9 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { type BrokerProxy, connectPeer, createTestVhost, eventually, type Peer, startBrokerProxy, type TestVhost } from "../support/broker.js"
 import { query } from "../support/database.js"
-import { client } from "../support/http.js"
 
-const brokerStatus = async (app: TestApp) => (await client(app.baseUrl).get("/health/ready")).body?.checks?.broker?.status
+const brokerStatus = async (app: TestApp) => (await app.api.get("/health/ready")).body?.checks?.broker?.status
 
 const outboxEvents = (app: TestApp) =>
   query<{ event_id: string; published_at: Date | null }>(app.database.url, "SELECT event_id::text, published_at FROM outbox ORDER BY id")
@@ -61,10 +60,10 @@ describe("delivery guarantees against RabbitMQ", () => {
     const b = await startTestApp({ database: a.database, env })
     try {
       const variants = Array.from({ length: 6 }, (_, i) => `ord-${i}`)
-      for (const id of variants) expect((await client(a.baseUrl).put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
+      for (const id of variants) expect((await a.api.put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
       await pool(240, 12, async (i) => {
         const app = i % 2 === 0 ? a : b
-        const res = await client(app.baseUrl).post(`/v1/stock-levels/${variants[i % variants.length]}/adjustments`, {
+        const res = await app.api.post(`/v1/stock-levels/${variants[i % variants.length]}/adjustments`, {
           type: "PURCHASE",
           quantity: 1
         })
@@ -95,18 +94,18 @@ describe("delivery guarantees against RabbitMQ", () => {
       await eventually(async () => ((await brokerStatus(app)) === "up" ? true : undefined), 30_000, "broker up")
       const variants = Array.from({ length: 4 }, (_, i) => `out-${i}`)
       for (const id of variants) {
-        expect((await client(app.baseUrl).put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
-        expect((await client(app.baseUrl).post(`/v1/stock-levels/${id}/adjustments`, { type: "PURCHASE", quantity: 1000 })).status).toBe(200)
+        expect((await app.api.put(`/v1/stock-levels/${id}`, {})).status).toBe(201)
+        expect((await app.api.post(`/v1/stock-levels/${id}/adjustments`, { type: "PURCHASE", quantity: 1000 })).status).toBe(200)
       }
       let readyWhileDown: { status: number; broker: string } | undefined
       await pool(200, 4, async (i) => {
         if (i === 60) proxy.cut()
         if (i === 120) {
-          const res = await client(app.baseUrl).get("/health/ready")
+          const res = await app.api.get("/health/ready")
           readyWhileDown = { status: res.status, broker: res.body.checks.broker.status }
         }
         if (i === 140) proxy.restore()
-        const res = await client(app.baseUrl).post("/v1/reservations", {
+        const res = await app.api.post("/v1/reservations", {
           orderId: `outage-order-${i}`,
           lines: [{ variantId: variants[i % variants.length], quantity: 1 }]
         })

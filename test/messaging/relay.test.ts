@@ -20,7 +20,7 @@ const traceparent = `00-${TRACE_ID}-00f067aa0ba902b7-01`
 
 const brokerUp = (app: TestApp) =>
   eventually(async () => {
-    const res = await client(app.baseUrl).get("/health/ready")
+    const res = await app.api.get("/health/ready")
     return res.body?.checks?.broker?.status === "up" ? true : undefined
   }, 30_000, "broker connection")
 
@@ -46,7 +46,7 @@ describe("outbox relay against RabbitMQ", () => {
 
   it("publishes every event type once with the envelope and AMQP properties of EVENTS.md", async () => {
     const { queue, messages } = await peer.collect("inventory.events")
-    const api = client(app.baseUrl, { traceparent, "x-correlation-id": "corr-stock" })
+    const api = client(app.baseUrl, { ...app.authHeaders,  traceparent, "x-correlation-id": "corr-stock" })
     expect((await api.put("/v1/stock-levels/ev-1", { sku: "SKU-1" })).status).toBe(201)
     expect((await api.post("/v1/stock-levels/ev-1/adjustments", { type: "PURCHASE", quantity: 7 })).status).toBe(200)
     await app.run(
