@@ -20,6 +20,14 @@ const MAX_TOKEN_LENGTH = 8192
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
 /** Keys are re-fetched at least this often even when every kid is known (revoked keys disappear). */
 const JWKS_MAX_AGE_MS = 10 * 60_000
+/**
+ * Verified tokens remembered by their exact text: a peer service sends the same token for its whole
+ * life, and a signature check (ECDSA/RSA) costs more CPU than the rest of a request. Bounded in size
+ * (least recently used out first) and in age, so a key removed from the JWKS stops admitting its
+ * tokens within a minute; never past the token's `exp`. Refusals are never remembered.
+ */
+const VERIFIED_CACHE_MAX_ENTRIES = 1_000
+const VERIFIED_CACHE_MAX_AGE_MS = 60_000
 
 interface KeySource {
   readonly getKey: JWTVerifyGetKey
@@ -160,15 +168,37 @@ export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/To
       clockTolerance: config.authClockSkewSeconds,
       requiredClaims: ["exp"]
     }
+    // Per verifier instance (not module state); a Map iterates in insertion order, so its first key is
+    // the least recently used one.
+    const verified = new Map<string, { readonly caller: Caller; readonly until: number }>()
+    const remember = (token: string, caller: Caller, exp: number | undefined) => {
+      const until = Math.min(Date.now() + VERIFIED_CACHE_MAX_AGE_MS, (exp ?? 0) * 1000)
+      if (until <= Date.now()) return
+      if (verified.size >= VERIFIED_CACHE_MAX_ENTRIES) verified.delete(verified.keys().next().value!)
+      verified.set(token, { caller, until })
+    }
+    const recalled = (token: string): Caller | undefined => {
+      const entry = verified.get(token)
+      if (entry === undefined) return undefined
+      verified.delete(token)
+      // jose judges `exp` by the wall clock too; past `until` the token is verified afresh.
+      if (entry.until <= Date.now()) return undefined
+      verified.set(token, entry)
+      return entry.caller
+    }
     const verify = (token: string): Effect.Effect<Caller, Unauthenticated | KeysUnavailable> =>
-      Effect.tryPromise({ try: () => jwtVerify(token, source.getKey, options), catch: toRefusal }).pipe(
-        Effect.flatMap(({ payload }) =>
-          Option.match(Option.fromNullable(callerOf(payload)), {
-            onNone: () => Effect.fail(refused("The token names no caller (sub, azp or client_id)")),
-            onSome: Effect.succeed
-          })
+      Effect.suspend(() => {
+        const known = recalled(token)
+        if (known !== undefined) return Effect.succeed(known)
+        return Effect.tryPromise({ try: () => jwtVerify(token, source.getKey, options), catch: toRefusal }).pipe(
+          Effect.flatMap(({ payload }) =>
+            Option.match(Option.fromNullable(callerOf(payload)), {
+              onNone: () => Effect.fail(refused("The token names no caller (sub, azp or client_id)")),
+              onSome: (caller) => Effect.sync(() => remember(token, caller, payload.exp)).pipe(Effect.as(caller))
+            })
+          )
         )
-      )
+      })
     return { verify } as const
   })
 }) {}

@@ -157,3 +157,44 @@ describe("keys from AUTH_PUBLIC_KEY", () => {
     expect(text).toMatch(message)
   })
 })
+
+describe("verified tokens remembered by the verifier", () => {
+  const pair = ec()
+  const env = { AUTH_PUBLIC_KEY: pair.publicKey.export({ type: "spki", format: "pem" }).toString(), AUTH_CLOCK_SKEW_SECONDS: "0" }
+  const verifier = async () => {
+    const exit = await verifierWith(env)
+    if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+    return exit.value
+  }
+  const signExpiringIn = (seconds: number, scope = "inventory:read") =>
+    new SignJWT({ scope })
+      .setProtectedHeader({ alg: "ES256" })
+      .setSubject("cache-test")
+      .setIssuer(TEST_ISSUER)
+      .setAudience(TEST_AUDIENCE)
+      .setExpirationTime(Math.floor(Date.now() / 1000) + seconds)
+      .sign(pair.privateKey)
+
+  it("answers a token it verified again, but still refuses any other text, e.g. a tampered signature", async () => {
+    const v = await verifier()
+    const token = await signExpiringIn(300)
+    for (let i = 0; i < 3; i++) {
+      const exit = await Effect.runPromiseExit(v.verify(token))
+      expect(Exit.isSuccess(exit) && [exit.value.id, [...exit.value.scopes]]).toEqual(["cache-test", ["inventory:read"]])
+    }
+    const [head, body, signature] = token.split(".")
+    const tampered = `${head}.${body}.${signature!.slice(0, -2)}${signature!.endsWith("AA") ? "BB" : "AA"}`
+    const refused = await Effect.runPromiseExit(v.verify(tampered))
+    expect(Exit.isFailure(refused) && String(refused.cause)).toMatch(/signature|malformed/)
+  })
+
+  it("refuses a remembered token once it has expired", async () => {
+    const v = await verifier()
+    // exp is whole seconds: at least 1 s and at most 2 s from now.
+    const token = await signExpiringIn(2)
+    expect(Exit.isSuccess(await Effect.runPromiseExit(v.verify(token)))).toBe(true)
+    await new Promise((resolve) => setTimeout(resolve, 2_100))
+    const late = await Effect.runPromiseExit(v.verify(token))
+    expect(Exit.isFailure(late) && String(late.cause)).toMatch(/expired/)
+  })
+})
