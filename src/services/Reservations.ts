@@ -156,19 +156,28 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
          ORDER BY order_id, variant_id`
 
     /**
-     * Applies a transition to reservations whose rows are locked: moves `stock_levels` (rows locked
-     * here unless given), writes the history entries and the aggregate + per-variant events.
+     * Applies a transition in ONE statement, provided the variants' rows still hold what `expected`
+     * says (the values the changes were planned on): locks the rows in variant-id order (as every
+     * writer does, so none deadlock), compares them, and only when all are unchanged moves
+     * `stock_levels`, inserts a new reservation's lines, the history entries and the aggregate +
+     * per-variant events. Either way it answers the rows as now locked, so a caller whose plan was
+     * stale decides again on them.
      */
-    const applyToStock = (
+    const applyIfUnchanged = (
       applied: Applied,
       reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly expiresAt: Date }>,
-      lockedRows?: ReadonlyMap<string, StockRow>
+      expected: ReadonlyMap<string, StockRow>
     ) =>
       Effect.gen(function* () {
         const variantIds = [...new Set(reservations.flatMap((r) => r.lines.map((line) => line.variantId)))].sort()
-        const locked = lockedRows ?? (yield* lockStock(variantIds))
-        const { changes, deltas, final } = planStockChanges(locked, applied, reservations)
-        // A new reservation's lines go in with the same statement (one round trip less on the hot path).
+        const seen = variantIds.flatMap((id) => expected.get(id) ?? [])
+        const { changes, deltas, final } = planStockChanges(expected, applied, reservations)
+        const gate = sql`(SELECT ok FROM unchanged)`
+        const { ctes, recorded } = yield* stockChanges.recordIf(
+          changes,
+          reservations.map((r) => eventOf(applied, r.orderId, r.lines, r.expiresAt)),
+          gate
+        )
         const newLines = applied === "reserve" ? reservations.flatMap((r) => r.lines.map((line) => ({ orderId: r.orderId, ...line }))) : []
         const insertLines =
           newLines.length === 0
@@ -177,9 +186,25 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
                 INSERT INTO reservation_lines (order_id, variant_id, quantity)
                 SELECT * FROM unnest(${newLines.map((l) => l.orderId)}::text[], ${newLines.map((l) => l.variantId)}::text[],
                                      ${newLines.map((l) => l.quantity)}::int[])
+                 WHERE ${gate}
               )`
-        const updated = yield* sql<{ variantId: string; onHand: number; reserved: number; version: number }>`
-          WITH updated AS (
+        // `unchanged` reads every locked row before any UPDATE runs (the UPDATE's gate needs it), so
+        // the row locks are taken in variant-id order; the UPDATE then re-locks rows this transaction holds.
+        const rows = yield* sql<StockRow & { ok: boolean; afterOnHand: number | null; afterReserved: number | null; afterVersion: number | null }>`
+          WITH locked AS (
+            SELECT ${stockColumns} FROM stock_levels
+             WHERE variant_id = ANY(${variantIds})
+             ORDER BY variant_id
+               FOR UPDATE
+          ), unchanged AS (
+            SELECT count(*) = ${variantIds.length} AS ok
+              FROM locked l
+              JOIN unnest(${seen.map((r) => r.variantId)}::text[], ${seen.map((r) => r.onHand)}::int[], ${seen.map((r) => r.reserved)}::int[],
+                          ${seen.map((r) => r.version)}::int[], ${seen.map((r) => r.lowStockThreshold)}::int[])
+                   AS e(variant_id, on_hand, reserved, version, low_stock_threshold)
+                ON (l.variant_id, l.on_hand, l.reserved, l.version, l.low_stock_threshold)
+                 = (e.variant_id, e.on_hand, e.reserved, e.version, e.low_stock_threshold)
+          ), updated AS (
             UPDATE stock_levels
                SET on_hand = on_hand + d.on_hand_change,
                    reserved = reserved + d.reserved_change,
@@ -188,20 +213,52 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
               FROM unnest(${deltas.map((d) => d.variantId)}::text[], ${deltas.map((d) => d.onHandChange)}::int[],
                           ${deltas.map((d) => d.reservedChange)}::int[], ${deltas.map((d) => d.versions)}::int[])
                    AS d(id, on_hand_change, reserved_change, versions)
-             WHERE stock_levels.variant_id = d.id
+             WHERE stock_levels.variant_id = d.id AND ${gate}
             RETURNING stock_levels.variant_id, stock_levels.on_hand, stock_levels.reserved, stock_levels.version
-          )${insertLines}
-          SELECT * FROM updated`
-        for (const row of updated) {
-          const expected = final.get(row.variantId)!
-          if (row.onHand !== expected.onHand || row.reserved !== expected.reserved || row.version !== expected.version) {
+          )${insertLines}, ${ctes}
+          SELECT u.ok, l.*, up.on_hand AS after_on_hand, up.reserved AS after_reserved, up.version AS after_version
+            FROM unchanged u
+            LEFT JOIN locked l ON true
+            LEFT JOIN updated up ON up.variant_id = l.variant_id`
+        const locked = new Map(
+          rows.flatMap((row): Array<[string, StockRow]> =>
+            row.variantId === null
+              ? []
+              : [[row.variantId, {
+                  variantId: row.variantId,
+                  sku: row.sku,
+                  onHand: row.onHand,
+                  reserved: row.reserved,
+                  lowStockThreshold: row.lowStockThreshold,
+                  status: row.status,
+                  version: row.version,
+                  updatedAt: row.updatedAt
+                }]]
+          )
+        )
+        if (rows[0]?.ok !== true) return { applied: false, locked } as const
+        for (const row of rows) {
+          const after = final.get(row.variantId)!
+          const moved = row.afterVersion !== null
+          if (moved ? row.afterOnHand !== after.onHand || row.afterReserved !== after.reserved || row.afterVersion !== after.version : after.version !== row.version) {
             return yield* Effect.dieMessage(`stock row ${row.variantId} changed although it was locked`)
           }
         }
-        yield* stockChanges.record(
-          changes,
-          reservations.map((r) => eventOf(applied, r.orderId, r.lines, r.expiresAt))
-        )
+        yield* recorded
+        return { applied: true, locked } as const
+      })
+
+    /** Applies a transition to reservations on their rows as locked here (or already by the caller). */
+    const applyToStock = (
+      applied: Applied,
+      reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly expiresAt: Date }>,
+      lockedRows?: ReadonlyMap<string, StockRow>
+    ) =>
+      Effect.gen(function* () {
+        const variantIds = [...new Set(reservations.flatMap((r) => r.lines.map((line) => line.variantId)))].sort()
+        const locked = lockedRows ?? (yield* lockStock(variantIds))
+        const result = yield* applyIfUnchanged(applied, reservations, locked)
+        if (!result.applied) return yield* Effect.dieMessage(`stock rows of ${variantIds.join(", ")} changed although they were locked`)
       })
 
     /** A reservation with its lines, in one statement; `lock` takes its row lock (release, commit). */
@@ -291,15 +348,21 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
           return { _tag: "Existing", reservation: toReservation(existing.row, existing.lines), expired: 0 } as CreateOutcome
         }
         // A refusal on what is committed needs no lock: when a variant is sold out, refusals never
-        // queue behind the reservations holding its row. Only a reservation that can succeed locks
-        // the rows (in variant-id order) and decides again on what it holds.
-        let locked: ReadonlyMap<string, StockRow> = new Map()
-        let decision = decideLines(
-          lines,
-          new Map(claim.flatMap((row): Array<[string, StockRow]> => (row.variantId === null ? [] : [[row.variantId, row]])))
-        )
+        // queue behind the reservations holding its row. A reservation that can succeed locks the rows
+        // (in variant-id order) and, when they are as read, reserves in that same statement (the common
+        // case); rows changed meanwhile are decided again on their locked values.
+        const seen = new Map(claim.flatMap((row): Array<[string, StockRow]> => (row.variantId === null ? [] : [[row.variantId, row]])))
+        const created = (expired: number): CreateOutcome => ({
+          _tag: "Created",
+          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, createdAt: now, updatedAt: now }, lines),
+          expired
+        })
+        let locked: ReadonlyMap<string, StockRow> | undefined
+        let decision = decideLines(lines, seen)
         if (Either.isRight(decision)) {
-          locked = yield* lockStock(variantIds)
+          const attempt = yield* applyIfUnchanged("reserve", [{ orderId, lines, expiresAt }], seen)
+          if (attempt.applied) return created(0)
+          locked = attempt.locked
           decision = decideLines(lines, locked)
         }
         let expired = 0
@@ -320,8 +383,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
           return { _tag: "Refused", failures: decision.left, expired } as CreateOutcome
         }
         yield* applyToStock("reserve", [{ orderId, lines, expiresAt }], locked)
-        const row: ReservationRow = { orderId, status: "ACTIVE", expiresAt, createdAt: now, updatedAt: now }
-        return { _tag: "Created", reservation: toReservation(row, lines), expired } as CreateOutcome
+        return created(expired)
       })
 
     /**

@@ -1,4 +1,4 @@
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type Statement } from "@effect/sql"
 import { Effect, FiberRef, Metric } from "effect"
 import { stockLevelChanged, stockStatusChanged, type DomainEvent } from "../domain/Events.js"
 import type { HistoryType } from "../domain/History.js"
@@ -82,43 +82,67 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
     const outbox = yield* Outbox
     yield* initStockMetrics
 
+    /**
+     * The history entries and outbox rows of `changes` (plus `extraEvents`) as the CTEs `history`
+     * (RETURNING the entries) and `events` of the caller's statement, inserted only when `gate`, a
+     * boolean SQL expression of that statement, holds: a writer can then move `stock_levels` and record
+     * the change in one round trip. Run `recorded` once the statement has shown the gate held.
+     */
+    const recordIf = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent>, gate: Statement.Fragment) =>
+      Effect.gen(function* () {
+        const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
+        // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
+        const events = yield* outbox.rows([...extraEvents, ...changes.flatMap(eventsOfChange)])
+        const column = <A>(f: (change: StockChange) => A) => changes.map(f)
+        const eventColumn = <A>(f: (event: (typeof events)[number]) => A) => events.map(f)
+        // unnest keeps the given order (WITH ORDINALITY makes it explicit): history ids and outbox ids
+        // follow line order, and the relay publishes an aggregate's events in outbox id order.
+        const ctes = sql`
+          history AS (
+            INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
+                                           reason, reference, order_id, correlation_id, actor)
+            SELECT h.variant_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after, h.reserved_after,
+                   h.reason, h.reference, h.order_id, ${correlationId}::text, ${actor}::text
+              FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.type)}::text[],
+                          ${column((c) => c.onHandChange)}::int[], ${column((c) => c.reservedChange)}::int[],
+                          ${column((c) => c.after.onHand)}::int[], ${column((c) => c.after.reserved)}::int[],
+                          ${column((c) => c.reason ?? null)}::text[], ${column((c) => c.reference ?? null)}::text[],
+                          ${column((c) => c.orderId ?? null)}::text[])
+                   WITH ORDINALITY AS h(variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
+                                        reason, reference, order_id, n)
+             WHERE ${gate}
+             ORDER BY h.n
+            RETURNING ${sql.literal(HISTORY_COLUMNS)}
+          ), events AS (
+            INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent)
+            SELECT e.event_id, e.event_type, e.routing_key, e.aggregate_type, e.aggregate_id, e.payload, e.correlation_id, e.traceparent
+              FROM unnest(${eventColumn((e) => e.eventId)}::uuid[], ${eventColumn((e) => e.eventType)}::text[],
+                          ${eventColumn((e) => e.routingKey)}::text[], ${eventColumn((e) => e.aggregateType)}::text[],
+                          ${eventColumn((e) => e.aggregateId)}::text[], ${eventColumn((e) => e.payload)}::jsonb[],
+                          ${eventColumn((e) => e.correlationId)}::text[], ${eventColumn((e) => e.traceparent)}::text[])
+                   WITH ORDINALITY AS e(event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent, n)
+             WHERE ${gate}
+             ORDER BY e.n
+          )`
+        const recorded = afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationId), { discard: true }))
+        return { ctes, recorded } as const
+      })
+
+    /** Records changes already applied to `stock_levels` in the current transaction; returns the history entries. */
     const record = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent> = []) =>
       Effect.gen(function* () {
         if (changes.length === 0) {
           yield* outbox.write(extraEvents)
           return []
         }
-        const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
-        // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
-        const events = yield* outbox.rows([...extraEvents, ...changes.flatMap(eventsOfChange)])
+        const { ctes, recorded } = yield* recordIf(changes, extraEvents, sql`true`)
         // History and outbox in one statement: one round trip less on every change (the hot path).
-        const rows = yield* sql<HistoryRow>`
-          WITH history AS (
-          INSERT INTO inventory_history ${sql.insert(
-            changes.map((change) => ({
-              variantId: change.after.variantId,
-              type: change.type,
-              onHandChange: change.onHandChange,
-              reservedChange: change.reservedChange,
-              onHandAfter: change.after.onHand,
-              reservedAfter: change.after.reserved,
-              reason: change.reason ?? null,
-              reference: change.reference ?? null,
-              orderId: change.orderId ?? null,
-              correlationId,
-              actor
-            }))
-          )}
-          RETURNING ${sql.literal(HISTORY_COLUMNS)}
-          ), events AS (
-            INSERT INTO outbox ${sql.insert(events)}
-          )
-          SELECT * FROM history ORDER BY id`
-        yield* afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationId), { discard: true }))
+        const rows = yield* sql<HistoryRow>`WITH ${ctes} SELECT * FROM history ORDER BY id`
+        yield* recorded
         return rows.map(toHistoryEntry)
       })
 
-    return { record } as const
+    return { record, recordIf } as const
   }),
   dependencies: [Outbox.Default]
 }) {}
