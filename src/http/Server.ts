@@ -1,6 +1,6 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
+import { Context, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type Server } from "node:http"
 import { AppConfig, type AppConfigShape } from "../layers/Config.js"
@@ -75,13 +75,23 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
  */
 const withDeadline = <R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>, timeoutMs: number, correlationId: string) =>
   Effect.gen(function* () {
-    // Whichever comes first: the handler's answer or the deadline. The request fiber waits on a
-    // Deferred (not an interruptible join), so shutdown still waits for it, at most until the deadline.
-    const first = yield* Deferred.make<"answered" | "late">()
-    const work = yield* Effect.forkDaemon(Effect.ensuring(app, Deferred.succeed(first, "answered")))
-    const timer = yield* Effect.forkDaemon(Effect.interruptible(Effect.delay(Deferred.succeed(first, "late"), Duration.millis(timeoutMs))))
-    if ((yield* Deferred.await(first)) === "answered") {
-      yield* Fiber.interruptFork(timer)
+    // Whichever comes first: the handler's answer or the deadline. The request fiber waits on a plain
+    // timer and the work fiber's exit observer (no second fiber per request), so shutdown still waits
+    // for it, at most until the deadline.
+    const work = yield* Effect.forkDaemon(app)
+    const first = yield* Effect.async<"answered" | "late">((resume) => {
+      const timer = setTimeout(() => resume(Effect.succeed("late")), timeoutMs)
+      const answered = () => {
+        clearTimeout(timer)
+        resume(Effect.succeed("answered"))
+      }
+      work.addObserver(answered)
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        work.removeObserver(answered)
+      })
+    })
+    if (first === "answered") {
       // Already done: returns its response and brings its FiberRefs (the caller) to this fiber.
       return yield* Fiber.join(work)
     }
