@@ -17,7 +17,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
-import { tmpdir } from "node:os"
+import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
@@ -58,6 +58,15 @@ const cpuSeconds = (pid: number | undefined): number => {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
     return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+/** Resident set size of a process in MiB, from /proc (Linux). */
+const rssMiB = (pid: number | undefined): number => {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024
   } catch {
     return NaN
   }
@@ -190,19 +199,25 @@ const main = async () => {
       { name: "(b) reserve, one hot variant", request: reserve(() => HOT), script: "reserve.pgbench.sql", defines: { lo: 0, hi: 0 } },
       { name: "(c) GET /v1/stock-levels/{id}", request: getLevel, script: "get.pgbench.sql", defines: {} }
     ]
-    const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure; cpuMsPerRequest: number }> = []
+    const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure; cpuMsPerRequest: number; cores: number; rss: Array<number> }> = []
     for (const scenario of scenarios) {
       log(`${scenario.name}: service, ${DURATION_S} s at full speed`)
       const cpuBefore = cpuSeconds(child.pid)
+      // Memory and CPU under load, for sizing the service's requests and limits.
+      const rss: Array<number> = []
+      const sampler = setInterval(() => rss.push(rssMiB(child.pid)), 500)
       const service = await load(baseUrl, scenario.request, DURATION_S)
+      clearInterval(sampler)
       // The service's own CPU per request: meaningful even on a busy machine, unlike req/s.
-      const cpuMsPerRequest = ((cpuSeconds(child.pid) - cpuBefore) * 1000) / (service.rate * DURATION_S)
+      const cpuSpent = cpuSeconds(child.pid) - cpuBefore
+      const cpuMsPerRequest = (cpuSpent * 1000) / (service.rate * DURATION_S)
+      const cores = cpuSpent / DURATION_S
       const halfRate = Math.max(1, Math.floor(service.rate / 2))
       log(`${scenario.name}: service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s`)
       const half = await load(baseUrl, scenario.request, HALF_RATE_DURATION_S, halfRate)
       log(`${scenario.name}: pgbench, ${DURATION_S} s`)
       const db = pgbench(databaseUrl, scenario.script, scenario.defines)
-      rows.push({ name: scenario.name, service, half, db, cpuMsPerRequest })
+      rows.push({ name: scenario.name, service, half, db, cpuMsPerRequest, cores, rss })
     }
 
     const drift = await adminQuery(
@@ -226,8 +241,11 @@ const main = async () => {
       ),
       "",
       ...rows.map(
-        (r) => `${r.name}: service ${r.service.note}, ${r.cpuMsPerRequest.toFixed(2)} ms of service CPU per request; half rate ${r.half.note}; pgbench ${r.db.note}`
+        (r) =>
+          `${r.name}: service ${r.service.note}, ${r.cpuMsPerRequest.toFixed(2)} ms of service CPU per request ` +
+          `(${r.cores.toFixed(2)} cores, RSS ${Math.min(...r.rss).toFixed(0)}–${Math.max(...r.rss).toFixed(0)} MiB at full speed); half rate ${r.half.note}; pgbench ${r.db.note}`
       ),
+      `machine load (1/5/15 min) at the end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} on ${availableParallelism()} cores`,
       `reserved vs ACTIVE reservation lines after the run: ${drift[0]!.n} variant(s) drifted`,
       "Targets (reported, not asserted): (a) service >= 50% of pgbench tps; p99 < 25 ms at half the maximum rate."
     ]
