@@ -1,13 +1,17 @@
 import { NodeContext } from "@effect/platform-node"
 import { Layer } from "effect"
+import { ConsumersLive } from "./consumers/Consumers.js"
 import { HttpLive } from "./http/Server.js"
 import { DatabaseCheckLive } from "./http/HealthHttp.js"
 import { Lifecycle } from "./layers/Lifecycle.js"
+import { Messaging } from "./layers/Messaging.js"
 import { MigrationsLive } from "./layers/Migrations.js"
 import { ProcessMetricsLive } from "./layers/ProcessMetrics.js"
 import { ShutdownLive } from "./layers/Shutdown.js"
 import { SqlLive } from "./layers/Sql.js"
 import { TelemetryLive } from "./layers/Telemetry.js"
+import { Outbox } from "./outbox/Outbox.js"
+import { RelayLive } from "./outbox/Relay.js"
 import { Adjustments } from "./services/Adjustments.js"
 import { ExpiryLive } from "./services/Expiry.js"
 import { History } from "./services/History.js"
@@ -16,10 +20,26 @@ import { Retention, RetentionSweeperLive } from "./services/Retention.js"
 import { StockLevels } from "./services/StockLevels.js"
 
 /** The inventory programs, over SQL. */
-const ServicesLive = Layer.mergeAll(StockLevels.Default, Adjustments.Default, History.Default, Retention.Default, Reservations.Default)
+const ServicesLive = Layer.mergeAll(
+  StockLevels.Default,
+  Adjustments.Default,
+  History.Default,
+  Reservations.Default,
+  Retention.Default
+)
 
-/** Background fibers of the same runtime: retention sweep, reservation expiry sweeper. */
-const WorkersLive = Layer.mergeAll(RetentionSweeperLive, ExpiryLive)
+/** Background fibers of the same runtime: the reservation expiry sweeper and the retention sweep. */
+const WorkersLive = Layer.mergeAll(ExpiryLive, RetentionSweeperLive)
+
+/**
+ * The outbox relay and the event consumers over one broker connection (or the log publisher). The
+ * relay gets the very `Outbox.Default` the services use (layers are memoised by reference), so it
+ * hears their commit signal.
+ */
+const MessagingLive = Layer.mergeAll(RelayLive, ConsumersLive).pipe(
+  Layer.provideMerge(Messaging.Default),
+  Layer.provideMerge(Outbox.Default)
+)
 
 /**
  * Telemetry first (every later span and metric goes through it, and it flushes last), then the
@@ -31,9 +51,13 @@ const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive, Pro
   Layer.provideMerge(TelemetryLive)
 )
 
-/** Built last, closed first: on SIGTERM readiness turns 503 before the server stops accepting. */
+/**
+ * Built last, closed first: on SIGTERM readiness turns 503 before the server stops accepting; then
+ * the relay and consumers finish their current batch/message and the broker connection closes.
+ */
 export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(HttpLive),
+  Layer.provideMerge(MessagingLive),
   Layer.provideMerge(WorkersLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),

@@ -33,6 +33,13 @@ export interface AppConfigShape {
   readonly bodyLimitBytes: number
   readonly requestTimeoutMs: number
   readonly reservationSweepIntervalMs: number
+  readonly amqpPrefetch: number
+  readonly amqpConsumerMaxAttempts: number
+  readonly orderEventsExchange: string
+  readonly productEventsExchange: string
+  readonly outboxPollIntervalMs: number
+  readonly outboxBatchSize: number
+  readonly outboxMaxAttempts: number
   readonly retention: RetentionConfig
 }
 
@@ -148,6 +155,13 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
   reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000),
+  amqpPrefetch: positiveInt("AMQP_PREFETCH", 20),
+  amqpConsumerMaxAttempts: positiveInt("AMQP_CONSUMER_MAX_ATTEMPTS", 5),
+  orderEventsExchange: Config.string("ORDER_EVENTS_EXCHANGE").pipe(Config.withDefault("order.events")),
+  productEventsExchange: Config.string("PRODUCT_EVENTS_EXCHANGE").pipe(Config.withDefault("product.events")),
+  outboxPollIntervalMs: positiveInt("OUTBOX_POLL_INTERVAL_MS", 300),
+  outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
+  outboxMaxAttempts: positiveInt("OUTBOX_MAX_ATTEMPTS", 10),
   retention: Config.all({
     sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
     batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),

@@ -1,6 +1,7 @@
 import { Effect, Metric } from "effect"
 
-export type ReservationOutcome = "created" | "refused" | "released" | "committed" | "expired"
+export const reservationOutcomes = ["created", "refused", "released", "committed", "expired"] as const
+export type ReservationOutcome = (typeof reservationOutcomes)[number]
 
 /** `inventory_reservations_total{outcome}` once exported: reservation changes by outcome. */
 const reservations = Metric.counter("inventory_reservations", {
@@ -10,3 +11,10 @@ const reservations = Metric.counter("inventory_reservations", {
 
 export const countReservations = (outcome: ReservationOutcome, count = 1) =>
   count > 0 ? Metric.incrementBy(Metric.tagged(reservations, "outcome", outcome), count) : Effect.void
+
+/** Every outcome at 0 from the start, so rates and alerts see the series before the first reservation. */
+export const initReservationMetrics = Effect.forEach(
+  reservationOutcomes,
+  (outcome) => Metric.update(Metric.tagged(reservations, "outcome", outcome), 0),
+  { discard: true }
+)

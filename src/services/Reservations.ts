@@ -25,7 +25,7 @@ import {
 } from "../domain/Reservation.js"
 import { deriveStatus } from "../domain/StockLevel.js"
 import { Outbox } from "../outbox/Outbox.js"
-import { countReservations } from "./ReservationMetrics.js"
+import { countReservations, initReservationMetrics } from "./ReservationMetrics.js"
 import { CurrentRequest } from "./RequestContext.js"
 import { StockChanges, type StockChange } from "./StockChanges.js"
 import { STOCK_COLUMNS, type StockRow } from "./StockRows.js"
@@ -130,6 +130,7 @@ type CreateOutcome =
  */
 export class Reservations extends Effect.Service<Reservations>()("inventory/Reservations", {
   effect: Effect.gen(function* () {
+    yield* initReservationMetrics
     const sql = yield* SqlClient.SqlClient
     const transactions = yield* Transactions
     const stockChanges = yield* StockChanges

@@ -15,17 +15,7 @@ const rulesDir = path.join(root, "deploy/observability/prometheus")
  * alerts already use them. When that work is merged, its traffic must be driven below and the
  * name removed from this list; the last test fails as soon as a listed name is exposed.
  */
-const PENDING_MERGE = new Set([
-  "inventory_reservations_total",
-  "inventory_events_published_total",
-  "inventory_outbox_pending_rows",
-  "inventory_outbox_oldest_pending_age_seconds",
-  "inventory_outbox_publish_latency_seconds_bucket",
-  "inventory_outbox_publish_failures_total",
-  "inventory_outbox_parked_total",
-  "inventory_events_consumed_total",
-  "inventory_messages_dead_lettered_total"
-])
+const PENDING_MERGE = new Set<string>([])
 
 /** Series that come from Prometheus itself or other exporters, never from this service. */
 const EXTERNAL = new Set([

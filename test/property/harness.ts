@@ -88,7 +88,7 @@ export const startHarness = async (label: string) => {
       run(
         Effect.flatMap(
           SqlClient.SqlClient,
-          (sql) => sql`TRUNCATE reservation_lines, reservations, inventory_history, outbox, stock_levels RESTART IDENTITY CASCADE`
+          (sql) => sql`TRUNCATE reservation_lines, reservations, inventory_history, inventory_history_archive, inventory_history_baseline, outbox, stock_levels RESTART IDENTITY CASCADE`
         )
       )
   }

@@ -1,0 +1,25 @@
+import { Effect, Metric } from "effect"
+
+/** The consumers' metrics (names agreed across the team; counters get `_total` from the exporter). */
+export const eventsConsumed = Metric.counter("inventory_events_consumed", {
+  description: "Consumed messages by event type and outcome (applied, duplicate, ignored, dead_lettered)",
+  incremental: true
+})
+export const messagesDeadLettered = Metric.counter("inventory_messages_dead_lettered", {
+  description: "Messages moved to inventory.dead-letter, by the queue they came from",
+  incremental: true
+})
+
+/** The consumed event types and dead-letter queues at 0 from the start (alerts need a baseline). */
+export const initConsumerMetrics = (queues: ReadonlyArray<string>, eventTypes: ReadonlyArray<string>) =>
+  Effect.all(
+    [
+      ...queues.map((queue) => Metric.update(Metric.tagged(messagesDeadLettered, "queue", queue), 0)),
+      ...eventTypes.flatMap((type) =>
+        ["applied", "duplicate", "dead_lettered"].map((outcome) =>
+          Metric.update(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", type), "outcome", outcome), 0)
+        )
+      )
+    ],
+    { discard: true }
+  )

@@ -1,0 +1,458 @@
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib"
+import { Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Headers, HttpTraceContext } from "@effect/platform"
+import { hostname } from "node:os"
+import { AppConfig, type AppConfigShape } from "./Config.js"
+import { Lifecycle } from "./Lifecycle.js"
+
+/** The broker objects of EVENTS.md. The peers' exchanges are configurable (ORDER_/PRODUCT_EVENTS_EXCHANGE). */
+export const Topology = {
+  eventsExchange: "inventory.events",
+  /** Alternate exchange of `inventory.events`: events no queue is bound for are kept, not dropped. */
+  unroutedExchange: "inventory.unrouted",
+  unroutedQueue: "inventory.unrouted",
+  deadLetterExchange: "inventory.dlx",
+  deadLetterQueue: "inventory.dead-letter",
+  orderQueue: "inventory-service.order-events",
+  productQueue: "inventory-service.product-events"
+} as const
+
+export const APP_ID = "inventory-service"
+
+/** One message to publish; `publish` resolves once the broker has confirmed it. */
+export interface OutgoingMessage {
+  readonly exchange: string
+  readonly routingKey: string
+  readonly body: string
+  readonly messageId: string
+  readonly type: string
+  /** Seconds since the epoch (the AMQP `timestamp` property). */
+  readonly timestamp: number
+  readonly headers: Readonly<Record<string, string>>
+}
+
+/**
+ * `unavailable`: no connection, or it dropped before the confirm (the row is simply tried again once
+ * the broker is back; not the message's fault). `refused`: the broker nacked or returned it.
+ */
+export class PublishFailed extends Data.TaggedError("PublishFailed")<{
+  readonly reason: "unavailable" | "refused"
+  readonly message: string
+}> {}
+
+/** A message taken from one of our queues; settle it with `ack` or `deadLetter` exactly once. */
+export interface Delivery {
+  readonly queue: string
+  readonly content: Buffer
+  readonly messageId: string | undefined
+  readonly type: string | undefined
+  readonly headers: Readonly<Record<string, unknown>>
+  readonly routingKey: string
+  readonly redelivered: boolean
+  readonly ack: Effect.Effect<void>
+  /** Moves the message to `inventory.dead-letter` with the reason in its headers, then acks it. */
+  readonly deadLetter: (reason: string, attempts: number) => Effect.Effect<void>
+}
+
+export type BrokerStatus =
+  | { readonly status: "up" }
+  | { readonly status: "down"; readonly detail: string }
+  | { readonly status: "disabled"; readonly detail: string }
+
+export interface MessagingShape {
+  readonly kind: "amqp" | "log"
+  readonly status: Effect.Effect<BrokerStatus>
+  /** Returns when a broker connection is open (at once for the log publisher). */
+  readonly awaitConnected: Effect.Effect<void>
+  readonly publish: (message: OutgoingMessage) => Effect.Effect<void, PublishFailed>
+  /** Publishes in order, pipelined (one broker round trip for all); one outcome per message, in order. */
+  readonly publishAll: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<ReadonlyArray<Either.Either<void, PublishFailed>>>
+  /**
+   * Consumes `queue` (declared with the topology) on every connection, one message at a time per
+   * queue; each handler run is uninterruptible. Closing the scope cancels the consumer and waits for
+   * the message in hand.
+   */
+  readonly consume: (queue: string, handle: (delivery: Delivery) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
+}
+
+/** Declares everything of EVENTS.md; idempotent, run on every (re)connection. */
+const declareTopology = async (channel: Channel, config: AppConfigShape) => {
+  await channel.assertExchange(Topology.unroutedExchange, "fanout", { durable: true })
+  await channel.assertQueue(Topology.unroutedQueue, { durable: true })
+  await channel.bindQueue(Topology.unroutedQueue, Topology.unroutedExchange, "")
+  await channel.assertExchange(Topology.eventsExchange, "topic", {
+    durable: true,
+    alternateExchange: Topology.unroutedExchange
+  })
+  await channel.assertExchange(Topology.deadLetterExchange, "topic", { durable: true })
+  await channel.assertQueue(Topology.deadLetterQueue, { durable: true })
+  await channel.bindQueue(Topology.deadLetterQueue, Topology.deadLetterExchange, "#")
+  // The peers own their exchanges; asserting them (topic, durable) lets us bind before they start.
+  await channel.assertExchange(config.orderEventsExchange, "topic", { durable: true })
+  await channel.assertExchange(config.productEventsExchange, "topic", { durable: true })
+  const queueOptions: Options.AssertQueue = { durable: true, deadLetterExchange: Topology.deadLetterExchange }
+  await channel.assertQueue(Topology.orderQueue, queueOptions)
+  await channel.bindQueue(Topology.orderQueue, config.orderEventsExchange, "order.cancelled")
+  await channel.bindQueue(Topology.orderQueue, config.orderEventsExchange, "order.shipped")
+  await channel.assertQueue(Topology.productQueue, queueOptions)
+  await channel.bindQueue(Topology.productQueue, config.productEventsExchange, "product.variant_created")
+}
+
+/** One open connection with its confirm channel (publishing) and consumer channel. */
+interface Session {
+  readonly connection: ChannelModel
+  readonly publisher: ConfirmChannel
+  readonly consumer: Channel
+  /** Message ids the broker returned as unroutable; their ack then counts as a failure. */
+  readonly returned: Set<string>
+  /** Set while the publisher's buffer is full (publish returned false); publishes wait for `drain`. */
+  readonly gate: { drained: Deferred.Deferred<void> | undefined }
+  readonly closed: Deferred.Deferred<void>
+}
+
+type ConnectionState = { readonly _tag: "Connected"; readonly session: Session } | { readonly _tag: "Down"; readonly reason: string }
+
+interface Subscription {
+  readonly queue: string
+  readonly mailbox: Queue.Queue<Delivery>
+}
+
+const errorText = (u: unknown) => (u instanceof Error ? u.message : String(u))
+
+/** Reconnection: 200 ms doubling with jitter, at most 10 s apart, forever. */
+const reconnectSchedule = Schedule.exponential(Duration.millis(200), 2).pipe(
+  Schedule.jittered,
+  Schedule.union(Schedule.spaced(Duration.seconds(10)))
+)
+
+const CONFIRM_TIMEOUT = Duration.seconds(15)
+const CLOSE_TIMEOUT = Duration.seconds(2)
+
+const closeQuietly = (label: string, close: () => Promise<void>) =>
+  Effect.tryPromise(close).pipe(
+    Effect.timeout(CLOSE_TIMEOUT),
+    Effect.catchAll((error) => Effect.logDebug(`broker: closing ${label}`, errorText(error)))
+  )
+
+/** amqplib's connect, made interruptible: a connection that opens after interruption is closed. */
+const openConnection = (url: string) =>
+  Effect.async<ChannelModel, Error>((resume) => {
+    let cancelled = false
+    // Heartbeats find a silently dead TCP connection within ~20 s; a URL may set its own.
+    const target = new URL(url)
+    if (!target.searchParams.has("heartbeat")) target.searchParams.set("heartbeat", "10")
+    amqp
+      .connect(target.toString(), {
+        noDelay: true,
+        timeout: 5_000,
+        clientProperties: { connection_name: `${APP_ID}@${hostname()}:${process.pid}` }
+      })
+      .then(
+        (connection) => {
+          if (cancelled) connection.close().catch(() => undefined)
+          else resume(Effect.succeed(connection))
+        },
+        (error: unknown) => resume(Effect.fail(error instanceof Error ? error : new Error(String(error))))
+      )
+    return Effect.sync(() => {
+      cancelled = true
+    })
+  })
+
+const amqpMessaging = (url: string, config: AppConfigShape) =>
+  Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const state = yield* SubscriptionRef.make<ConnectionState>({ _tag: "Down", reason: "connecting" })
+    const subscriptions = yield* Ref.make<ReadonlyArray<Subscription>>([])
+    /** Consumer tags of the current session, by queue, so a consumer can be cancelled at shutdown. */
+    const consumerTags = yield* Ref.make<ReadonlyMap<string, { readonly channel: Channel; readonly tag: string }>>(new Map())
+
+    /**
+     * Writes one message on the confirm channel now (synchronously, so call order is wire order) and
+     * returns what settles with the broker's confirm: ack and no basic.return, or a failure.
+     */
+    const send = (session: Session, message: OutgoingMessage) => {
+      const confirm = Deferred.unsafeMake<void, PublishFailed>(FiberId.none)
+      const settle = (exit: Exit.Exit<void, PublishFailed>) => {
+        clearTimeout(timer)
+        Deferred.unsafeDone(confirm, exit)
+      }
+      const fail = (reason: PublishFailed["reason"], text: string) => settle(Exit.fail(new PublishFailed({ reason, message: text })))
+      // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
+      const timer = setTimeout(() => fail("unavailable", "no confirm from the broker in time"), Duration.toMillis(CONFIRM_TIMEOUT))
+      try {
+        const ok = session.publisher.publish(
+          message.exchange,
+          message.routingKey,
+          Buffer.from(message.body, "utf8"),
+          {
+            persistent: true,
+            mandatory: true,
+            messageId: message.messageId,
+            type: message.type,
+            contentType: "application/json",
+            contentEncoding: "utf-8",
+            timestamp: message.timestamp,
+            appId: APP_ID,
+            headers: message.headers
+          },
+          (error: unknown) => {
+            // basic.return arrives before the ack of the same message, so the set is current here.
+            const returned = session.returned.delete(message.messageId)
+            if (error) {
+              const text = errorText(error)
+              fail(text === "channel closed" ? "unavailable" : "refused", text)
+            } else if (returned) {
+              fail("refused", "returned by the broker as unroutable")
+            } else {
+              settle(Exit.void)
+            }
+          }
+        )
+        if (!ok && session.gate.drained === undefined) session.gate.drained = Deferred.unsafeMake<void>(FiberId.none)
+      } catch (error) {
+        fail("unavailable", errorText(error))
+      }
+      return confirm
+    }
+
+    /**
+     * Publishes in the given order, pipelined: every message is written before the first confirm is
+     * awaited, so one broker round trip serves the whole batch. One outcome per message, in order.
+     */
+    const publishAll = (messages: ReadonlyArray<OutgoingMessage>) =>
+      Effect.gen(function* () {
+        const current = yield* SubscriptionRef.get(state)
+        if (current._tag !== "Connected") {
+          const down = new PublishFailed({ reason: "unavailable", message: `broker unavailable: ${current.reason}` })
+          return messages.map(() => Either.left(down))
+        }
+        const { session } = current
+        const confirms: Array<Deferred.Deferred<void, PublishFailed>> = []
+        for (const message of messages) {
+          // Back-pressure: wait for `drain` while amqplib's buffer is full instead of piling up.
+          const drained = session.gate.drained
+          if (drained !== undefined) yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed))
+          confirms.push(send(session, message))
+        }
+        return yield* Effect.forEach(confirms, (confirm) => Effect.either(Deferred.await(confirm)))
+      })
+
+    const publish = (message: OutgoingMessage) =>
+      Effect.flatMap(publishAll([message]), ([outcome]) => (outcome!._tag === "Left" ? Effect.fail(outcome!.left) : Effect.void))
+
+    const toDelivery = (session: Session, queue: string, msg: ConsumeMessage): Delivery => {
+      const ack = Effect.try(() => session.consumer.ack(msg)).pipe(
+        // The channel is gone: the broker redelivers the message and the inbox makes that harmless.
+        Effect.catchAll((error) => Effect.logWarning("broker: ack failed, the message will be redelivered", errorText(error)))
+      )
+      const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
+      return {
+        queue,
+        content: msg.content,
+        messageId: msg.properties.messageId as string | undefined,
+        type: msg.properties.type as string | undefined,
+        headers,
+        routingKey: msg.fields.routingKey,
+        redelivered: msg.fields.redelivered,
+        ack,
+        deadLetter: (reason, attempts) =>
+          publish({
+            exchange: Topology.deadLetterExchange,
+            routingKey: msg.fields.routingKey,
+            body: msg.content.toString("utf8"),
+            messageId: (msg.properties.messageId as string | undefined) ?? "",
+            type: (msg.properties.type as string | undefined) ?? "",
+            timestamp: Math.floor(Date.now() / 1000),
+            headers: {
+              ...Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, String(v)])),
+              "x-dead-letter-reason": reason,
+              "x-original-queue": queue,
+              "x-original-exchange": msg.fields.exchange,
+              "x-original-routing-key": msg.fields.routingKey,
+              "x-attempts": String(attempts)
+            }
+          }).pipe(
+            Effect.zipRight(ack),
+            // Without the dead-letter exchange, reject: the queue's own DLX keeps the message (without our reason).
+            Effect.catchAll((error) =>
+              Effect.logWarning("broker: dead-lettering by publish failed, rejecting instead", error.message).pipe(
+                Effect.zipRight(Effect.try(() => session.consumer.nack(msg, false, false)).pipe(Effect.ignore))
+              )
+            )
+          )
+      }
+    }
+
+    const startConsumer = (session: Session, subscription: Subscription) =>
+      Effect.tryPromise(() =>
+        session.consumer.consume(subscription.queue, (msg) => {
+          if (msg === null) {
+            runFork(Effect.logWarning("broker: consumer cancelled by the broker").pipe(Effect.annotateLogs("queue", subscription.queue)))
+            return
+          }
+          subscription.mailbox.unsafeOffer(toDelivery(session, subscription.queue, msg))
+        })
+      ).pipe(
+        Effect.flatMap(({ consumerTag }) =>
+          Ref.update(consumerTags, (tags) => new Map(tags).set(subscription.queue, { channel: session.consumer, tag: consumerTag }))
+        )
+      )
+
+    /** Opens a connection, its channels and the topology; the scope closes them in order. */
+    const acquireSession = Effect.gen(function* () {
+      const connection = yield* Effect.acquireRelease(openConnection(url), (connection) =>
+        closeQuietly("connection", () => connection.close())
+      )
+      const closed = yield* Deferred.make<void>()
+      const markClosed = () => Deferred.unsafeDone(closed, Exit.void)
+      connection.on("error", (error: Error) => runFork(Effect.logWarning("broker: connection error", error.message)))
+      connection.on("close", markClosed)
+      connection.on("blocked", (reason: string) => runFork(Effect.logWarning("broker: connection blocked", reason)))
+      const publisher = yield* Effect.acquireRelease(
+        Effect.tryPromise(() => connection.createConfirmChannel()),
+        (channel) => closeQuietly("publisher channel", () => channel.close())
+      )
+      const consumer = yield* Effect.acquireRelease(
+        Effect.tryPromise(() => connection.createChannel()),
+        (channel) => closeQuietly("consumer channel", () => channel.close())
+      )
+      const session: Session = { connection, publisher, consumer, returned: new Set(), gate: { drained: undefined }, closed }
+      for (const channel of [publisher, consumer]) {
+        channel.on("error", (error: Error) => runFork(Effect.logWarning("broker: channel error", error.message)))
+        channel.on("close", markClosed)
+      }
+      publisher.on("return", (msg: ConsumeMessage) => {
+        const id = msg.properties.messageId as string | undefined
+        if (id !== undefined) session.returned.add(id)
+      })
+      publisher.on("drain", () => {
+        const drained = session.gate.drained
+        session.gate.drained = undefined
+        if (drained !== undefined) Deferred.unsafeDone(drained, Exit.void)
+      })
+      yield* Effect.tryPromise(() => declareTopology(publisher, config))
+      yield* Effect.tryPromise(() => consumer.prefetch(config.amqpPrefetch))
+      return session
+    })
+
+    const connectLoop = Effect.gen(function* () {
+      for (;;) {
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const session = yield* acquireSession.pipe(
+              Effect.tapError((error) =>
+                Effect.zipRight(
+                  SubscriptionRef.set(state, { _tag: "Down", reason: errorText(error.cause ?? error) }),
+                  Effect.logWarning("broker: cannot connect, retrying", errorText(error.cause ?? error))
+                )
+              ),
+              Effect.retry(reconnectSchedule)
+            )
+            for (const subscription of yield* Ref.get(subscriptions)) yield* startConsumer(session, subscription)
+            yield* SubscriptionRef.set(state, { _tag: "Connected", session })
+            yield* Effect.logInfo("broker: connected").pipe(Effect.annotateLogs("prefetch", config.amqpPrefetch))
+            yield* Deferred.await(session.closed)
+            yield* SubscriptionRef.set(state, { _tag: "Down", reason: "connection lost, reconnecting" })
+            yield* Ref.set(consumerTags, new Map())
+            // Unacked deliveries of the dead channel come again on the next one.
+            for (const subscription of yield* Ref.get(subscriptions)) yield* Queue.takeAll(subscription.mailbox)
+            yield* Effect.logWarning("broker: connection lost, reconnecting")
+          }).pipe(Effect.catchAll((error) => Effect.logWarning("broker: session failed", errorText(error))))
+        )
+        yield* Effect.sleep(Duration.millis(100))
+      }
+    })
+
+    yield* Effect.forkScoped(connectLoop)
+
+    const consume = (queue: string, handle: (delivery: Delivery) => Effect.Effect<void>) =>
+      Effect.gen(function* () {
+        const mailbox = yield* Effect.acquireRelease(Queue.unbounded<Delivery>(), Queue.shutdown)
+        const subscription: Subscription = { queue, mailbox }
+        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(mailbox), (d) => Effect.uninterruptible(handle(d)))))
+        // Runs before the worker is interrupted: no new deliveries, then the worker ends after its current one.
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function* () {
+            yield* Ref.update(subscriptions, (all) => all.filter((s) => s !== subscription))
+            const tag = (yield* Ref.get(consumerTags)).get(queue)
+            if (tag) yield* closeQuietly(`consumer of ${queue}`, () => tag.channel.cancel(tag.tag).then(() => undefined))
+          })
+        )
+        yield* Ref.update(subscriptions, (all) => [...all, subscription])
+        const current = yield* SubscriptionRef.get(state)
+        if (current._tag === "Connected") yield* startConsumer(current.session, subscription).pipe(Effect.ignore)
+      })
+
+    return {
+      kind: "amqp" as const,
+      status: Effect.map(
+        SubscriptionRef.get(state),
+        (current): BrokerStatus =>
+          current._tag === "Connected"
+            ? { status: "up" }
+            : { status: "down", detail: `${current.reason}; events wait in the outbox` }
+      ),
+      awaitConnected: state.changes.pipe(
+        Stream.filter((s) => s._tag === "Connected"),
+        Stream.take(1),
+        Stream.runDrain
+      ),
+      publish,
+      publishAll,
+      consume
+    } satisfies MessagingShape
+  })
+
+/** AMQP_URL unset: each event becomes one structured log line and counts as published. */
+const logPublish = (message: OutgoingMessage) =>
+  Effect.logInfo("event published (log publisher)").pipe(
+    Effect.annotateLogs({
+      correlationId: message.headers["x-correlation-id"] ?? null,
+      exchange: message.exchange,
+      routingKey: message.routingKey,
+      messageId: message.messageId,
+      eventType: message.type,
+      headers: message.headers,
+      event: JSON.parse(message.body) as unknown
+    }),
+    // In the trace of the transaction that wrote the event, like a real publish.
+    Effect.withSpan(`publish ${message.type}`, {
+      kind: "producer",
+      attributes: {
+        "messaging.system": "log",
+        "messaging.destination.name": message.exchange,
+        "messaging.message.id": message.messageId
+      },
+      ...Option.match(HttpTraceContext.fromHeaders(Headers.fromInput(message.headers)), {
+        onNone: () => ({}),
+        onSome: (parent) => ({ parent })
+      })
+    })
+  )
+
+const logMessaging: MessagingShape = {
+  kind: "log",
+  status: Effect.succeed({ status: "disabled", detail: "AMQP_URL is unset: events are written to the log" }),
+  awaitConnected: Effect.void,
+  publish: logPublish,
+  publishAll: (messages) => Effect.forEach(messages, (message) => Effect.as(logPublish(message), Either.right(undefined))),
+  consume: (queue) => Effect.logInfo("AMQP_URL is unset: not consuming").pipe(Effect.annotateLogs("queue", queue))
+}
+
+/**
+ * The Messaging Layer: one broker connection with a confirm channel that reconnects by itself, or
+ * the log publisher when AMQP_URL is unset. Registers the (non-critical) "broker" readiness check.
+ */
+export class Messaging extends Effect.Service<Messaging>()("inventory/Messaging", {
+  scoped: Effect.gen(function* () {
+    const config = yield* AppConfig
+    const lifecycle = yield* Lifecycle
+    const messaging: MessagingShape = Option.isSome(config.amqpUrl)
+      ? yield* amqpMessaging(Redacted.value(config.amqpUrl.value), config)
+      : logMessaging
+    yield* lifecycle.register({ name: "broker", critical: false, check: messaging.status })
+    return messaging
+  })
+}) {}

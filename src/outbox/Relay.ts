@@ -1,0 +1,239 @@
+import { SqlClient } from "@effect/sql"
+import { Chunk, Duration, Effect, Either, Layer, Metric, Option, Schedule } from "effect"
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import { AppConfig } from "../layers/Config.js"
+import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
+import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
+import { Outbox } from "./Outbox.js"
+
+/** An outbox row as the relay claims it. */
+export interface OutboxRow {
+  readonly id: string
+  readonly eventId: string
+  readonly eventType: string
+  readonly routingKey: string
+  readonly aggregateId: string
+  readonly payload: { readonly occurredAt?: string } & Record<string, unknown>
+  readonly correlationId: string | null
+  readonly traceparent: string | null
+  readonly tracestate: string | null
+  readonly attempts: number
+  readonly createdAt: Date
+}
+
+/** The message of EVENTS.md for a row: the stored envelope as body, its ids and trace as properties. */
+export const toMessage = (row: OutboxRow): OutgoingMessage => {
+  const headers: Record<string, string> = {}
+  if (row.traceparent !== null) headers["traceparent"] = row.traceparent
+  if (row.tracestate !== null) headers["tracestate"] = row.tracestate
+  if (row.correlationId !== null) headers["x-correlation-id"] = row.correlationId
+  const occurredAt = Date.parse(row.payload.occurredAt ?? "")
+  return {
+    exchange: Topology.eventsExchange,
+    routingKey: row.routingKey,
+    body: JSON.stringify(row.payload),
+    messageId: row.eventId,
+    type: row.eventType,
+    timestamp: Math.floor((Number.isNaN(occurredAt) ? row.createdAt.getTime() : occurredAt) / 1000),
+    headers
+  }
+}
+
+/** Refused publishes are tried again after 1 s, 2 s, 4 s … (jittered), at most 5 minutes apart. */
+export const retrySchedule = Schedule.exponential(Duration.seconds(1), 2).pipe(
+  Schedule.jittered,
+  Schedule.union(Schedule.spaced(Duration.minutes(5)))
+)
+
+/** The schedule's delay after the `attempts`-th failure. */
+export const retryDelay = (attempts: number) =>
+  Schedule.run(Schedule.delays(retrySchedule), 0, Array.from({ length: Math.max(1, attempts) }, () => undefined)).pipe(
+    Effect.map((delays) => Option.getOrElse(Chunk.last(delays), () => Duration.seconds(1)))
+  )
+
+/** How long a claim keeps other replicas' relays off an aggregate; far longer than a batch takes. */
+const LEASE_SECONDS = 60
+/** First key of the relay's per-aggregate advisory locks (the second is hashtext(aggregate_id)). */
+const LOCK_SPACE = 73_182
+const GAUGE_INTERVAL = Duration.seconds(5)
+
+/**
+ * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
+ * published only after the broker's confirm. Several replicas coordinate through the database; see
+ * docs/messaging.md. Every batch runs claim → publish → confirm → mark in short transactions (no
+ * transaction is held while waiting for the broker) and uninterruptibly, so shutdown waits for it.
+ * Published rows are deleted by the retention sweep (services/Retention.ts, OUTBOX_RETENTION_HOURS).
+ */
+export const RelayLive = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const outbox = yield* Outbox
+    const messaging = yield* Messaging
+    const config = yield* AppConfig
+    const me = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+    const batchSize = config.outboxBatchSize
+    const commits = yield* outbox.subscribe
+    yield* initOutboxMetrics
+
+    /**
+     * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
+     * due and not leased by another relay, and takes a transaction-scoped advisory lock on each it can
+     * (SKIP-LOCKED style). The second, in a fresh snapshot that sees every claim committed before our
+     * locks, checks those heads again and leases the aggregates' oldest rows.
+     */
+    const claim = Effect.gen(function* () {
+      const locked = yield* sql<{ aggregateId: string }>`
+        WITH heads AS (
+          SELECT DISTINCT ON (aggregate_id) id, aggregate_id, next_attempt_at, claimed_by, claimed_until
+            FROM outbox
+           WHERE published_at IS NULL AND parked_at IS NULL
+           ORDER BY aggregate_id, id
+        ), ready AS MATERIALIZED (
+          SELECT aggregate_id FROM heads
+           WHERE next_attempt_at <= now()
+             AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})
+           ORDER BY id
+           LIMIT ${batchSize}
+        )
+        SELECT aggregate_id FROM ready WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))`
+      if (locked.length === 0) return []
+      // ARRAY(…) runs once (an InitPlan), so the plan stays an index scan even before the table has statistics.
+      return yield* sql<OutboxRow>`
+        UPDATE outbox
+           SET claimed_by = ${me}, claimed_until = now() + make_interval(secs => ${LEASE_SECONDS})
+         WHERE id IN (
+           SELECT id FROM outbox
+            WHERE aggregate_id = ANY(ARRAY(
+                    SELECT aggregate_id FROM (
+                      SELECT DISTINCT ON (aggregate_id) aggregate_id, next_attempt_at, claimed_by, claimed_until
+                        FROM outbox
+                       WHERE aggregate_id = ANY(${locked.map((row) => row.aggregateId)})
+                         AND published_at IS NULL AND parked_at IS NULL
+                       ORDER BY aggregate_id, id) AS heads
+                     WHERE next_attempt_at <= now()
+                       AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})))
+              AND published_at IS NULL AND parked_at IS NULL
+            ORDER BY id
+            LIMIT ${batchSize})
+        RETURNING id, event_id, event_type, routing_key, aggregate_id, payload, correlation_id,
+                  traceparent, tracestate, attempts, created_at`
+    }).pipe(sql.withTransaction)
+
+    const markPublished = (rows: ReadonlyArray<OutboxRow>) =>
+      rows.length === 0
+        ? Effect.void
+        : sql`
+            UPDATE outbox SET published_at = now(), claimed_by = NULL, claimed_until = NULL
+             WHERE id = ANY(${rows.map((row) => row.id)})`
+
+    const release = (rows: ReadonlyArray<OutboxRow>) =>
+      rows.length === 0
+        ? Effect.void
+        : sql`
+            UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+             WHERE id = ANY(${rows.map((row) => row.id)}) AND claimed_by = ${me}`
+
+    /** A refusal counts as an attempt: retry after the schedule's delay, or park after OUTBOX_MAX_ATTEMPTS. */
+    const recordRefusal = (row: OutboxRow, error: PublishFailed) =>
+      Effect.gen(function* () {
+        const attempts = row.attempts + 1
+        const park = attempts >= config.outboxMaxAttempts
+        const delay = yield* retryDelay(attempts)
+        yield* sql`
+          UPDATE outbox
+             SET attempts = ${attempts}, last_error = ${error.message},
+                 next_attempt_at = now() + make_interval(secs => ${Duration.toMillis(delay) / 1000}),
+                 parked_at = CASE WHEN ${park} THEN now() END,
+                 claimed_by = NULL, claimed_until = NULL
+           WHERE id = ${row.id}`
+        const fields = { eventId: row.eventId, eventType: row.eventType, aggregateId: row.aggregateId, attempts, error: error.message }
+        if (park) {
+          yield* Metric.increment(outboxParked)
+          yield* Effect.logError("outbox: event parked after repeated refusals").pipe(Effect.annotateLogs(fields))
+        } else {
+          yield* Effect.logWarning("outbox: broker refused an event, will retry").pipe(
+            Effect.annotateLogs({ ...fields, retryInMs: Duration.toMillis(delay) })
+          )
+        }
+      })
+
+    /** Claims, publishes and settles one batch; returns how many rows it claimed. */
+    const relayBatch = Effect.gen(function* () {
+      const started = Date.now()
+      const rows = yield* claim
+      if (rows.length === 0) return 0
+      const claimedAt = Date.now()
+      // UPDATE … RETURNING comes in no particular order: restore id (= commit) order per aggregate.
+      const byId = [...rows].sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : 1))
+      // One ordered, pipelined write: the channel keeps each aggregate's rows in commit order.
+      const outcomes = yield* messaging.publishAll(byId.map(toMessage))
+      const confirmedAt = Date.now()
+      const published = byId.filter((_, i) => Either.isRight(outcomes[i]!))
+      yield* markPublished(published)
+      for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
+      const byType = new Map<string, number>()
+      for (const row of published) byType.set(row.eventType, (byType.get(row.eventType) ?? 0) + 1)
+      for (const [eventType, n] of byType) yield* Metric.incrementBy(Metric.tagged(eventsPublished, "event_type", eventType), n)
+
+      const refusedAggregates = new Set<string>()
+      for (const [i, row] of byId.entries()) {
+        const outcome = outcomes[i]!
+        if (Either.isRight(outcome)) {
+          if (refusedAggregates.has(row.aggregateId)) {
+            // Only a broker nack (an internal error) can get here: a later event went out before a refused one.
+            yield* Effect.logError("outbox: event confirmed after an earlier one of its aggregate was refused").pipe(
+              Effect.annotateLogs({ eventId: row.eventId, aggregateId: row.aggregateId })
+            )
+          }
+          continue
+        }
+        yield* Metric.increment(publishFailures)
+        if (outcome.left.reason === "refused") {
+          refusedAggregates.add(row.aggregateId)
+          yield* recordRefusal(row, outcome.left)
+        } else {
+          // The connection went away: not the event's fault, so no attempt is counted.
+          yield* release([row])
+        }
+      }
+      yield* Effect.logDebug("outbox: batch relayed").pipe(
+        Effect.annotateLogs({ claimed: rows.length, claimMs: claimedAt - started, confirmMs: confirmedAt - claimedAt, totalMs: Date.now() - started })
+      )
+      return rows.length
+    }).pipe(Effect.withSpan("Relay.batch"), Effect.uninterruptible)
+
+    const waitForWork = Effect.raceFirst(commits.take, Effect.sleep(Duration.millis(config.outboxPollIntervalMs)))
+
+    const relayLoop = Effect.forever(
+      Effect.gen(function* () {
+        yield* messaging.awaitConnected
+        const claimed = yield* relayBatch.pipe(
+          Effect.catchAll((error) => Effect.logWarning("outbox: relay batch failed", error.message).pipe(Effect.as(0)))
+        )
+        if (claimed < batchSize) yield* waitForWork
+      })
+    )
+
+    const updateGauges = Effect.gen(function* () {
+      const [row] = yield* sql<{ pending: number; oldestSeconds: number }>`
+        SELECT count(*)::int AS pending,
+               COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_seconds
+          FROM outbox
+         WHERE published_at IS NULL AND parked_at IS NULL`
+      yield* Metric.set(outboxPendingRows, row?.pending ?? 0)
+      yield* Metric.set(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
+    })
+
+    yield* Effect.forkScoped(relayLoop)
+    yield* Effect.forkScoped(
+      updateGauges.pipe(
+        Effect.catchAll((error) => Effect.logDebug("outbox: gauge query failed", error.message)),
+        Effect.repeat(Schedule.spaced(GAUGE_INTERVAL))
+      )
+    )
+    yield* Effect.logInfo("outbox relay started").pipe(
+      Effect.annotateLogs({ relay: me, publisher: messaging.kind, batchSize, pollIntervalMs: config.outboxPollIntervalMs })
+    )
+  })
+)
