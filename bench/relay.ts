@@ -11,6 +11,7 @@
  *
  * The service runs as its own process (as `npm start` would); results are printed as JSON.
  */
+import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
 import { createTestDatabase, query } from "../test/support/database.js"
 import { startService } from "../test/support/process.js"
@@ -94,14 +95,17 @@ const main = async () => {
 
       progress(`drained: ${JSON.stringify(results["drain"])}`)
       // --- 2. commit-to-confirm latency under reservation load ---------------------------------
+      // The service verifies the test issuer's tokens (startService); one token with every scope.
+      const headers = { "content-type": "application/json", ...(await bearer()) }
       const variants = Array.from({ length: 100 }, (_, i) => `lat-${i}`)
       for (const id of variants) {
-        await fetch(`${service.baseUrl}/v1/stock-levels/${id}`, { method: "PUT", headers: { "content-type": "application/json" }, body: "{}" })
-        await fetch(`${service.baseUrl}/v1/stock-levels/${id}/adjustments`, {
+        const put = await fetch(`${service.baseUrl}/v1/stock-levels/${id}`, { method: "PUT", headers, body: "{}" })
+        const purchase = await fetch(`${service.baseUrl}/v1/stock-levels/${id}/adjustments`, {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers,
           body: JSON.stringify({ type: "PURCHASE", quantity: 1_000_000 })
         })
+        if (put.status >= 300 || purchase.status !== 200) throw new Error(`setup of ${id} failed: ${put.status} ${purchase.status}`)
       }
       await waitUntil(async () => (await pending(database.url)) === 0, 60_000)
       await query(database.url, "DELETE FROM outbox")
@@ -118,7 +122,7 @@ const main = async () => {
         inFlight.push(
           fetch(`${service.baseUrl}/v1/reservations`, {
             method: "POST",
-            headers: { "content-type": "application/json" },
+            headers,
             body: JSON.stringify({ orderId: `bench-order-${i}`, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
           }).then(
             async (res) => {
