@@ -132,7 +132,8 @@ export const RelayLive = Layer.scopedDiscard(
           )
           UPDATE outbox
              SET claimed_by = ${me}, claimed_until = now() + make_interval(secs => ${LEASE_SECONDS})
-           WHERE id IN (SELECT id FROM taken)
+           -- ARRAY(…) runs once (an InitPlan): the update then goes by primary key, not a scan of the table.
+           WHERE id = ANY(ARRAY(SELECT id FROM taken))
           RETURNING id, event_id, event_type, routing_key, aggregate_id, payload, correlation_id,
                     traceparent, tracestate, attempts, created_at`
       }).pipe(sql.withTransaction, Effect.withSpan("Relay.claim"))
