@@ -59,6 +59,8 @@ const LOCK_SPACE = 73_182
 const GAUGE_INTERVAL = Duration.seconds(5)
 /** Batches published but not yet settled, per relay; more add little once the broker round trip is covered. */
 const MAX_BATCHES_IN_FLIGHT = 4
+/** A claim looks for aggregate heads among the oldest this many batches of pending rows. */
+const HEAD_WINDOW_BATCHES = 4
 
 /**
  * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
@@ -79,39 +81,54 @@ export const RelayLive = Layer.scopedDiscard(
     yield* initOutboxMetrics
 
     /**
-     * Two statements in one short transaction. The first walks the pending rows in id (commit) order
-     * and picks the aggregates whose oldest pending row it meets — due, not leased by another relay,
-     * not in flight here — taking a transaction-scoped advisory lock on each it can (SKIP LOCKED
-     * style). It stops after `batchSize` of them, so a claim costs O(batch), not O(pending). The
-     * second, in a fresh snapshot that sees every claim committed before our locks, checks those heads
-     * again and leases up to `batchSize` rows, whole runs of the oldest aggregates first: a backlog
-     * goes out in batches of few aggregates, so the next claim finds others while this one is in flight.
+     * The aggregates to claim, oldest head first, each under a transaction-scoped advisory lock
+     * (SKIP LOCKED style: those another relay is claiming right now are skipped). It looks at the
+     * oldest `window` pending rows only (all of them when null): an aggregate's oldest pending row is
+     * in that prefix whenever any of its rows is, so the heads found there are exact, and a claim
+     * costs O(window), not O(pending rows). `scanned` tells whether the prefix was full.
+     */
+    const lockHeads = (busy: ReadonlyArray<string>, window: number | null) =>
+      sql<{ scanned: number; locked: ReadonlyArray<string> }>`
+        WITH pending AS MATERIALIZED (
+          SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
+           WHERE published_at IS NULL AND parked_at IS NULL
+           ORDER BY id
+           LIMIT ${window}
+        ), heads AS (
+          SELECT DISTINCT ON (aggregate_id) * FROM pending ORDER BY aggregate_id, id
+        ), ready AS MATERIALIZED (
+          SELECT id, aggregate_id FROM heads
+           WHERE next_attempt_at <= now()
+             AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})
+             AND aggregate_id <> ALL(${busy})
+           ORDER BY id
+           LIMIT ${batchSize}
+        )
+        SELECT (SELECT count(*) FROM pending)::int AS scanned,
+               ARRAY(SELECT aggregate_id FROM ready
+                      WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
+                      ORDER BY id) AS locked`.pipe(Effect.map((rows) => rows[0]!))
+
+    /**
+     * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
+     * due, not leased by another relay and not in flight here (`lockHeads`; only if the oldest
+     * pending rows all belong to other aggregates does it look further). The second, in a fresh
+     * snapshot that sees every claim committed before our locks, checks those heads again and leases
+     * up to `batchSize` rows, whole runs of the oldest aggregates first: a backlog goes out in batches
+     * of few aggregates, so the next claim finds others free while this batch is in flight.
      */
     const claim = (busy: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const locked = yield* sql<{ aggregateId: string }>`
-          WITH heads AS MATERIALIZED (
-            SELECT o.id, o.aggregate_id
-              FROM outbox o
-             WHERE o.published_at IS NULL AND o.parked_at IS NULL
-               AND o.next_attempt_at <= now()
-               AND (o.claimed_until IS NULL OR o.claimed_until < now() OR o.claimed_by = ${me})
-               AND o.aggregate_id <> ALL(${busy})
-               AND NOT EXISTS (
-                     SELECT 1 FROM outbox earlier
-                      WHERE earlier.aggregate_id = o.aggregate_id AND earlier.id < o.id
-                        AND earlier.published_at IS NULL AND earlier.parked_at IS NULL)
-             ORDER BY o.id
-             LIMIT ${batchSize}
-          )
-          SELECT aggregate_id FROM heads
-           WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
-           ORDER BY id`
+        const first = yield* lockHeads(busy, HEAD_WINDOW_BATCHES * batchSize)
+        const locked =
+          first.locked.length === 0 && first.scanned === HEAD_WINDOW_BATCHES * batchSize
+            ? (yield* lockHeads(busy, null)).locked
+            : first.locked
         if (locked.length === 0) return []
         return yield* sql<OutboxRow>`
           WITH ready AS (
             SELECT l.aggregate_id, l.position
-              FROM unnest(${locked.map((row) => row.aggregateId)}::text[]) WITH ORDINALITY AS l (aggregate_id, position)
+              FROM unnest(${locked}::text[]) WITH ORDINALITY AS l (aggregate_id, position)
               JOIN LATERAL (
                 SELECT next_attempt_at, claimed_by, claimed_until FROM outbox
                  WHERE aggregate_id = l.aggregate_id AND published_at IS NULL AND parked_at IS NULL
