@@ -194,7 +194,7 @@ export const RelayLive = Layer.scopedDiscard(
       })
 
     /** Publishes a claimed batch and settles every row: marked, released, or its refusal recorded. */
-    const relayBatch = (rows: ReadonlyArray<OutboxRow>) =>
+    const relayBatch = (rows: ReadonlyArray<OutboxRow>, claimMs: number) =>
       Effect.gen(function* () {
         const started = Date.now()
         // UPDATE … RETURNING comes in no particular order: restore id (= commit) order per aggregate.
@@ -231,7 +231,7 @@ export const RelayLive = Layer.scopedDiscard(
           }
         }
         yield* Effect.logDebug("outbox: batch relayed").pipe(
-          Effect.annotateLogs({ claimed: rows.length, confirmMs: confirmedAt - started, totalMs: Date.now() - started })
+          Effect.annotateLogs({ claimed: rows.length, claimMs, confirmMs: confirmedAt - started, markMs: Date.now() - confirmedAt })
         )
       }).pipe(Effect.withSpan("Relay.batch", { attributes: { "outbox.rows": rows.length } }))
 
@@ -246,8 +246,8 @@ export const RelayLive = Layer.scopedDiscard(
     /** Rung when a batch settles: its aggregates (and their next rows) can be claimed again. */
     const settled = yield* Queue.sliding<void>(1)
 
-    const settle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>) =>
-      relayBatch(rows).pipe(
+    const settle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
+      relayBatch(rows, claimMs).pipe(
         Effect.catchAll((error) => Effect.logWarning("outbox: relay batch failed", error.message)),
         Effect.ensuring(
           Ref.update(inFlight, (current) => new Set([...current].filter((id) => !aggregates.has(id)))).pipe(
@@ -266,6 +266,7 @@ export const RelayLive = Layer.scopedDiscard(
     const claimAndStart = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
         yield* restore(batchSlots.take(1))
+        const started = Date.now()
         const rows = yield* claim([...(yield* Ref.get(inFlight))]).pipe(
           Effect.catchAll((error) => Effect.logWarning("outbox: claim failed", error.message).pipe(Effect.as([])))
         )
@@ -275,7 +276,7 @@ export const RelayLive = Layer.scopedDiscard(
         }
         const aggregates = new Set(rows.map((row) => row.aggregateId))
         yield* Ref.update(inFlight, (current) => new Set([...current, ...aggregates]))
-        yield* FiberSet.run(batches, settle(rows, aggregates))
+        yield* FiberSet.run(batches, settle(rows, aggregates, Date.now() - started))
         return rows.length
       })
     )
