@@ -1,3 +1,3 @@
--- The relay's claim walks the pending rows in id (commit) order and stops after one batch of
--- aggregate heads: this index makes that walk skip every published row (kept for retention).
+-- The relay's claim looks for aggregate heads among the oldest pending rows (id = commit order):
+-- this index gives that prefix without visiting the published rows kept for retention.
 CREATE INDEX outbox_pending_id ON outbox (id) WHERE published_at IS NULL AND parked_at IS NULL;
