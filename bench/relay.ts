@@ -11,6 +11,7 @@
  *
  * The service runs as its own process (as `npm start` would); results are printed as JSON.
  */
+import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
 import { createTestDatabase, query } from "../test/support/database.js"
 import { startService } from "../test/support/process.js"
@@ -18,6 +19,8 @@ import { startService } from "../test/support/process.js"
 const BACKLOG = Number(process.env["BENCH_BACKLOG"] ?? 50_000)
 const RESERVATIONS_PER_S = Number(process.env["BENCH_RESERVATIONS_PER_S"] ?? 500)
 const LOAD_SECONDS = Number(process.env["BENCH_LOAD_SECONDS"] ?? 20)
+/** BENCH_PHASES=drain or latency runs only that half (default both). */
+const PHASES = (process.env["BENCH_PHASES"] ?? "drain,latency").split(",")
 
 const progress = (text: string) => process.stderr.write(`[bench] ${text}\n`)
 
@@ -58,102 +61,111 @@ const main = async () => {
       DB_POOL_MAX: "10"
     })
     try {
-      await query(
-        database.url,
-        `INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent)
-         SELECT id, 'StockLevelChangedEvent', 'inventory.stock_level_changed', 'StockLevel', 'bench-' || (n % 1000),
-                jsonb_build_object('eventId', id, 'eventType', 'StockLevelChangedEvent', 'eventVersion', 1,
-                  'occurredAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                  'aggregateType', 'StockLevel', 'aggregateId', 'bench-' || (n % 1000), 'correlationId', 'bench',
-                  'data', jsonb_build_object('variantId', 'bench-' || (n % 1000), 'onHand', n, 'reserved', 0, 'available', n,
-                    'version', n, 'changeType', 'PURCHASE', 'onHandChange', 1, 'reservedChange', 0)),
-                'bench', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
-           FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, $1::int) AS n) AS s`,
-        [BACKLOG]
-      )
-      progress(`backlog of ${BACKLOG} written; restoring the broker`)
-      proxy.restore()
-      // Time from the reconnection (the service's backoff while the proxy was cut is not the relay's speed).
-      await waitUntil(async () => {
-        const res = await fetch(`${service.baseUrl}/health/ready`)
-        const body = (await res.json()) as { checks?: { broker?: { status?: string } } }
-        return body.checks?.broker?.status === "up"
-      }, 60_000)
-      const started = Date.now()
-      await waitUntil(async () => (await pending(database.url)) === 0, 600_000)
-      const seconds = (Date.now() - started) / 1000
-      const { messageCount } = await peer.channel.checkQueue("bench.all")
-      results["drain"] = {
-        events: BACKLOG,
-        seconds: Number(seconds.toFixed(2)),
-        eventsPerSecond: Math.round(BACKLOG / seconds),
-        inQueue: messageCount
-      }
-      await peer.channel.purgeQueue("bench.all")
-      await query(database.url, "DELETE FROM outbox")
-
-      progress(`drained: ${JSON.stringify(results["drain"])}`)
-      // --- 2. commit-to-confirm latency under reservation load ---------------------------------
-      const variants = Array.from({ length: 100 }, (_, i) => `lat-${i}`)
-      for (const id of variants) {
-        await fetch(`${service.baseUrl}/v1/stock-levels/${id}`, { method: "PUT", headers: { "content-type": "application/json" }, body: "{}" })
-        await fetch(`${service.baseUrl}/v1/stock-levels/${id}/adjustments`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ type: "PURCHASE", quantity: 1_000_000 })
-        })
-      }
-      await waitUntil(async () => (await pending(database.url)) === 0, 60_000)
-      await query(database.url, "DELETE FROM outbox")
-      progress("reservation load")
-      const total = RESERVATIONS_PER_S * LOAD_SECONDS
-      const statuses = new Map<number, number>()
-      const loadStarted = Date.now()
-      const inFlight: Array<Promise<void>> = []
-      for (let i = 0; i < total; i++) {
-        // Open loop: request i leaves at its scheduled time, whatever the earlier ones are doing.
-        const due = loadStarted + (i * 1000) / RESERVATIONS_PER_S
-        const wait = due - Date.now()
-        if (wait > 0) await sleep(wait)
-        inFlight.push(
-          fetch(`${service.baseUrl}/v1/reservations`, {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: JSON.stringify({ orderId: `bench-order-${i}`, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
-          }).then(
-            async (res) => {
-              await res.arrayBuffer()
-              statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1)
-            },
-            () => {
-              statuses.set(0, (statuses.get(0) ?? 0) + 1)
-            }
-          )
+      if (PHASES.includes("drain")) {
+        await query(
+          database.url,
+          `INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent)
+           SELECT id, 'StockLevelChangedEvent', 'inventory.stock_level_changed', 'StockLevel', 'bench-' || (n % 1000),
+                  jsonb_build_object('eventId', id, 'eventType', 'StockLevelChangedEvent', 'eventVersion', 1,
+                    'occurredAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                    'aggregateType', 'StockLevel', 'aggregateId', 'bench-' || (n % 1000), 'correlationId', 'bench',
+                    'data', jsonb_build_object('variantId', 'bench-' || (n % 1000), 'onHand', n, 'reserved', 0, 'available', n,
+                      'version', n, 'changeType', 'PURCHASE', 'onHandChange', 1, 'reservedChange', 0)),
+                  'bench', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+             FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, $1::int) AS n) AS s`,
+          [BACKLOG]
         )
+        progress(`backlog of ${BACKLOG} written; restoring the broker`)
+        proxy.restore()
+        // Time from the reconnection (the service's backoff while the proxy was cut is not the relay's speed).
+        await waitUntil(async () => {
+          const res = await fetch(`${service.baseUrl}/health/ready`)
+          const body = (await res.json()) as { checks?: { broker?: { status?: string } } }
+          return body.checks?.broker?.status === "up"
+        }, 60_000)
+        const started = Date.now()
+        await waitUntil(async () => (await pending(database.url)) === 0, 600_000)
+        const seconds = (Date.now() - started) / 1000
+        const { messageCount } = await peer.channel.checkQueue("bench.all")
+        results["drain"] = {
+          events: BACKLOG,
+          seconds: Number(seconds.toFixed(2)),
+          eventsPerSecond: Math.round(BACKLOG / seconds),
+          inQueue: messageCount
+        }
+        await peer.channel.purgeQueue("bench.all")
+        await query(database.url, "DELETE FROM outbox")
+
+        progress(`drained: ${JSON.stringify(results["drain"])}`)
+      } else {
+        proxy.restore()
       }
-      await Promise.all(inFlight)
-      const loadSeconds = (Date.now() - loadStarted) / 1000
-      await waitUntil(async () => (await pending(database.url)) === 0, 120_000)
-      const [latency] = await query<{ events: string; p50: number; p90: number; p99: number; max: number }>(
-        database.url,
-        `SELECT count(*) AS events,
-                percentile_cont(0.5)  WITHIN GROUP (ORDER BY ms) AS p50,
-                percentile_cont(0.9)  WITHIN GROUP (ORDER BY ms) AS p90,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
-                max(ms) AS max
-           FROM (SELECT EXTRACT(EPOCH FROM published_at - created_at) * 1000 AS ms FROM outbox) AS t`
-      )
-      results["latency"] = {
-        reservations: total,
-        reservationsPerSecond: Math.round(total / loadSeconds),
-        eventsPerSecond: Math.round(Number(latency!.events) / loadSeconds),
-        httpStatuses: Object.fromEntries(statuses),
-        events: Number(latency!.events),
-        commitToConfirmMs: {
-          p50: Number(Number(latency!.p50).toFixed(1)),
-          p90: Number(Number(latency!.p90).toFixed(1)),
-          p99: Number(Number(latency!.p99).toFixed(1)),
-          max: Number(Number(latency!.max).toFixed(1))
+      if (PHASES.includes("latency")) {
+        // --- 2. commit-to-confirm latency under reservation load ---------------------------------
+        // The service verifies the test issuer's tokens (startService); one token with every scope.
+        const headers = { "content-type": "application/json", ...(await bearer()) }
+        const variants = Array.from({ length: 100 }, (_, i) => `lat-${i}`)
+        for (const id of variants) {
+          const put = await fetch(`${service.baseUrl}/v1/stock-levels/${id}`, { method: "PUT", headers, body: "{}" })
+          const purchase = await fetch(`${service.baseUrl}/v1/stock-levels/${id}/adjustments`, {
+            method: "POST",
+            headers,
+            body: JSON.stringify({ type: "PURCHASE", quantity: 1_000_000 })
+          })
+          if (put.status >= 300 || purchase.status !== 200) throw new Error(`setup of ${id} failed: ${put.status} ${purchase.status}`)
+        }
+        await waitUntil(async () => (await pending(database.url)) === 0, 60_000)
+        await query(database.url, "DELETE FROM outbox")
+        progress("reservation load")
+        const total = RESERVATIONS_PER_S * LOAD_SECONDS
+        const statuses = new Map<number, number>()
+        const loadStarted = Date.now()
+        const inFlight: Array<Promise<void>> = []
+        for (let i = 0; i < total; i++) {
+          // Open loop: request i leaves at its scheduled time, whatever the earlier ones are doing.
+          const due = loadStarted + (i * 1000) / RESERVATIONS_PER_S
+          const wait = due - Date.now()
+          if (wait > 0) await sleep(wait)
+          inFlight.push(
+            fetch(`${service.baseUrl}/v1/reservations`, {
+              method: "POST",
+              headers,
+              body: JSON.stringify({ orderId: `bench-order-${i}`, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
+            }).then(
+              async (res) => {
+                await res.arrayBuffer()
+                statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1)
+              },
+              () => {
+                statuses.set(0, (statuses.get(0) ?? 0) + 1)
+              }
+            )
+          )
+        }
+        await Promise.all(inFlight)
+        const loadSeconds = (Date.now() - loadStarted) / 1000
+        await waitUntil(async () => (await pending(database.url)) === 0, 120_000)
+        const [latency] = await query<{ events: string; p50: number; p90: number; p99: number; max: number }>(
+          database.url,
+          `SELECT count(*) AS events,
+                  percentile_cont(0.5)  WITHIN GROUP (ORDER BY ms) AS p50,
+                  percentile_cont(0.9)  WITHIN GROUP (ORDER BY ms) AS p90,
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
+                  max(ms) AS max
+             FROM (SELECT EXTRACT(EPOCH FROM published_at - created_at) * 1000 AS ms FROM outbox) AS t`
+        )
+        results["latency"] = {
+          reservations: total,
+          reservationsPerSecond: Math.round(total / loadSeconds),
+          eventsPerSecond: Math.round(Number(latency!.events) / loadSeconds),
+          httpStatuses: Object.fromEntries(statuses),
+          events: Number(latency!.events),
+          commitToConfirmMs: {
+            p50: Number(Number(latency!.p50).toFixed(1)),
+            p90: Number(Number(latency!.p90).toFixed(1)),
+            p99: Number(Number(latency!.p99).toFixed(1)),
+            max: Number(Number(latency!.max).toFixed(1))
+          }
         }
       }
     } finally {

@@ -1,8 +1,7 @@
-import { Headers, HttpTraceContext } from "@effect/platform"
 import { Cause, Data, Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
 import { type IncomingEnvelope, parseEnvelope } from "../domain/ConsumedEvents.js"
 import { AppConfig } from "../layers/Config.js"
-import { type Delivery, Messaging } from "../layers/Messaging.js"
+import { consumeSpan, type Delivery, Messaging } from "../layers/Messaging.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { Transactions } from "../services/Transactions.js"
 import { Inbox } from "./Inbox.js"
@@ -107,11 +106,8 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
       const envelope = parsed.right
       const headers = stringHeaders(delivery.headers)
       const correlationId = envelope.correlationId ?? headers["x-correlation-id"] ?? envelope.eventId
-      const spanName = `consume ${envelope.eventType}`
-      const traced = Option.match(HttpTraceContext.fromHeaders(Headers.fromInput(headers)), {
-        onNone: () => Effect.withSpan(process(delivery, envelope), spanName, { kind: "consumer" }),
-        onSome: (parent) => Effect.withSpan(process(delivery, envelope), spanName, { kind: "consumer", parent })
-      })
+      // Continues the trace of the transaction that wrote the event (its traceparent header).
+      const traced = Effect.withSpan(process(delivery, envelope), ...consumeSpan(delivery, envelope.eventType))
       return traced.pipe(
         Effect.locally(CurrentRequest, { correlationId, actor: `consumer:${handler.name}` }),
         Effect.annotateLogs({ ...base, eventType: envelope.eventType, correlationId, redelivered: delivery.redelivered })

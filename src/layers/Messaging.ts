@@ -1,5 +1,5 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib"
-import { Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef, type Tracer } from "effect"
 import { Headers, HttpTraceContext } from "@effect/platform"
 import { hostname } from "node:os"
 import { AppConfig, type AppConfigShape } from "./Config.js"
@@ -74,6 +74,49 @@ export interface MessagingShape {
    */
   readonly consume: (queue: string, handle: (delivery: Delivery) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
 }
+
+/** The trace a message belongs to: the W3C `traceparent` (and `tracestate`) in its headers. */
+const parentOf = (headers: Readonly<Record<string, unknown>>) =>
+  HttpTraceContext.fromHeaders(
+    Headers.fromInput(Object.fromEntries(Object.entries(headers).flatMap(([k, v]) => (typeof v === "string" ? [[k, v]] : []))))
+  )
+
+/**
+ * The producer span of one published message (OpenTelemetry messaging conventions), a child of the
+ * transaction that wrote the event (its stored `traceparent`); without one, of the current span.
+ */
+export const publishSpan = (message: OutgoingMessage, system: "rabbitmq" | "log") =>
+  [
+    `publish ${message.type}`,
+    {
+      kind: "producer",
+      attributes: {
+        "messaging.system": system,
+        "messaging.operation": "publish",
+        "messaging.destination.name": message.exchange,
+        "messaging.rabbitmq.destination.routing_key": message.routingKey,
+        "messaging.message.id": message.messageId
+      },
+      ...Option.match(parentOf(message.headers), { onNone: () => ({}), onSome: (parent) => ({ parent }) })
+    }
+  ] as const satisfies readonly [string, Tracer.SpanOptions]
+
+/** The consumer span of one delivery, continuing the producer's trace when the message carries one. */
+export const consumeSpan = (delivery: Delivery, eventType: string) =>
+  [
+    `consume ${eventType}`,
+    {
+      kind: "consumer",
+      attributes: {
+        "messaging.system": "rabbitmq",
+        "messaging.operation": "process",
+        "messaging.destination.name": delivery.queue,
+        "messaging.rabbitmq.destination.routing_key": delivery.routingKey,
+        ...(delivery.messageId === undefined ? {} : { "messaging.message.id": delivery.messageId })
+      },
+      ...Option.match(parentOf(delivery.headers), { onNone: () => ({}), onSome: (parent) => ({ parent }) })
+    }
+  ] as const satisfies readonly [string, Tracer.SpanOptions]
 
 /** Declares everything of EVENTS.md; idempotent, run on every (re)connection. */
 const declareTopology = async (channel: Channel, config: AppConfigShape) => {
@@ -229,14 +272,21 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
           return messages.map(() => Either.left(down))
         }
         const { session } = current
-        const confirms: Array<Deferred.Deferred<void, PublishFailed>> = []
+        const inFlight: Array<{ readonly span: Tracer.Span; readonly confirm: Deferred.Deferred<void, PublishFailed> }> = []
         for (const message of messages) {
           // Back-pressure: wait for `drain` while amqplib's buffer is full instead of piling up.
           const drained = session.gate.drained
           if (drained !== undefined) yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed))
-          confirms.push(send(session, message))
+          // One span per message from the write to its confirm (a span per batch would hide the trace).
+          const span = yield* Effect.makeSpan(...publishSpan(message, "rabbitmq"))
+          inFlight.push({ span, confirm: send(session, message) })
         }
-        return yield* Effect.forEach(confirms, (confirm) => Effect.either(Deferred.await(confirm)))
+        return yield* Effect.forEach(inFlight, ({ confirm, span }) =>
+          Deferred.await(confirm).pipe(
+            Effect.onExit((exit) => Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.end(now, exit)))),
+            Effect.either
+          )
+        )
       })
 
     const publish = (message: OutgoingMessage) =>
@@ -418,18 +468,7 @@ const logPublish = (message: OutgoingMessage) =>
       event: JSON.parse(message.body) as unknown
     }),
     // In the trace of the transaction that wrote the event, like a real publish.
-    Effect.withSpan(`publish ${message.type}`, {
-      kind: "producer",
-      attributes: {
-        "messaging.system": "log",
-        "messaging.destination.name": message.exchange,
-        "messaging.message.id": message.messageId
-      },
-      ...Option.match(HttpTraceContext.fromHeaders(Headers.fromInput(message.headers)), {
-        onNone: () => ({}),
-        onSome: (parent) => ({ parent })
-      })
-    })
+    Effect.withSpan(...publishSpan(message, "log"))
   )
 
 const logMessaging: MessagingShape = {

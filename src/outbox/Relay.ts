@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Chunk, Duration, Effect, Either, Layer, Metric, Option, Schedule } from "effect"
+import { Chunk, Duration, Effect, Either, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { AppConfig } from "../layers/Config.js"
@@ -57,6 +57,10 @@ const LEASE_SECONDS = 60
 /** First key of the relay's per-aggregate advisory locks (the second is hashtext(aggregate_id)). */
 const LOCK_SPACE = 73_182
 const GAUGE_INTERVAL = Duration.seconds(5)
+/** Batches published but not yet settled, per relay; more add little once the broker round trip is covered. */
+const MAX_BATCHES_IN_FLIGHT = 4
+/** A claim looks for aggregate heads among the oldest this many batches of pending rows. */
+const HEAD_WINDOW_BATCHES = 4
 
 /**
  * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
@@ -77,48 +81,79 @@ export const RelayLive = Layer.scopedDiscard(
     yield* initOutboxMetrics
 
     /**
-     * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
-     * due and not leased by another relay, and takes a transaction-scoped advisory lock on each it can
-     * (SKIP-LOCKED style). The second, in a fresh snapshot that sees every claim committed before our
-     * locks, checks those heads again and leases the aggregates' oldest rows.
+     * The aggregates to claim, oldest head first, each under a transaction-scoped advisory lock
+     * (SKIP LOCKED style: those another relay is claiming right now are skipped). It looks at the
+     * oldest `window` pending rows only (all of them when null): an aggregate's oldest pending row is
+     * in that prefix whenever any of its rows is, so the heads found there are exact, and a claim
+     * costs O(window), not O(pending rows). `scanned` tells whether the prefix was full.
      */
-    const claim = Effect.gen(function* () {
-      const locked = yield* sql<{ aggregateId: string }>`
-        WITH heads AS (
-          SELECT DISTINCT ON (aggregate_id) id, aggregate_id, next_attempt_at, claimed_by, claimed_until
-            FROM outbox
+    const lockHeads = (busy: ReadonlyArray<string>, window: number | null) =>
+      sql<{ scanned: number; locked: ReadonlyArray<string> }>`
+        WITH pending AS MATERIALIZED (
+          SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
            WHERE published_at IS NULL AND parked_at IS NULL
-           ORDER BY aggregate_id, id
+           ORDER BY id
+           LIMIT ${window}
+        ), heads AS (
+          SELECT DISTINCT ON (aggregate_id) * FROM pending ORDER BY aggregate_id, id
         ), ready AS MATERIALIZED (
-          SELECT aggregate_id FROM heads
+          SELECT id, aggregate_id FROM heads
            WHERE next_attempt_at <= now()
              AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})
+             AND aggregate_id <> ALL(${busy})
            ORDER BY id
            LIMIT ${batchSize}
         )
-        SELECT aggregate_id FROM ready WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))`
-      if (locked.length === 0) return []
-      // ARRAY(…) runs once (an InitPlan), so the plan stays an index scan even before the table has statistics.
-      return yield* sql<OutboxRow>`
-        UPDATE outbox
-           SET claimed_by = ${me}, claimed_until = now() + make_interval(secs => ${LEASE_SECONDS})
-         WHERE id IN (
-           SELECT id FROM outbox
-            WHERE aggregate_id = ANY(ARRAY(
-                    SELECT aggregate_id FROM (
-                      SELECT DISTINCT ON (aggregate_id) aggregate_id, next_attempt_at, claimed_by, claimed_until
-                        FROM outbox
-                       WHERE aggregate_id = ANY(${locked.map((row) => row.aggregateId)})
-                         AND published_at IS NULL AND parked_at IS NULL
-                       ORDER BY aggregate_id, id) AS heads
-                     WHERE next_attempt_at <= now()
-                       AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})))
-              AND published_at IS NULL AND parked_at IS NULL
-            ORDER BY id
-            LIMIT ${batchSize})
-        RETURNING id, event_id, event_type, routing_key, aggregate_id, payload, correlation_id,
-                  traceparent, tracestate, attempts, created_at`
-    }).pipe(sql.withTransaction)
+        SELECT (SELECT count(*) FROM pending)::int AS scanned,
+               ARRAY(SELECT aggregate_id FROM ready
+                      WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
+                      ORDER BY id) AS locked`.pipe(Effect.map((rows) => rows[0]!))
+
+    /**
+     * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
+     * due, not leased by another relay and not in flight here (`lockHeads`; only if the oldest
+     * pending rows all belong to other aggregates does it look further). The second, in a fresh
+     * snapshot that sees every claim committed before our locks, checks those heads again and leases
+     * up to `batchSize` rows, whole runs of the oldest aggregates first: a backlog goes out in batches
+     * of few aggregates, so the next claim finds others free while this batch is in flight.
+     */
+    const claim = (busy: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const first = yield* lockHeads(busy, HEAD_WINDOW_BATCHES * batchSize)
+        const locked =
+          first.locked.length === 0 && first.scanned === HEAD_WINDOW_BATCHES * batchSize
+            ? (yield* lockHeads(busy, null)).locked
+            : first.locked
+        if (locked.length === 0) return []
+        return yield* sql<OutboxRow>`
+          WITH ready AS (
+            SELECT l.aggregate_id, l.position
+              FROM unnest(${locked}::text[]) WITH ORDINALITY AS l (aggregate_id, position)
+              JOIN LATERAL (
+                SELECT next_attempt_at, claimed_by, claimed_until FROM outbox
+                 WHERE aggregate_id = l.aggregate_id AND published_at IS NULL AND parked_at IS NULL
+                 ORDER BY id
+                 LIMIT 1) AS head ON true
+             WHERE head.next_attempt_at <= now()
+               AND (head.claimed_until IS NULL OR head.claimed_until < now() OR head.claimed_by = ${me})
+          ), taken AS (
+            SELECT rows.id
+              FROM ready
+              JOIN LATERAL (
+                SELECT id FROM outbox
+                 WHERE aggregate_id = ready.aggregate_id AND published_at IS NULL AND parked_at IS NULL
+                 ORDER BY id
+                 LIMIT ${batchSize}) AS rows ON true
+             ORDER BY ready.position, rows.id
+             LIMIT ${batchSize}
+          )
+          UPDATE outbox
+             SET claimed_by = ${me}, claimed_until = now() + make_interval(secs => ${LEASE_SECONDS})
+           -- ARRAY(…) runs once (an InitPlan): the update then goes by primary key, not a scan of the table.
+           WHERE id = ANY(ARRAY(SELECT id FROM taken))
+          RETURNING id, event_id, event_type, routing_key, aggregate_id, payload, correlation_id,
+                    traceparent, tracestate, attempts, created_at`
+      }).pipe(sql.withTransaction, Effect.withSpan("Relay.claim"))
 
     const markPublished = (rows: ReadonlyArray<OutboxRow>) =>
       rows.length === 0
@@ -158,59 +193,104 @@ export const RelayLive = Layer.scopedDiscard(
         }
       })
 
-    /** Claims, publishes and settles one batch; returns how many rows it claimed. */
-    const relayBatch = Effect.gen(function* () {
-      const started = Date.now()
-      const rows = yield* claim
-      if (rows.length === 0) return 0
-      const claimedAt = Date.now()
-      // UPDATE … RETURNING comes in no particular order: restore id (= commit) order per aggregate.
-      const byId = [...rows].sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : 1))
-      // One ordered, pipelined write: the channel keeps each aggregate's rows in commit order.
-      const outcomes = yield* messaging.publishAll(byId.map(toMessage))
-      const confirmedAt = Date.now()
-      const published = byId.filter((_, i) => Either.isRight(outcomes[i]!))
-      yield* markPublished(published)
-      for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
-      const byType = new Map<string, number>()
-      for (const row of published) byType.set(row.eventType, (byType.get(row.eventType) ?? 0) + 1)
-      for (const [eventType, n] of byType) yield* Metric.incrementBy(Metric.tagged(eventsPublished, "event_type", eventType), n)
+    /** Publishes a claimed batch and settles every row: marked, released, or its refusal recorded. */
+    const relayBatch = (rows: ReadonlyArray<OutboxRow>, claimMs: number) =>
+      Effect.gen(function* () {
+        const started = Date.now()
+        // UPDATE … RETURNING comes in no particular order: restore id (= commit) order per aggregate.
+        const byId = [...rows].sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : 1))
+        // One ordered, pipelined write: the channel keeps each aggregate's rows in commit order.
+        const outcomes = yield* messaging.publishAll(byId.map(toMessage))
+        const confirmedAt = Date.now()
+        const published = byId.filter((_, i) => Either.isRight(outcomes[i]!))
+        yield* markPublished(published)
+        for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
+        const byType = new Map<string, number>()
+        for (const row of published) byType.set(row.eventType, (byType.get(row.eventType) ?? 0) + 1)
+        for (const [eventType, n] of byType) yield* Metric.incrementBy(Metric.tagged(eventsPublished, "event_type", eventType), n)
 
-      const refusedAggregates = new Set<string>()
-      for (const [i, row] of byId.entries()) {
-        const outcome = outcomes[i]!
-        if (Either.isRight(outcome)) {
-          if (refusedAggregates.has(row.aggregateId)) {
-            // Only a broker nack (an internal error) can get here: a later event went out before a refused one.
-            yield* Effect.logError("outbox: event confirmed after an earlier one of its aggregate was refused").pipe(
-              Effect.annotateLogs({ eventId: row.eventId, aggregateId: row.aggregateId })
-            )
+        const refusedAggregates = new Set<string>()
+        for (const [i, row] of byId.entries()) {
+          const outcome = outcomes[i]!
+          if (Either.isRight(outcome)) {
+            if (refusedAggregates.has(row.aggregateId)) {
+              // Only a broker nack (an internal error) can get here: a later event went out before a refused one.
+              yield* Effect.logError("outbox: event confirmed after an earlier one of its aggregate was refused").pipe(
+                Effect.annotateLogs({ eventId: row.eventId, aggregateId: row.aggregateId })
+              )
+            }
+            continue
           }
-          continue
+          yield* Metric.increment(publishFailures)
+          if (outcome.left.reason === "refused") {
+            refusedAggregates.add(row.aggregateId)
+            yield* recordRefusal(row, outcome.left)
+          } else {
+            // The connection went away: not the event's fault, so no attempt is counted.
+            yield* release([row])
+          }
         }
-        yield* Metric.increment(publishFailures)
-        if (outcome.left.reason === "refused") {
-          refusedAggregates.add(row.aggregateId)
-          yield* recordRefusal(row, outcome.left)
-        } else {
-          // The connection went away: not the event's fault, so no attempt is counted.
-          yield* release([row])
-        }
-      }
-      yield* Effect.logDebug("outbox: batch relayed").pipe(
-        Effect.annotateLogs({ claimed: rows.length, claimMs: claimedAt - started, confirmMs: confirmedAt - claimedAt, totalMs: Date.now() - started })
-      )
-      return rows.length
-    }).pipe(Effect.withSpan("Relay.batch"), Effect.uninterruptible)
+        yield* Effect.logDebug("outbox: batch relayed").pipe(
+          Effect.annotateLogs({ claimed: rows.length, claimMs, confirmMs: confirmedAt - started, markMs: Date.now() - confirmedAt })
+        )
+      }).pipe(Effect.withSpan("Relay.batch", { attributes: { "outbox.rows": rows.length } }))
 
-    const waitForWork = Effect.raceFirst(commits.take, Effect.sleep(Duration.millis(config.outboxPollIntervalMs)))
+    /**
+     * Up to MAX_BATCHES_IN_FLIGHT batches at once: the next claim overlaps the confirms of the current
+     * one. Per-aggregate order holds because an aggregate in flight here (`inFlight`) is never claimed
+     * again until its batch has settled, and other relays are kept off by the lease.
+     */
+    const inFlight = yield* Ref.make<ReadonlySet<string>>(new Set())
+    const batchSlots = yield* Effect.makeSemaphore(MAX_BATCHES_IN_FLIGHT)
+    const batches = yield* FiberSet.make()
+    /** Rung when a batch settles: its aggregates (and their next rows) can be claimed again. */
+    const settled = yield* Queue.sliding<void>(1)
+
+    const settle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
+      relayBatch(rows, claimMs).pipe(
+        Effect.catchAll((error) => Effect.logWarning("outbox: relay batch failed", error.message)),
+        Effect.ensuring(
+          Ref.update(inFlight, (current) => new Set([...current].filter((id) => !aggregates.has(id)))).pipe(
+            Effect.zipRight(batchSlots.release(1)),
+            Effect.zipRight(Queue.offer(settled, undefined))
+          )
+        ),
+        // Shutdown waits for a batch in flight to be confirmed and marked.
+        Effect.uninterruptible
+      )
+
+    /**
+     * Claims one batch and starts relaying it; returns how many rows it claimed. Waiting for a free
+     * slot can be interrupted; from the claim on, the batch is seen through (its rows are leased).
+     */
+    const claimAndStart = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        yield* restore(batchSlots.take(1))
+        const started = Date.now()
+        const rows = yield* claim([...(yield* Ref.get(inFlight))]).pipe(
+          Effect.catchAll((error) => Effect.logWarning("outbox: claim failed", error.message).pipe(Effect.as([])))
+        )
+        if (rows.length === 0) {
+          yield* batchSlots.release(1)
+          return 0
+        }
+        const aggregates = new Set(rows.map((row) => row.aggregateId))
+        yield* Ref.update(inFlight, (current) => new Set([...current, ...aggregates]))
+        yield* FiberSet.run(batches, settle(rows, aggregates, Date.now() - started))
+        return rows.length
+      })
+    )
+
+    /** A commit here, a settled batch, or the poll interval (other replicas' commits); takes every signal waiting. */
+    const waitForWork = Effect.raceFirst(
+      Effect.raceFirst(commits.take, Queue.take(settled)),
+      Effect.sleep(Duration.millis(config.outboxPollIntervalMs))
+    ).pipe(Effect.zipRight(commits.takeAll), Effect.zipRight(Queue.takeAll(settled)))
 
     const relayLoop = Effect.forever(
       Effect.gen(function* () {
         yield* messaging.awaitConnected
-        const claimed = yield* relayBatch.pipe(
-          Effect.catchAll((error) => Effect.logWarning("outbox: relay batch failed", error.message).pipe(Effect.as(0)))
-        )
+        const claimed = yield* claimAndStart
         if (claimed < batchSize) yield* waitForWork
       })
     )

@@ -402,8 +402,14 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
       const lines = mergeLines(request.lines)
       const orderId = request.orderId
       yield* Effect.annotateCurrentSpan({ "inventory.order_id": orderId, "inventory.lines": lines.length })
+      // The outcome goes on the span and the log line alike; a refusal also names its typed error.
       const log = (outcome: string, extra: Record<string, unknown> = {}) =>
-        Effect.logInfo("reservation attempt").pipe(Effect.annotateLogs({ orderId, lines, outcome, ...extra }))
+        Effect.annotateCurrentSpan({
+          "inventory.outcome": outcome,
+          ...(outcome === "refused" || outcome === "conflict"
+            ? { "inventory.refusal": outcome === "refused" ? "ReservationRefused" : "ReservationConflict" }
+            : {})
+        }).pipe(Effect.zipRight(Effect.logInfo("reservation attempt").pipe(Effect.annotateLogs({ orderId, lines, outcome, ...extra }))))
       const outcome = yield* transactions
         .run(createInTransaction(orderId, lines, request.ttlSeconds ?? DEFAULT_TTL_SECONDS))
         .pipe(Effect.tapErrorTag("ReservationConflict", () => log("conflict")))
@@ -451,6 +457,10 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
           })
         )
         const { decided, reservation } = result
+        yield* Effect.annotateCurrentSpan(
+          "inventory.outcome",
+          decided === "release" ? "released" : decided === "commit" ? "committed" : decided === "expire" ? "expired" : "unchanged"
+        )
         if (decided !== "unchanged") {
           const outcome = decided === "release" ? "released" : decided === "commit" ? "committed" : "expired"
           yield* countReservations(outcome)

@@ -12,7 +12,8 @@ export const pgCode = (u: unknown): string | undefined => {
 }
 
 /** SQLSTATEs and driver failures that mean "the database is not there right now", not a bug. */
-const UNAVAILABLE_CODES = new Set(["57P01", "57P02", "57P03", "53300", "57014", "08000", "08001", "08003", "08006"])
+// 25006: a write reached a read-only server (the old primary after a failover, via a cached address).
+const UNAVAILABLE_CODES = new Set(["25006", "57P01", "57P02", "57P03", "53300", "57014", "08000", "08001", "08003", "08006"])
 export const isDatabaseUnavailable = (error: SqlError) => {
   const code = pgCode(error)
   if (code !== undefined && UNAVAILABLE_CODES.has(code)) return true

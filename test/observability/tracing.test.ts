@@ -1,7 +1,9 @@
-import { randomBytes } from "node:crypto"
+import type { ConsumeMessage } from "amqplib"
+import { randomBytes, randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../../scripts/otlp-receiver.mjs"
 import { startTestApp, type TestApp } from "../support/app.js"
+import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
 import { query } from "../support/database.js"
 
 const hex = (bytes: number) => randomBytes(bytes).toString("hex")
@@ -113,5 +115,165 @@ describe("tracing: one request, one trace, exported over OTLP/HTTP", () => {
     expect(receiver.spans.length).toBeGreaterThan(0)
     const paths = receiver.spans.map((s) => String(s.attributes["url.path"] ?? ""))
     expect(paths.filter((p) => p.startsWith("/health") || p === "/metrics")).toEqual([])
+  })
+})
+
+describe("tracing across messaging: reservation → outbox publish → RabbitMQ → consumer", () => {
+  let receiver: OtlpReceiver
+  let vhost: TestVhost
+  let peer: Peer
+  let app: TestApp
+  // The reservation's trace (from the HTTP caller), a refused reservation's, and the order service's.
+  const reserveTrace = hex(16)
+  const reserveCallerSpan = hex(8)
+  const refusedTrace = hex(16)
+  const cancelTrace = hex(16)
+  const cancelPublisherSpan = hex(8)
+  const cancelEventId = randomUUID()
+  let published: Array<ConsumeMessage> = []
+  let reservedMessage: ConsumeMessage
+  let releasedMessage: ConsumeMessage
+
+  const eventOf = (m: ConsumeMessage) => JSON.parse(m.content.toString()) as { eventType: string; aggregateId: string }
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver()
+    vhost = await createTestVhost("tracing")
+    app = await startTestApp({
+      label: "tracing-messaging",
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, AMQP_URL: vhost.url() }
+    })
+    await eventually(async () => ((await app.api.get("/health/ready")).body?.checks?.broker?.status === "up" ? true : undefined))
+    peer = await connectPeer(vhost.url())
+    const collected = await peer.collect("inventory.events")
+    published = collected.messages
+
+    const api = app.api
+    expect((await api.put("/v1/stock-levels/traced-r1", {})).status).toBe(201)
+    expect((await api.post("/v1/stock-levels/traced-r1/adjustments", { type: "PURCHASE", quantity: 5 })).status).toBe(200)
+    const reserved = await api.post(
+      "/v1/reservations",
+      { orderId: "traced-order-1", lines: [{ variantId: "traced-r1", quantity: 2 }] },
+      { traceparent: `00-${reserveTrace}-${reserveCallerSpan}-01` }
+    )
+    expect(reserved.status).toBe(201)
+    const refused = await api.post(
+      "/v1/reservations",
+      { orderId: "traced-order-2", lines: [{ variantId: "traced-r1", quantity: 50 }] },
+      { traceparent: `00-${refusedTrace}-${hex(8)}-01` }
+    )
+    expect(refused.status).toBe(409)
+    reservedMessage = await eventually(
+      () => published.find((m) => eventOf(m).eventType === "InventoryReservedEvent"),
+      30_000,
+      "InventoryReservedEvent"
+    )
+
+    // The order service cancels the order, in its own trace: the release continues that trace.
+    await peer.publish(
+      "order.events",
+      "order.cancelled",
+      {
+        eventId: cancelEventId,
+        eventType: "OrderCancelledEvent",
+        eventVersion: 1,
+        occurredAt: new Date().toISOString(),
+        aggregateType: "Order",
+        aggregateId: "traced-order-1",
+        correlationId: "traced-cancel",
+        data: { orderId: "traced-order-1" }
+      },
+      { messageId: cancelEventId, type: "OrderCancelledEvent", headers: { traceparent: `00-${cancelTrace}-${cancelPublisherSpan}-01` } }
+    )
+    releasedMessage = await eventually(
+      () => published.find((m) => eventOf(m).eventType === "InventoryReservationReleasedEvent"),
+      30_000,
+      "InventoryReservationReleasedEvent"
+    )
+    if (process.env["PRINT_TRACES"]) console.log(JSON.stringify(receiver.spans, null, 1))
+    // Closing the app flushes the span processor: every span has reached the receiver afterwards.
+    await app.close()
+  })
+  afterAll(async () => {
+    await peer?.close()
+    await vhost?.drop()
+    await receiver?.close()
+  })
+
+  it("chains a reservation's HTTP span → Reservations.create (order id, outcome) → its SQL statements", () => {
+    const { spans, ancestors } = traceOf(receiver.spans, reserveTrace)
+    const server = spans.find((s) => s.kind === "SERVER")!
+    expect(server.parentSpanId).toBe(reserveCallerSpan)
+    expect(server.attributes).toMatchObject({ "http.route": "/v1/reservations", "http.response.status_code": 201 })
+    const create = spans.find((s) => s.name === "Reservations.create")!
+    expect(create).toBeDefined()
+    expect(ancestors(create).map((s) => s.spanId)).toContain(server.spanId)
+    expect(create.attributes).toMatchObject({ "inventory.order_id": "traced-order-1", "inventory.outcome": "created" })
+    const statements = spans.filter((s) => s.name === "sql.execute" && ancestors(s).some((a) => a.spanId === create.spanId))
+    expect(statements.length).toBeGreaterThan(0)
+    for (const statement of statements) expect(statement.attributes["db.system"]).toBe("postgresql")
+    expect(statements.some((s) => String(s.attributes["db.query.text"]).includes("INSERT INTO reservations"))).toBe(true)
+  })
+
+  it("records a refused reservation on its span: error status, the typed failure, the outcome", () => {
+    const { spans } = traceOf(receiver.spans, refusedTrace)
+    const create = spans.find((s) => s.name === "Reservations.create")!
+    expect(create.status.code).toBe("ERROR")
+    expect(create.attributes).toMatchObject({
+      "inventory.order_id": "traced-order-2",
+      "inventory.outcome": "refused",
+      "inventory.refusal": "ReservationRefused"
+    })
+    expect(create.events.some((e) => e.name === "exception")).toBe(true)
+  })
+
+  it("publishes the InventoryReservedEvent under a producer span in the reservation's trace", () => {
+    expect(String(reservedMessage.properties.headers!["traceparent"]).split("-")[1]).toBe(reserveTrace)
+    const { spans, ancestors } = traceOf(receiver.spans, reserveTrace)
+    const publish = spans.find((s) => s.name === "publish InventoryReservedEvent")
+    expect(publish).toBeDefined()
+    expect(publish!.kind).toBe("PRODUCER")
+    expect(publish!.status.code).not.toBe("ERROR")
+    expect(publish!.attributes).toMatchObject({
+      "messaging.system": "rabbitmq",
+      "messaging.destination.name": "inventory.events",
+      "messaging.rabbitmq.destination.routing_key": "inventory.reserved",
+      "messaging.message.id": reservedMessage.properties.messageId
+    })
+    // Its parent is the transaction that wrote the event, under the reservation's HTTP span.
+    const server = spans.find((s) => s.kind === "SERVER")!
+    expect(ancestors(publish!).map((s) => s.spanId)).toContain(server.spanId)
+  })
+
+  it("continues the order service's trace in the consume span; the release and its SQL are its children", () => {
+    const { spans, ancestors } = traceOf(receiver.spans, cancelTrace)
+    const consume = spans.find((s) => s.name === "consume OrderCancelledEvent")
+    expect(consume).toBeDefined()
+    expect(consume!.kind).toBe("CONSUMER")
+    expect(consume!.parentSpanId).toBe(cancelPublisherSpan)
+    expect(consume!.attributes).toMatchObject({
+      "messaging.system": "rabbitmq",
+      "messaging.operation": "process",
+      "messaging.destination.name": "inventory-service.order-events",
+      "messaging.message.id": cancelEventId
+    })
+    const release = spans.find((s) => s.name === "Reservations.release")!
+    expect(ancestors(release).map((s) => s.spanId)).toContain(consume!.spanId)
+    expect(release.attributes).toMatchObject({ "inventory.order_id": "traced-order-1", "inventory.outcome": "released" })
+    const statements = spans.filter((s) => s.name === "sql.execute" && ancestors(s).some((a) => a.spanId === release.spanId))
+    expect(statements.some((s) => String(s.attributes["db.query.text"]).includes("UPDATE reservations"))).toBe(true)
+  })
+
+  it("publishes the resulting InventoryReservationReleasedEvent in that same trace", () => {
+    const traceparent = String(releasedMessage.properties.headers!["traceparent"])
+    expect(traceparent.split("-")[1]).toBe(cancelTrace)
+    const { spans, ancestors } = traceOf(receiver.spans, cancelTrace)
+    const consume = spans.find((s) => s.name === "consume OrderCancelledEvent")!
+    // The stored traceparent names a span of the consumer's transaction, which the publish span continues.
+    const writer = spans.find((s) => s.spanId === traceparent.split("-")[2])
+    expect(writer).toBeDefined()
+    expect(ancestors(writer!).map((s) => s.spanId)).toContain(consume.spanId)
+    const publish = spans.find((s) => s.name === "publish InventoryReservationReleasedEvent")!
+    expect(publish.parentSpanId).toBe(writer!.spanId)
   })
 })
