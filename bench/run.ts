@@ -10,7 +10,8 @@
  *
  * Environment: BENCH_DATABASE_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_CONNECTIONS (64), BENCH_DURATION_S (15), BENCH_DB_POOL_MAX (service pool, default 10),
- * BENCH_TOKEN (a bearer token, once the service requires one), BENCH_KEEP_DB=1.
+ * BENCH_KEEP_DB=1. The service trusts a key the bench makes (the test issuer) and the bench sends a token
+ * signed with it; any answer other than 2xx/409 stops the bench (a broken setup measures nothing).
  */
 import autocannon, { type Request, type Result } from "autocannon"
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
@@ -21,6 +22,7 @@ import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
+import { ALL_SCOPES, signToken, TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "../test/support/auth.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
 const ADMIN_URL = process.env["BENCH_DATABASE_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -92,8 +94,7 @@ const fromLatencies = (rate: number, latenciesMs: Array<number>, note: string): 
 const load = (baseUrl: string, request: Request, durationS: number, overallRate?: number) =>
   new Promise<Measure>((resolve, reject) => {
     const latencies: Array<number> = []
-    const headers: Record<string, string> = { "content-type": "application/json" }
-    if (process.env["BENCH_TOKEN"]) headers["authorization"] = `Bearer ${process.env["BENCH_TOKEN"]}`
+    const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${token}` }
     const instance = autocannon(
       {
         url: baseUrl,
@@ -109,6 +110,8 @@ const load = (baseUrl: string, request: Request, durationS: number, overallRate?
         const answered = Object.values(result.statusCodeStats).reduce((s, c) => s + c.count, 0)
         const fiveHundreds = Object.entries(result.statusCodeStats).filter(([code]) => code.startsWith("5")).reduce((s, [, c]) => s + c.count, 0)
         const codes = Object.entries(result.statusCodeStats).map(([code, c]) => `${code}×${c.count}`).join(" ")
+        const unexpected = Object.keys(result.statusCodeStats).filter((code) => !/^(2\d\d|409|5\d\d)$/.test(code))
+        if (unexpected.length > 0) return reject(new Error(`unexpected answers ${codes}: the bench's setup is broken`))
         resolve(fromLatencies(answered / result.duration, latencies, `${codes}${fiveHundreds > 0 ? " (5xx!)" : ""}${result.errors ? ` errors×${result.errors}` : ""}`))
       }
     )
@@ -154,7 +157,11 @@ const waitReady = async (baseUrl: string, child: ChildProcess) => {
   throw new Error("service not ready after 60 s")
 }
 
+/** Every scope, valid for the whole run. */
+let token = ""
+
 const main = async () => {
+  token = await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 })
   const name = `inv_bench_${randomBytes(4).toString("hex")}`
   const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
   log(`building (npm run build)`)
@@ -165,7 +172,18 @@ const main = async () => {
   const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), RATE_LIMIT_RPS: "0", LOG_LEVEL: "warn", DB_POOL_MAX: POOL_MAX, NODE_ENV: "development" }
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      RATE_LIMIT_RPS: "0",
+      LOG_LEVEL: "warn",
+      DB_POOL_MAX: POOL_MAX,
+      NODE_ENV: "development",
+      AUTH_PUBLIC_KEY: testPublicKeyPem,
+      AUTH_ISSUER: TEST_ISSUER,
+      AUTH_AUDIENCE: TEST_AUDIENCE
+    }
   })
   try {
     await waitReady(baseUrl, child)
