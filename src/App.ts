@@ -8,7 +8,7 @@ import { Messaging } from "./layers/Messaging.js"
 import { MigrationsLive } from "./layers/Migrations.js"
 import { ProcessMetricsLive } from "./layers/ProcessMetrics.js"
 import { ShutdownLive } from "./layers/Shutdown.js"
-import { SqlLive } from "./layers/Sql.js"
+import { RelaySqlLive, SqlLive } from "./layers/Sql.js"
 import { TelemetryLive } from "./layers/Telemetry.js"
 import { Outbox } from "./outbox/Outbox.js"
 import { RelayLive } from "./outbox/Relay.js"
@@ -36,7 +36,7 @@ const WorkersLive = Layer.mergeAll(ExpiryLive, RetentionSweeperLive)
  * relay gets the very `Outbox.Default` the services use (layers are memoised by reference), so it
  * hears their commit signal.
  */
-const MessagingLive = Layer.mergeAll(RelayLive, ConsumersLive).pipe(
+const MessagingLive = Layer.mergeAll(RelayLive.pipe(Layer.provide(RelaySqlLive)), ConsumersLive).pipe(
   Layer.provideMerge(Messaging.Default),
   Layer.provideMerge(Outbox.Default)
 )
