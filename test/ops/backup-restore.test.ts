@@ -13,6 +13,7 @@ import { startTestApp, type TestApp } from "../support/app.js"
 import { createTestDatabase, query, type TestDatabase } from "../support/database.js"
 import { bearer } from "../support/auth.js"
 import { client } from "../support/http.js"
+import { reconcile } from "../../src/services/Reconcile.js"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const VARIANTS = 40
@@ -28,7 +29,9 @@ const script = (name: string, args: ReadonlyArray<string>) => {
   return result.stdout
 }
 
-/** Everything a client can read: every stock level page and every variant's full history. */
+const ORDERS = Array.from({ length: 24 }, (_, i) => `order-${String(i).padStart(3, "0")}`)
+
+/** Everything a client can read: every stock level page, every variant's full history, every reservation. */
 const readAll = async (baseUrl: string) => {
   const api = client(baseUrl, await bearer())
   const levels: Array<{ variantId: string }> = []
@@ -49,7 +52,8 @@ const readAll = async (baseUrl: string) => {
     }
   }
   const batch = await api.get(`/v1/stock-levels?${levels.slice(0, 20).map((l) => `variantId=${l.variantId}`).join("&")}`)
-  return { levels, history, batch: batch.body }
+  const reservations = await Promise.all(ORDERS.map(async (orderId) => (await api.get(`/v1/reservations/${orderId}`)).body))
+  return { levels, history, batch: batch.body, reservations }
 }
 
 /** The tables the API does not show, row for row. */
@@ -77,7 +81,7 @@ describe("backup and restore through the API", () => {
     rmSync(workDir, { recursive: true, force: true })
   })
 
-  it("restores every stock level and history entry identically, and reconciliation is clean", async () => {
+  it("restores every stock level, reservation and history entry identically, and reconciliation is clean", async () => {
     const api = client(source.baseUrl, await bearer())
     for (let v = 0; v < VARIANTS; v++) {
       const id = `bkp-${String(v).padStart(3, "0")}`
@@ -88,6 +92,14 @@ describe("backup and restore through the API", () => {
       if (v % 4 === 0) await api.post(`/v1/stock-levels/${id}/adjustments`, { type: "RETURN", quantity: 2 })
       if (v % 5 === 0) await api.post(`/v1/stock-levels/${id}/adjustments`, { type: "ADJUSTMENT", quantity: -1, reason: "damaged" })
     }
+    // Reservations in every state: active (long ttl), released, committed, over one or two variants.
+    for (const [i, orderId] of ORDERS.entries()) {
+      const lines = [{ variantId: `bkp-${String(i + 10).padStart(3, "0")}`, quantity: 1 + (i % 3) }]
+      if (i % 2 === 0) lines.push({ variantId: `bkp-${String(i + 11).padStart(3, "0")}`, quantity: 1 })
+      expect((await api.post("/v1/reservations", { orderId, lines, ttlSeconds: 86_400 })).status).toBe(201)
+      if (i % 3 === 1) expect((await api.post(`/v1/reservations/${orderId}/release`)).status).toBe(200)
+      if (i % 3 === 2) expect((await api.post(`/v1/reservations/${orderId}/commit`)).status).toBe(200)
+    }
     // Part of the history is old enough to be archived: the backup must carry the baseline with it.
     await query(source.database.url, "UPDATE inventory_history SET created_at = created_at - interval '90 days' WHERE id % 3 = 0")
     const swept = await source.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
@@ -96,6 +108,7 @@ describe("backup and restore through the API", () => {
 
     const before = await readAll(source.baseUrl)
     expect(before.levels).toHaveLength(VARIANTS)
+    expect(new Set(before.reservations.map((r: any) => r.status))).toEqual(new Set(["ACTIVE", "RELEASED", "COMMITTED"]))
     const hiddenBefore = await hiddenTables(source.database.url)
 
     const dump = path.join(workDir, "inventory.dump")
@@ -114,6 +127,7 @@ describe("backup and restore through the API", () => {
     expect(after).toEqual(before)
     expect(await hiddenTables(restoredDb.url)).toEqual(hiddenBefore)
     expect(await restored.run(historyDrift)).toEqual([])
+    expect((await restored.run(reconcile)).drifts).toEqual([])
 
     // The restored service carries on: same idempotent answer, new entries after the restored ids.
     const replay = await client(restored.baseUrl, await bearer()).post(
