@@ -191,6 +191,12 @@ const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigPr
   return problems
 }
 
+/** Settings that contradict each other, in any environment. */
+const ambiguities = (config: AppConfigShape): ReadonlyArray<string> =>
+  Option.isSome(config.authJwksUrl) && Option.isSome(config.authPublicKey)
+    ? ["AUTH_JWKS_URL and AUTH_PUBLIC_KEY(_FILE): set only one source of token keys"]
+    : []
+
 export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{ readonly message: string }> {}
 
 /** One line naming the variable, e.g. `PORT: Expected an integer value but received abc`. */
@@ -212,7 +218,7 @@ export const loadConfig: Effect.Effect<AppConfigShape, InvalidConfig> = appConfi
   Effect.mapError((error) => new InvalidConfig({ message: `Invalid configuration: ${describeConfigError(error)}` })),
   Effect.flatMap((config) =>
     Effect.flatMap(Effect.configProviderWith(Effect.succeed), (env) => {
-      const problems = productionProblems(config, env)
+      const problems = [...ambiguities(config), ...productionProblems(config, env)]
       return problems.length === 0
         ? Effect.succeed(config)
         : Effect.fail(new InvalidConfig({ message: `Invalid configuration: ${problems.join("; ")}` }))

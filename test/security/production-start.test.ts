@@ -30,4 +30,10 @@ describe("production start-up", () => {
     expect(result.status).toBe(1)
     expect(result.stderr.trim()).toMatch(/^Invalid configuration: AUTH_AUDIENCE: required in production$/)
   })
+
+  it("refuses two sources of token keys at once, in any environment", () => {
+    const result = start({ DATABASE_URL_FILE: "/dev/null", AUTH_JWKS_URL: "https://auth.example/jwks", AUTH_PUBLIC_KEY: "not-used" })
+    expect(result.status).toBe(1)
+    expect(result.stderr.trim()).toMatch(/^Invalid configuration: AUTH_JWKS_URL and AUTH_PUBLIC_KEY\(_FILE\): set only one source of token keys$/)
+  })
 })
