@@ -20,7 +20,16 @@ export interface DomainEvent {
   readonly aggregateType: AggregateType
   readonly aggregateId: string
   readonly data: Readonly<Record<string, unknown>>
+  /**
+   * The correlation id of the request that started this story, when it is not the current one's:
+   * a reservation expired by the sweeper keeps the id of the request that made it.
+   */
+  readonly correlationId?: string | null | undefined
 }
+
+/** The event, carrying `correlationId` instead of the current request's (when one is given). */
+export const correlatedWith = (event: DomainEvent, correlationId: string | null | undefined): DomainEvent =>
+  correlationId === undefined ? event : { ...event, correlationId }
 
 /** The message body published to the broker (EVENTS.md). */
 export interface EventEnvelope {

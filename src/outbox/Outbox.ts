@@ -25,10 +25,11 @@ export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
     /** The outbox rows of events, for writers that insert them together with other rows in one statement. */
     const rows = (events: ReadonlyArray<DomainEvent>) =>
       Effect.gen(function* () {
-        const { correlationId } = yield* FiberRef.get(CurrentRequest)
+        const current = yield* FiberRef.get(CurrentRequest)
         const traceparent = yield* currentTraceparent
         const occurredAt = new Date().toISOString()
         return events.map((event) => {
+          const correlationId = event.correlationId !== undefined ? event.correlationId : current.correlationId
           const envelope: EventEnvelope = {
             eventId: randomUUID(),
             eventType: event.eventType,

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Clock, DateTime, Effect, Either, FiberRef } from "effect"
 import { ReservationConflict, ReservationNotActive, ReservationNotFound, ReservationRefused, type ReservationFailure } from "../domain/Errors.js"
 import {
+  correlatedWith,
   inventoryReservationCommitted,
   inventoryReservationFailed,
   inventoryReservationReleased,
@@ -35,6 +36,8 @@ interface ReservationRow {
   readonly orderId: string
   readonly status: ReservationStatus
   readonly expiresAt: Date
+  /** Of the request that made the reservation; its expiry events carry it. */
+  readonly correlationId: string | null
   readonly createdAt: Date
   readonly updatedAt: Date
 }
@@ -45,7 +48,7 @@ interface LineRow {
   readonly quantity: number
 }
 
-const RESERVATION_COLUMNS = "order_id, status, expires_at, created_at, updated_at"
+const RESERVATION_COLUMNS = "order_id, status, expires_at, correlation_id, created_at, updated_at"
 
 /** Most due reservations one lazy expiry (inside a refused reservation) takes on. */
 const LAZY_EXPIRY_LIMIT = 500
@@ -90,7 +93,7 @@ const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<Reserva
 const planStockChanges = (
   locked: ReadonlyMap<string, StockRow>,
   applied: Applied,
-  reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine> }>
+  reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly correlationId?: string | null }>
 ) => {
   const current = new Map(locked)
   const changes: Array<StockChange> = []
@@ -108,7 +111,7 @@ const planStockChanges = (
         status: deriveStatus(onHand - reserved, before.lowStockThreshold)
       }
       current.set(line.variantId, after)
-      changes.push({ after, type, onHandChange, reservedChange, orderId: reservation.orderId })
+      changes.push({ after, type, onHandChange, reservedChange, orderId: reservation.orderId, correlationId: reservation.correlationId })
     }
   }
   const deltas = [...current.values()]
@@ -173,7 +176,12 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
      */
     const applyIfUnchanged = (
       applied: Applied,
-      reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly expiresAt: Date }>,
+      reservations: ReadonlyArray<{
+        readonly orderId: string
+        readonly lines: ReadonlyArray<ReservationLine>
+        readonly expiresAt: Date
+        readonly correlationId?: string | null
+      }>,
       expected: ReadonlyMap<string, StockRow>
     ) =>
       Effect.gen(function* () {
@@ -183,7 +191,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         const gate = sql`(SELECT ok FROM unchanged)`
         const { ctes, recorded } = yield* stockChanges.recordIf(
           changes,
-          reservations.map((r) => eventOf(applied, r.orderId, r.lines, r.expiresAt)),
+          reservations.map((r) => correlatedWith(eventOf(applied, r.orderId, r.lines, r.expiresAt), r.correlationId)),
           gate
         )
         const newLines = applied === "reserve" ? reservations.flatMap((r) => r.lines.map((line) => ({ orderId: r.orderId, ...line }))) : []
@@ -259,7 +267,12 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
     /** Applies a transition to reservations on their rows as locked here (or already by the caller). */
     const applyToStock = (
       applied: Applied,
-      reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly expiresAt: Date }>,
+      reservations: ReadonlyArray<{
+        readonly orderId: string
+        readonly lines: ReadonlyArray<ReservationLine>
+        readonly expiresAt: Date
+        readonly correlationId?: string | null
+      }>,
       lockedRows?: ReadonlyMap<string, StockRow>
     ) =>
       Effect.gen(function* () {
@@ -292,9 +305,11 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         if (rows.length === 0) return 0
         const orderIds = rows.map((r) => r.orderId)
         const lines = yield* linesOf(orderIds)
+        // Expiry is the reservation's own story: its events keep the correlation id it was made with.
         const reservations = rows.map((row) => ({
           orderId: row.orderId,
           expiresAt: row.expiresAt,
+          correlationId: row.correlationId,
           lines: lines.filter((l) => l.orderId === row.orderId).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity }))
         }))
         yield* applyToStock("expire", reservations)
@@ -362,7 +377,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         const seen = new Map(claim.flatMap((row): Array<[string, StockRow]> => (row.variantId === null ? [] : [[row.variantId, row]])))
         const created = (expired: number): CreateOutcome => ({
           _tag: "Created",
-          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, createdAt: now, updatedAt: now }, lines),
+          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, correlationId, createdAt: now, updatedAt: now }, lines),
           expired
         })
         let locked: ReadonlyMap<string, StockRow> | undefined

@@ -1,6 +1,6 @@
 import { SqlClient, type Statement } from "@effect/sql"
 import { Effect, FiberRef, Metric } from "effect"
-import { stockLevelChanged, stockStatusChanged, type DomainEvent } from "../domain/Events.js"
+import { correlatedWith, stockLevelChanged, stockStatusChanged, type DomainEvent } from "../domain/Events.js"
 import type { HistoryType } from "../domain/History.js"
 import { deriveStatus, type StockStatus } from "../domain/StockLevel.js"
 import { Outbox } from "../outbox/Outbox.js"
@@ -18,6 +18,8 @@ export interface StockChange {
   readonly reason?: string | undefined
   readonly reference?: string | undefined
   readonly orderId?: string | undefined
+  /** The story's correlation id when it is not the current request's (see DomainEvent). */
+  readonly correlationId?: string | null | undefined
 }
 
 /** The variant's status before the change. */
@@ -67,9 +69,10 @@ export const eventsOfChange = (change: StockChange): ReadonlyArray<DomainEvent> 
     onHandChange: change.onHandChange,
     reservedChange: change.reservedChange
   })
-  return before === after.status
+  const events = before === after.status
     ? [levelChanged]
     : [levelChanged, stockStatusChanged(after.variantId, before, after.status, after.onHand - after.reserved)]
+  return events.map((event) => correlatedWith(event, change.correlationId))
 }
 
 /**
@@ -94,6 +97,7 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
         // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
         const events = yield* outbox.rows([...extraEvents, ...changes.flatMap(eventsOfChange)])
         const column = <A>(f: (change: StockChange) => A) => changes.map(f)
+        const correlationOf = (change: StockChange) => (change.correlationId !== undefined ? change.correlationId : correlationId)
         const eventColumn = <A>(f: (event: (typeof events)[number]) => A) => events.map(f)
         // unnest keeps the given order (WITH ORDINALITY makes it explicit): history ids and outbox ids
         // follow line order, and the relay publishes an aggregate's events in outbox id order.
@@ -102,14 +106,14 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
             INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
                                            reason, reference, order_id, correlation_id, actor)
             SELECT h.variant_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after, h.reserved_after,
-                   h.reason, h.reference, h.order_id, ${correlationId}::text, ${actor}::text
+                   h.reason, h.reference, h.order_id, h.correlation_id, ${actor}::text
               FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.type)}::text[],
                           ${column((c) => c.onHandChange)}::int[], ${column((c) => c.reservedChange)}::int[],
                           ${column((c) => c.after.onHand)}::int[], ${column((c) => c.after.reserved)}::int[],
                           ${column((c) => c.reason ?? null)}::text[], ${column((c) => c.reference ?? null)}::text[],
-                          ${column((c) => c.orderId ?? null)}::text[])
+                          ${column((c) => c.orderId ?? null)}::text[], ${column(correlationOf)}::text[])
                    WITH ORDINALITY AS h(variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
-                                        reason, reference, order_id, n)
+                                        reason, reference, order_id, correlation_id, n)
              WHERE ${gate}
              ORDER BY h.n
             RETURNING ${sql.literal(HISTORY_COLUMNS)}
@@ -124,7 +128,7 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
              WHERE ${gate}
              ORDER BY e.n
           )`
-        const recorded = afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationId), { discard: true }))
+        const recorded = afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationOf(change)), { discard: true }))
         return { ctes, recorded } as const
       })
 

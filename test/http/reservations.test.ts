@@ -154,7 +154,7 @@ describe("reservations over HTTP (API.md)", () => {
 
   it("expires an ACTIVE reservation past its ttl by itself (EXPIRED, EXPIRE history, released event)", async () => {
     await stock("f-1", 1)
-    await api.post("/v1/reservations", { orderId: "order-f", lines: [{ variantId: "f-1", quantity: 1 }], ttlSeconds: 1 })
+    await api.post("/v1/reservations", { orderId: "order-f", lines: [{ variantId: "f-1", quantity: 1 }], ttlSeconds: 1 }, { "x-correlation-id": "corr-order-f" })
     let status = "ACTIVE"
     for (let i = 0; i < 100 && status === "ACTIVE"; i++) {
       await new Promise((resolve) => setTimeout(resolve, 100))
@@ -164,6 +164,16 @@ describe("reservations over HTTP (API.md)", () => {
     expect(await level("f-1")).toMatchObject({ onHand: 1, reserved: 0 })
     expect((await historyOf("f-1")).at(-1)).toMatchObject({ type: "EXPIRE", reserved_change: -1, order_id: "order-f" })
     expect((await eventsOf("order-f")).at(-1)!.payload.data).toMatchObject({ reason: "EXPIRED" })
+    // The sweeper's changes keep the correlation id of the request that made the reservation.
+    const expiry = await query<{ correlation_id: string | null; event_type: string }>(
+      app.database.url,
+      `SELECT correlation_id, event_type FROM outbox WHERE (aggregate_id = 'order-f' AND payload->'data'->>'reason' = 'EXPIRED')
+          OR (aggregate_id = 'f-1' AND payload->'data'->>'changeType' = 'EXPIRE')`
+    )
+    expect(expiry.map((e) => e.event_type).sort()).toEqual(["InventoryReservationReleasedEvent", "StockLevelChangedEvent"])
+    expect(expiry.map((e) => e.correlation_id)).toEqual(["corr-order-f", "corr-order-f"])
+    const [entry] = await query(app.database.url, "SELECT correlation_id FROM inventory_history WHERE variant_id = 'f-1' AND type = 'EXPIRE'")
+    expect(entry!.correlation_id).toBe("corr-order-f")
     // Released again: 200 as is. Committed: not active.
     const release = await api.post("/v1/reservations/order-f/release")
     expect(release.status).toBe(200)
