@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Duration, Effect, FiberRef, Option, Ref, Schedule } from "effect"
+import { Duration, Effect, FiberRef, Metric, Option, Ref, Schedule } from "effect"
 import { Outbox } from "../outbox/Outbox.js"
 
 const RETRYABLE = new Set(["40001", "40P01"]) // serialization_failure, deadlock_detected
@@ -20,6 +20,18 @@ export const isDatabaseUnavailable = (error: SqlError) => {
   const text = String((error.cause as { message?: unknown } | undefined)?.message ?? error.message)
   return /ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|timeout|terminat|Connection|connect/i.test(text)
 }
+
+/** `inventory_db_transaction_retries_total{code}`: transactions retried after a deadlock (40P01) or serialization failure (40001). */
+const transactionRetries = Metric.counter("inventory_db_transaction_retries", {
+  description: "Transactions retried whole after a deadlock (40P01) or a serialization failure (40001)",
+  incremental: true
+})
+const countRetry = (code: string) => Metric.increment(Metric.tagged(transactionRetries, "code", code))
+
+/** Both codes at 0 from the start, so a rate or an alert sees the series before the first retry. */
+export const initTransactionMetrics = Effect.forEach([...RETRYABLE], (code) => Metric.update(Metric.tagged(transactionRetries, "code", code), 0), {
+  discard: true
+})
 
 const retrySchedule = Schedule.exponential(Duration.millis(5), 2).pipe(
   Schedule.jittered,
@@ -50,6 +62,7 @@ export class Transactions extends Effect.Service<Transactions>()("inventory/Tran
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const outbox = yield* Outbox
+    yield* initTransactionMetrics
     return {
       run: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
         Effect.gen(function* () {
@@ -68,6 +81,10 @@ export class Transactions extends Effect.Service<Transactions>()("inventory/Tran
                   ? Effect.fail(defect)
                   : Effect.die(defect)
             ),
+            Effect.tapError((e) => {
+              const code = pgCode(e) ?? ""
+              return RETRYABLE.has(code) ? countRetry(code) : Effect.void
+            }),
             Effect.retry({ schedule: retrySchedule, while: (e) => RETRYABLE.has(pgCode(e) ?? "") })
           )
           yield* outbox.committed
