@@ -208,6 +208,22 @@ export const RelayLive = Layer.scopedDiscard(
         const byType = new Map<string, number>()
         for (const row of published) byType.set(row.eventType, (byType.get(row.eventType) ?? 0) + 1)
         for (const [eventType, n] of byType) yield* Metric.incrementBy(Metric.tagged(eventsPublished, "event_type", eventType), n)
+        // One line per confirmed event (checklist: type, id, outcome, destination); the log publisher
+        // already writes its own line per event.
+        if (messaging.kind !== "log") {
+          for (const row of published) {
+            yield* Effect.logInfo("event published").pipe(
+              Effect.annotateLogs({
+                eventId: row.eventId,
+                eventType: row.eventType,
+                aggregateId: row.aggregateId,
+                exchange: Topology.eventsExchange,
+                routingKey: row.routingKey,
+                correlationId: row.correlationId
+              })
+            )
+          }
+        }
 
         const refusedAggregates = new Set<string>()
         for (const [i, row] of byId.entries()) {

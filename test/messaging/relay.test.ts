@@ -72,6 +72,15 @@ describe("outbox relay against RabbitMQ", () => {
     const rows = await query<{ event_id: string; published_at: Date | null }>(app.database.url, "SELECT event_id, published_at FROM outbox")
     expect(new Set(messages.map((m) => m.properties.messageId))).toEqual(new Set(rows.map((r) => r.event_id)))
     expect(rows.every((r) => r.published_at !== null)).toBe(true)
+    // One log line per confirmed event: type, id, destination, correlation.
+    const published = app.logs().map((l) => JSON.parse(l)).filter((l) => l.message === "event published")
+    expect(new Set(published.map((l) => l.eventId))).toEqual(new Set(rows.map((r) => r.event_id)))
+    expect(published.find((l) => l.eventType === "StockLevelChangedEvent")).toMatchObject({
+      exchange: "inventory.events",
+      routingKey: "inventory.stock_level_changed",
+      correlationId: "corr-stock",
+      level: "info"
+    })
 
     for (const message of messages) {
       const body = JSON.parse(message.content.toString("utf8"))
