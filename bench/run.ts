@@ -14,18 +14,16 @@
  * signed with it; any answer other than 2xx/409 stops the bench (a broken setup measures nothing).
  */
 import autocannon, { type Request, type Result } from "autocannon"
-import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import pg from "pg"
 import { ALL_SCOPES, signToken, TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "../test/support/auth.js"
+import { ADMIN_URL, adminQuery, cpuSeconds, freePort, log, rssMiB, waitReady } from "./support.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
-const ADMIN_URL = process.env["BENCH_DATABASE_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 15)
 const HALF_RATE_DURATION_S = Math.max(5, Math.round(DURATION_S * 0.66))
@@ -33,46 +31,6 @@ const POOL_MAX = process.env["BENCH_DB_POOL_MAX"] ?? "10"
 const VARIANTS = 10_000
 const HOT = "bench-0"
 const STOCK = 1_000_000_000
-
-const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
-
-const adminQuery = async (url: string, text: string) => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text)).rows
-  } finally {
-    await client.end()
-  }
-}
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-const cpuSeconds = (pid: number | undefined): number => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return NaN
-  }
-}
-
-/** Resident set size of a process in MiB, from /proc (Linux). */
-const rssMiB = (pid: number | undefined): number => {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024
-  } catch {
-    return NaN
-  }
-}
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
@@ -147,15 +105,6 @@ const pgbench = (databaseUrl: string, script: string, defines: Record<string, st
   }
 }
 
-const waitReady = async (baseUrl: string, child: ChildProcess) => {
-  for (let i = 0; i < 120; i++) {
-    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`)
-    const ok = await fetch(`${baseUrl}/health/ready`).then((r) => r.ok, () => false)
-    if (ok) return
-    await new Promise((resolve) => setTimeout(resolve, 500))
-  }
-  throw new Error("service not ready after 60 s")
-}
 
 /** Every scope, valid for the whole run. */
 let token = ""
