@@ -14,14 +14,13 @@
  * signed with it; any answer other than 2xx/409 stops the bench (a broken setup measures nothing).
  */
 import autocannon, { type Request, type Result } from "autocannon"
-import { spawn, spawnSync } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { spawnSync } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { ALL_SCOPES, signToken, TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "../test/support/auth.js"
-import { ADMIN_URL, adminQuery, cpuSeconds, freePort, log, rssMiB, waitReady } from "./support.js"
+import { ALL_SCOPES, signToken } from "../test/support/auth.js"
+import { adminQuery, cpuSeconds, log, rssMiB, withBenchService } from "./support.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
 const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
@@ -111,31 +110,7 @@ let token = ""
 
 const main = async () => {
   token = await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 })
-  const name = `inv_bench_${randomBytes(4).toString("hex")}`
-  const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
-  log(`building (npm run build)`)
-  if (spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0) throw new Error("build failed")
-  await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
-  const port = await freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      RATE_LIMIT_RPS: "0",
-      LOG_LEVEL: "warn",
-      DB_POOL_MAX: POOL_MAX,
-      NODE_ENV: "development",
-      AUTH_PUBLIC_KEY: testPublicKeyPem,
-      AUTH_ISSUER: TEST_ISSUER,
-      AUTH_AUDIENCE: TEST_AUDIENCE
-    }
-  })
-  try {
-    await waitReady(baseUrl, child)
+  await withBenchService("bench", { DB_POOL_MAX: POOL_MAX }, async ({ baseUrl, databaseUrl, child }) => {
     log(`service up on ${baseUrl} (pool ${POOL_MAX}); loading ${VARIANTS} variants + the hot one`)
     await adminQuery(
       databaseUrl,
@@ -217,13 +192,7 @@ const main = async () => {
       "Targets (reported, not asserted): (a) service >= 50% of pgbench tps; p99 < 25 ms at half the maximum rate."
     ]
     process.stdout.write(lines.join("\n") + "\n")
-  } finally {
-    if (child.exitCode === null) {
-      child.kill("SIGTERM")
-      await new Promise((resolve) => child.once("exit", resolve))
-    }
-    if (process.env["BENCH_KEEP_DB"] !== "1") await adminQuery(ADMIN_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  }
+  })
 }
 
 main().catch((error) => {

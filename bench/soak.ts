@@ -10,13 +10,9 @@
  *   npm run bench:soak            SOAK_MINUTES=30 SOAK_RATE=200 npm run bench:soak
  */
 import autocannon, { type Request, type Result } from "autocannon"
-import { spawn, spawnSync } from "node:child_process"
-import { randomBytes } from "node:crypto"
-import { join } from "node:path"
-import { ALL_SCOPES, signToken, TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "../test/support/auth.js"
-import { ADMIN_URL, adminQuery, cpuSeconds, freePort, log, rssMiB, waitReady } from "./support.js"
+import { ALL_SCOPES, signToken } from "../test/support/auth.js"
+import { adminQuery, cpuSeconds, log, rssMiB, withBenchService } from "./support.js"
 
-const ROOT = join(import.meta.dirname, "..")
 const MINUTES = Number(process.env["SOAK_MINUTES"] ?? 10)
 const RATE = Number(process.env["SOAK_RATE"] ?? 150)
 const SAMPLE_S = Number(process.env["SOAK_SAMPLE_S"] ?? 30)
@@ -50,29 +46,7 @@ const slope = (points: ReadonlyArray<readonly [number, number]>) => {
 
 const main = async () => {
   const token = await signToken({ scope: ALL_SCOPES, sub: "soak", expiresIn: MINUTES * 60 + 600 })
-  const name = `inv_soak_${randomBytes(4).toString("hex")}`
-  const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
-  log("building (npm run build)")
-  if (spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0) throw new Error("build failed")
-  await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
-  const port = await freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      RATE_LIMIT_RPS: "0",
-      LOG_LEVEL: "warn",
-      AUTH_PUBLIC_KEY: testPublicKeyPem,
-      AUTH_ISSUER: TEST_ISSUER,
-      AUTH_AUDIENCE: TEST_AUDIENCE
-    }
-  })
-  try {
-    await waitReady(baseUrl, child)
+  await withBenchService("soak", {}, async ({ baseUrl, databaseUrl, child }) => {
     await adminQuery(
       databaseUrl,
       `WITH v AS (INSERT INTO stock_levels (variant_id, on_hand) SELECT 'soak-' || g, 1000000000 FROM generate_series(1, ${VARIANTS}) g RETURNING variant_id)
@@ -149,11 +123,7 @@ const main = async () => {
       `reserved vs ACTIVE reservation lines after the run: ${drift?.n ?? "?"} variant(s) drifted`
     ]
     process.stdout.write(lines.join("\n") + "\n")
-  } finally {
-    child.kill("SIGTERM")
-    await new Promise((resolve) => child.once("exit", resolve))
-    if (process.env["BENCH_KEEP_DB"] !== "1") await adminQuery(ADMIN_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  }
+  })
 }
 
 main().catch((error) => {

@@ -1,9 +1,13 @@
 // Helpers shared by the benchmarks (bench/run.ts, bench/soak.ts): the database, the service process
 // and what /proc says about it.
-import type { ChildProcess } from "node:child_process"
+import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import pg from "pg"
+import { TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "../test/support/auth.js"
 
 export const ADMIN_URL = process.env["BENCH_DATABASE_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -55,4 +59,57 @@ export const waitReady = async (baseUrl: string, child: ChildProcess) => {
     await new Promise((resolve) => setTimeout(resolve, 500))
   }
   throw new Error("service not ready after 60 s")
+}
+
+export interface BenchService {
+  readonly baseUrl: string
+  readonly databaseUrl: string
+  readonly child: ChildProcess
+}
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
+
+/**
+ * Builds the service, runs it (`node dist/src/main.js`, as in the image) on a fresh database with
+ * rate limiting off and the test issuer's key trusted, hands it to `use`, then stops it and drops
+ * the database (kept with BENCH_KEEP_DB=1).
+ */
+export const withBenchService = async <A>(
+  label: string,
+  env: Record<string, string>,
+  use: (service: BenchService) => Promise<A>
+): Promise<A> => {
+  const name = `inv_${label}_${randomBytes(4).toString("hex")}`
+  const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
+  log("building (npm run build)")
+  if (spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0) throw new Error("build failed")
+  await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      RATE_LIMIT_RPS: "0",
+      LOG_LEVEL: "warn",
+      NODE_ENV: "development",
+      AUTH_PUBLIC_KEY: testPublicKeyPem,
+      AUTH_ISSUER: TEST_ISSUER,
+      AUTH_AUDIENCE: TEST_AUDIENCE,
+      ...env
+    }
+  })
+  try {
+    await waitReady(baseUrl, child)
+    return await use({ baseUrl, databaseUrl, child })
+  } finally {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM")
+      await new Promise((resolve) => child.once("exit", resolve))
+    }
+    if (process.env["BENCH_KEEP_DB"] !== "1") await adminQuery(ADMIN_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  }
 }

@@ -1,14 +1,11 @@
 import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Layer, Option, Redacted, Runtime, String as Str } from "effect"
 import pg from "pg"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { embeddedPostgres } from "./EmbeddedPostgres.js"
 import { instrumentPool } from "./SqlMetrics.js"
 
-/** Which database the service runs on; health and logs report it. */
-export type DatabaseKind = "postgres" | "embedded"
 
 const acquirePool = (options: pg.PoolConfig, instrumented = true) =>
   Effect.gen(function* () {
@@ -95,9 +92,3 @@ export const RelaySqlLive = Layer.unwrapScoped(
     return PgClient.layerFromPool({ acquire: pool, ...clientOptions, applicationName: "inventory-service-relay" })
   })
 )
-
-export const databaseKind = Effect.map(AppConfig, (config): DatabaseKind =>
-  Option.isSome(config.databaseUrl) ? "postgres" : "embedded"
-)
-
-export type { SqlError }

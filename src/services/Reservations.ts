@@ -73,6 +73,14 @@ const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: st
 
 type Applied = Exclude<Transition, "unchanged"> | "reserve"
 
+/** A reservation whose lines a change applies to stock; `correlationId` overrides the current request's (expiry). */
+interface AppliedReservation {
+  readonly orderId: string
+  readonly lines: ReadonlyArray<ReservationLine>
+  readonly expiresAt: Date
+  readonly correlationId?: string | null
+}
+
 const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<ReservationLine>, expiresAt: Date): DomainEvent => {
   switch (applied) {
     case "reserve":
@@ -93,7 +101,7 @@ const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<Reserva
 const planStockChanges = (
   locked: ReadonlyMap<string, StockRow>,
   applied: Applied,
-  reservations: ReadonlyArray<{ readonly orderId: string; readonly lines: ReadonlyArray<ReservationLine>; readonly correlationId?: string | null }>
+  reservations: ReadonlyArray<Omit<AppliedReservation, "expiresAt">>
 ) => {
   const current = new Map(locked)
   const changes: Array<StockChange> = []
@@ -176,12 +184,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
      */
     const applyIfUnchanged = (
       applied: Applied,
-      reservations: ReadonlyArray<{
-        readonly orderId: string
-        readonly lines: ReadonlyArray<ReservationLine>
-        readonly expiresAt: Date
-        readonly correlationId?: string | null
-      }>,
+      reservations: ReadonlyArray<AppliedReservation>,
       expected: ReadonlyMap<string, StockRow>
     ) =>
       Effect.gen(function* () {
@@ -267,12 +270,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
     /** Applies a transition to reservations on their rows as locked here (or already by the caller). */
     const applyToStock = (
       applied: Applied,
-      reservations: ReadonlyArray<{
-        readonly orderId: string
-        readonly lines: ReadonlyArray<ReservationLine>
-        readonly expiresAt: Date
-        readonly correlationId?: string | null
-      }>,
+      reservations: ReadonlyArray<AppliedReservation>,
       lockedRows?: ReadonlyMap<string, StockRow>
     ) =>
       Effect.gen(function* () {

@@ -29,7 +29,7 @@ const transactionRetries = Metric.counter("inventory_db_transaction_retries", {
 const countRetry = (code: string) => Metric.increment(Metric.tagged(transactionRetries, "code", code))
 
 /** Both codes at 0 from the start, so a rate or an alert sees the series before the first retry. */
-export const initTransactionMetrics = Effect.forEach([...RETRYABLE], (code) => Metric.update(Metric.tagged(transactionRetries, "code", code), 0), {
+const initTransactionMetrics = Effect.forEach([...RETRYABLE], (code) => Metric.update(Metric.tagged(transactionRetries, "code", code), 0), {
   discard: true
 })
 
