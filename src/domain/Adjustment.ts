@@ -3,6 +3,7 @@ import { InsufficientStock, StockLimitExceeded, VersionConflict } from "./Errors
 import { AdjustmentType, HistoryEntry } from "./History.js"
 import { MAX_QUANTITY } from "./Ids.js"
 import { StockLevel } from "./StockLevel.js"
+import { FreeText } from "./Text.js"
 
 /** Why a quantity does not fit its adjustment type, or undefined when it does (API.md). */
 export const quantityProblem = (type: AdjustmentType, quantity: number): string | undefined => {
@@ -22,8 +23,8 @@ export class Adjustment extends Schema.Class<Adjustment>("Adjustment")(
   Schema.Struct({
     type: AdjustmentType,
     quantity: Schema.Int.pipe(Schema.between(-MAX_QUANTITY, MAX_QUANTITY)),
-    reason: Schema.optional(Schema.String.pipe(Schema.maxLength(500))),
-    reference: Schema.optional(Schema.String.pipe(Schema.maxLength(255))),
+    reason: Schema.optional(FreeText),
+    reference: Schema.optional(FreeText),
     expectedVersion: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
   }).annotations({ parseOptions: { errors: "all" } }).pipe(
     Schema.filter((adjustment) => {

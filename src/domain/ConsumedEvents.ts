@@ -1,16 +1,27 @@
 import { Either, ParseResult, Schema } from "effect"
-import { OrderId, VariantId } from "./Ids.js"
+import { CorrelationId, OrderId, VariantId, wellFormedCorrelationId } from "./Ids.js"
 import { Sku } from "./StockLevel.js"
+import { FreeText } from "./Text.js"
 
-/** The envelope of EVENTS.md as our peers send it; `data` is decoded per event type. */
+/** A peer's correlation id, kept when well-formed (as the X-Correlation-Id header is), else dropped. */
+const PeerCorrelationId = Schema.transform(Schema.Unknown, Schema.NullOr(CorrelationId), {
+  strict: true,
+  decode: (u) => wellFormedCorrelationId(u) ?? null,
+  encode: (id) => id
+})
+
+/**
+ * The envelope of EVENTS.md as our peers send it; `data` is decoded per event type. `eventId` and
+ * `eventType` are stored (inbox) and logged, so they are held to the free-text rule.
+ */
 export const IncomingEnvelope = Schema.Struct({
-  eventId: Schema.String.pipe(Schema.minLength(1)),
-  eventType: Schema.String.pipe(Schema.minLength(1)),
+  eventId: FreeText,
+  eventType: FreeText,
   eventVersion: Schema.optional(Schema.Number),
   occurredAt: Schema.optional(Schema.String),
   aggregateType: Schema.optional(Schema.String),
   aggregateId: Schema.optional(Schema.String),
-  correlationId: Schema.optional(Schema.NullOr(Schema.String)),
+  correlationId: Schema.optional(PeerCorrelationId),
   data: Schema.Unknown
 })
 export type IncomingEnvelope = typeof IncomingEnvelope.Type

@@ -15,5 +15,17 @@ export type VariantId = typeof VariantId.Type
 export const OrderId = opaqueId("OrderId")
 export type OrderId = typeof OrderId.Type
 
+/**
+ * A correlation id, from the `X-Correlation-Id` header or a consumed envelope: the same characters,
+ * so it is safe in logs, headers and SQL. One that is not well-formed is replaced, never refused: it
+ * must not cost a request or an event its effect.
+ */
+export const CorrelationId = opaqueId("CorrelationId")
+export type CorrelationId = typeof CorrelationId.Type
+const isCorrelationId = Schema.is(CorrelationId)
+
+/** The given correlation id when it is well-formed, else undefined (the caller picks a replacement). */
+export const wellFormedCorrelationId = (u: unknown): CorrelationId | undefined => (isCorrelationId(u) ? u : undefined)
+
 /** A non-negative integer quantity stored in an `integer` column. */
 export const MAX_QUANTITY = 1_000_000_000

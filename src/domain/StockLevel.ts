@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { VariantId } from "./Ids.js"
+import { FreeText } from "./Text.js"
 
 export const StockStatus = Schema.Literal("IN_STOCK", "LOW_STOCK", "OUT_OF_STOCK").annotations({
   identifier: "StockStatus"
@@ -27,11 +28,7 @@ export class StockLevel extends Schema.Class<StockLevel>("StockLevel")({
 }) {}
 
 /** Body of `PUT /v1/stock-levels/{variantId}`: both fields optional, absent fields keep their value. */
-export const Sku = Schema.String.pipe(
-  Schema.minLength(1),
-  Schema.maxLength(128),
-  Schema.annotations({ identifier: "Sku" })
-)
+export const Sku = FreeText
 export const LowStockThreshold = Schema.Int.pipe(
   Schema.between(0, 1_000_000_000),
   Schema.annotations({ identifier: "LowStockThreshold" })

@@ -17,8 +17,9 @@ import { OrderId, VariantId } from "../domain/Ids.js"
 import { Cursor, PageLimit } from "../domain/Pagination.js"
 import { Reservation, ReservationRequest } from "../domain/Reservation.js"
 import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
+import { printableText } from "../domain/Text.js"
 import { documentProblems } from "./OpenApiProblems.js"
-import { Unavailable } from "./Problem.js"
+import { InvalidData, Unavailable } from "./Problem.js"
 import { Authentication, documentScopes, RequiredScope, scopesByRoute } from "./Security.js"
 
 /** The token scope an endpoint needs (API.md); `Authentication` enforces it (http/Auth.ts). */
@@ -63,8 +64,9 @@ export const StockLevelQuery = Schema.Struct({
   )
 )
 
+/** Stored with the answer, so held to the free-text rule (printable), at most 255 characters (API.md). */
 const IdempotencyHeaders = Schema.Struct({
-  "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)))
+  "idempotency-key": Schema.optional(printableText(255))
 })
 
 export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
@@ -192,6 +194,7 @@ const groups = HttpApi.make("inventory")
 /** The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call. */
 export class InventoryApi extends groups
   .addError(Unavailable)
+  .addError(InvalidData)
   .annotate(OpenApi.Title, "Inventory Service")
   .annotate(OpenApi.Version, "1.0.0")
   .annotate(OpenApi.Description, "Stock levels and reservations of product variants. Errors are RFC 9457 problem+json.")

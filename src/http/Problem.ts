@@ -2,7 +2,7 @@ import { HttpApiError, HttpApiSchema, HttpServerError, HttpServerResponse } from
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option, Schema } from "effect"
 import { isProblem, type ProblemInfo } from "../domain/Errors.js"
-import { isDatabaseUnavailable } from "../services/Transactions.js"
+import { classifySqlError, isDatabaseUnavailable, pgCode } from "../services/Transactions.js"
 
 export { isDatabaseUnavailable }
 
@@ -34,19 +34,59 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()(
   }
 }
 
+/** 400: a value that passed the schemas but that the database refuses as data (SQLSTATE class 22). */
+export class InvalidData extends Schema.TaggedError<InvalidData>()(
+  "InvalidData",
+  { detail: Schema.String, errors: Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String })) },
+  HttpApiSchema.annotations({ status: 400, description: "validation-failed: a value the database cannot store" })
+) {
+  readonly problem = problems.validationFailed
+  override get message() {
+    return this.detail
+  }
+}
+
+const RETRY_AFTER = { "retry-after": "2" }
+
 /**
- * Handlers' SQL failures: an unreachable or overloaded database is a 503 the client may retry;
- * any other SQL error is a bug (a defect, answered 500 and logged).
+ * The one mapping of SQL errors to what a client sees: an unreachable, overloaded or shutting-down
+ * database is a 503 to retry; a data exception only bad input can cause is a 400; anything else is
+ * a bug (a defect, answered 500 and logged). One log line says which, with the SQLSTATE.
  */
-export const databaseFailures = <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>): Effect.Effect<A, Exclude<E, SqlError> | Unavailable, R> =>
-  Effect.catchIf(
-    effect,
-    (e): e is SqlError => e instanceof SqlError,
-    (error) =>
-      isDatabaseUnavailable(error)
-        ? Effect.zipRight(Effect.logWarning("database unavailable", error.message), Effect.fail(new Unavailable({ detail: "The database is unavailable; retry later" })))
-        : Effect.die(error)
-  ) as Effect.Effect<A, Exclude<E, SqlError> | Unavailable, R>
+const sqlFailure = (error: SqlError): Effect.Effect<never, Unavailable | InvalidData> => {
+  const code = pgCode(error) ?? null
+  switch (classifySqlError(error)) {
+    case "unavailable":
+      return Effect.zipRight(
+        Effect.logWarning("database unavailable", error.message).pipe(Effect.annotateLogs({ sqlState: code })),
+        Effect.fail(new Unavailable({ detail: "The database is unavailable; retry later" }))
+      )
+    case "bad-data":
+      return Effect.zipRight(
+        Effect.logWarning("request refused by the database as invalid data", String((error.cause as { message?: unknown } | undefined)?.message ?? error.message)).pipe(
+          Effect.annotateLogs({ sqlState: code })
+        ),
+        Effect.fail(
+          new InvalidData({
+            detail: "The request holds a value the service cannot store",
+            errors: [{ path: "/", message: "a value the database cannot store" }]
+          })
+        )
+      )
+    case "bug":
+      return Effect.die(error)
+  }
+}
+
+/** Handlers' SQL failures, through `sqlFailure`. */
+export const databaseFailures = <A, E, R>(
+  effect: Effect.Effect<A, E | SqlError, R>
+): Effect.Effect<A, Exclude<E, SqlError> | Unavailable | InvalidData, R> =>
+  Effect.catchIf(effect, (e): e is SqlError => e instanceof SqlError, sqlFailure) as Effect.Effect<
+    A,
+    Exclude<E, SqlError> | Unavailable | InvalidData,
+    R
+  >
 
 export const problemType = (code: string) => `urn:inventory:problem:${code}`
 
@@ -86,7 +126,16 @@ const problemHeaders = (error: object): Record<string, string> => {
  */
 export const causeToProblem = (cause: Cause.Cause<unknown>, correlationId: string | null) =>
   Effect.gen(function* () {
-    const failure = Cause.failureOption(cause)
+    // Backstop: a SqlError that escaped `databaseFailures` (a failed COMMIT is a defect) is still
+    // mapped by what it means, so bad data or an outage never becomes a 500.
+    const sqlError = Option.orElse(
+      Option.filter(Cause.failureOption(cause), (e) => e instanceof SqlError),
+      () => Option.filter(Cause.dieOption(cause), (d) => d instanceof SqlError)
+    ) as Option.Option<SqlError>
+    const failure: Option.Option<unknown> =
+      Option.isSome(sqlError) && classifySqlError(sqlError.value) !== "bug"
+        ? Option.some(yield* Effect.flip(sqlFailure(sqlError.value)))
+        : Cause.failureOption(cause)
     // The HttpApi reads bodies with `orDie`: an unreadable body arrives as a RequestError defect.
     const unreadableBody = Cause.dieOption(cause).pipe(Option.filter((d) => d instanceof HttpServerError.RequestError))
     if (Option.isSome(unreadableBody)) {
@@ -100,7 +149,7 @@ export const causeToProblem = (cause: Cause.Cause<unknown>, correlationId: strin
     if (Option.isSome(failure)) {
       const error = failure.value
       if (error instanceof Unavailable) {
-        return problemResponse(problems.unavailable, error.detail, correlationId, {}, { "retry-after": "2" })
+        return problemResponse(problems.unavailable, error.detail, correlationId, {}, RETRY_AFTER)
       }
       if (isProblem(error)) return problemResponse(error.problem, error.message, correlationId, domainExtras(error), problemHeaders(error))
       if (error instanceof HttpApiError.HttpApiDecodeError) {

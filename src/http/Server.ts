@@ -3,6 +3,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Context, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type Server } from "node:http"
+import { wellFormedCorrelationId } from "../domain/Ids.js"
 import { AppConfig, type AppConfigShape } from "../layers/Config.js"
 import { Lifecycle } from "../layers/Lifecycle.js"
 import { CurrentRequest } from "../services/RequestContext.js"
@@ -15,13 +16,11 @@ import { causeToProblem, problemResponse, problems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
-const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
 
 /** The caller's correlation id when it is well-formed, else a new one. */
 const correlationIdOf = (request: HttpServerRequest.HttpServerRequest) => {
-  const given = request.headers["x-correlation-id"]
-  return given !== undefined && CORRELATION_ID.test(given) ? given : randomUUID()
+  return wellFormedCorrelationId(request.headers["x-correlation-id"]) ?? randomUUID()
 }
 
 /**

@@ -11,15 +11,34 @@ export const pgCode = (u: unknown): string | undefined => {
   return typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : undefined
 }
 
-/** SQLSTATEs and driver failures that mean "the database is not there right now", not a bug. */
+/**
+ * What a SQL error says about its cause. "unavailable": the database cannot serve right now and a
+ * retry may succeed (503). "bad-data": a value only bad input can produce, class 22 data exceptions
+ * such as 22021 (NUL or invalid UTF-8) or 22003 (out of range): the caller's fault (400, or an
+ * unprocessable message). "bug": anything else.
+ */
+export type SqlFailureKind = "unavailable" | "bad-data" | "bug"
+
+// Classes 08 (connection), 53 (insufficient resources: 53200 out of shared memory, 53300 too many
+// connections...) and 40 (contention left after the transaction retries) are transient. 57014: a
+// statement_timeout; 57P01-57P05: the server shut down or dropped the session; 55P03: lock timeout;
 // 25006: a write reached a read-only server (the old primary after a failover, via a cached address).
-const UNAVAILABLE_CODES = new Set(["25006", "57P01", "57P02", "57P03", "53300", "57014", "08000", "08001", "08003", "08006"])
-export const isDatabaseUnavailable = (error: SqlError) => {
-  const code = pgCode(error)
-  if (code !== undefined && UNAVAILABLE_CODES.has(code)) return true
-  const text = String((error.cause as { message?: unknown } | undefined)?.message ?? error.message)
-  return /ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|timeout|terminat|Connection|connect/i.test(text)
+const UNAVAILABLE_CLASSES = new Set(["08", "40", "53"])
+const UNAVAILABLE_CODES = new Set(["25006", "55P03", "57014", "57P01", "57P02", "57P03", "57P05"])
+
+export const classifySqlError = (error: unknown): SqlFailureKind => {
+  const code = pgCode(error) ?? ""
+  if (code.startsWith("22")) return "bad-data"
+  if (UNAVAILABLE_CLASSES.has(code.slice(0, 2)) || UNAVAILABLE_CODES.has(code)) return "unavailable"
+  // A driver or socket failure (ECONNREFUSED, "Connection terminated", pool timeout), or the server
+  // ending the session (25P03 idle-in-transaction timeout: "terminating connection...").
+  const cause = error instanceof SqlError ? error.cause : error
+  const text = String((cause as { message?: unknown } | undefined)?.message ?? (error instanceof Error ? error.message : ""))
+  return /ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|timeout|terminat|Connection|connect/i.test(text) ? "unavailable" : "bug"
 }
+
+/** SQLSTATEs and driver failures that mean "the database is not there right now", not a bug. */
+export const isDatabaseUnavailable = (error: SqlError) => classifySqlError(error) === "unavailable"
 
 /** `inventory_db_transaction_retries_total{code}`: transactions retried after a deadlock (40P01) or serialization failure (40001). */
 const transactionRetries = Metric.counter("inventory_db_transaction_retries", {
