@@ -14,6 +14,7 @@ export const problems = {
   unauthenticated: { status: 401, code: "unauthenticated", title: "Unauthenticated" },
   forbidden: { status: 403, code: "forbidden", title: "Forbidden" },
   notFound: { status: 404, code: "not-found", title: "Not found" },
+  methodNotAllowed: { status: 405, code: "method-not-allowed", title: "Method not allowed" },
   payloadTooLarge: { status: 413, code: "payload-too-large", title: "Payload too large" },
   uriTooLong: { status: 414, code: "uri-too-long", title: "URI too long" },
   unsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported media type" },
@@ -124,7 +125,12 @@ const problemHeaders = (error: object): Record<string, string> => {
  * decoding failures as 400 with `errors[]`, an unreachable database as 503, anything else as 500
  * with the cause logged and only the correlation id shown to the client.
  */
-export const causeToProblem = (cause: Cause.Cause<unknown>, correlationId: string | null) =>
+export const causeToProblem = (
+  cause: Cause.Cause<unknown>,
+  correlationId: string | null,
+  /** The methods a path is served with (http/Routes.ts): an unrouted request to a known path is a 405. */
+  allowedMethods: (path: string) => ReadonlyArray<string> = () => []
+) =>
   Effect.gen(function* () {
     // Backstop: a SqlError that escaped `databaseFailures` (a failed COMMIT is a defect) is still
     // mapped by what it means, so bad data or an outage never becomes a 500.
@@ -158,7 +164,11 @@ export const causeToProblem = (cause: Cause.Cause<unknown>, correlationId: strin
         })
       }
       if (error instanceof HttpServerError.RouteNotFound) {
-        return problemResponse(problems.notFound, `No route for ${error.request.method} ${error.request.url}`, correlationId)
+        const { method, url } = error.request
+        const allowed = allowedMethods(url.split("?")[0] ?? "/")
+        return allowed.length > 0
+          ? problemResponse(problems.methodNotAllowed, `${method} is not served here; use ${allowed.join(", ")}`, correlationId, {}, { allow: allowed.join(", ") })
+          : problemResponse(problems.notFound, `No route for ${method} ${url}`, correlationId)
       }
     }
     yield* Effect.logError("request failed with an unexpected error", cause)

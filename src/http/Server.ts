@@ -14,6 +14,7 @@ import { recordRequest, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
 import { MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { causeToProblem, problemResponse, problems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
+import { allowedMethods, routesOf } from "./Routes.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
@@ -31,6 +32,16 @@ export const MAX_PATH_LENGTH = 1024
 export const MAX_QUERY_LENGTH = 15_000
 export const MAX_QUERY_PARAMETERS = 200
 
+/** `%` followed by two hex digits, decoding to UTF-8: the router cannot match anything else (it would be a 404). */
+const validPercentEncoding = (path: string) => {
+  try {
+    decodeURIComponent(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const rejectUrl = (request: HttpServerRequest.HttpServerRequest, correlationId: string) => {
   const at = request.url.indexOf("?")
   const path = at < 0 ? request.url : request.url.slice(0, at)
@@ -38,6 +49,13 @@ const rejectUrl = (request: HttpServerRequest.HttpServerRequest, correlationId: 
   if (path.length > MAX_PATH_LENGTH || query.length > MAX_QUERY_LENGTH) {
     return Option.some(
       problemResponse(problems.uriTooLong, `Paths are limited to ${MAX_PATH_LENGTH} and queries to ${MAX_QUERY_LENGTH} characters`, correlationId)
+    )
+  }
+  if (!validPercentEncoding(path)) {
+    return Option.some(
+      problemResponse(problems.validationFailed, "The path holds an invalid percent-encoding", correlationId, {
+        errors: [{ path: "/", message: "invalid percent-encoding in the path" }]
+      })
     )
   }
   if (query.split("&").length > MAX_QUERY_PARAMETERS) {
@@ -189,17 +207,20 @@ const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
  * response writing, so exactly one response is written: the handler's or the 503).
  */
 const ApiMiddlewareLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) =>
-    HttpApiBuilder.middleware((app) =>
+  Effect.map(AppConfig, (config) => {
+    // Served beside the HttpApi's own endpoints (see HttpLive).
+    const extra = [{ method: "GET", path: "/openapi.json" }, { method: "GET", path: "/docs" }]
+    const allowed = allowedMethods([...routesOf(InventoryApi), ...extra, ...(Option.isNone(config.metricsPort) ? [{ method: "GET", path: "/metrics" }] : [])])
+    return HttpApiBuilder.middleware((app) =>
       Effect.flatMap(FiberRef.get(CurrentRequest), ({ correlationId }) =>
         withDeadline(
-          Effect.catchAllCause(app, (cause) => causeToProblem(cause, correlationId)),
+          Effect.catchAllCause(app, (cause) => causeToProblem(cause, correlationId, allowed)),
           config.requestTimeoutMs,
           correlationId ?? "unknown"
         )
       )
     )
-  )
+  })
 )
 
 /** Every group behind `.middleware(Authentication)` gets its implementation from AuthenticationLive. */
