@@ -1,5 +1,6 @@
 import { Cause, Data, Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
 import { type IncomingEnvelope, parseEnvelope } from "../domain/ConsumedEvents.js"
+import { wellFormedCorrelationId } from "../domain/Ids.js"
 import { AppConfig } from "../layers/Config.js"
 import { consumeSpan, type Delivery, Messaging } from "../layers/Messaging.js"
 import { CurrentRequest } from "../services/RequestContext.js"
@@ -105,7 +106,7 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
       }
       const envelope = parsed.right
       const headers = stringHeaders(delivery.headers)
-      const correlationId = envelope.correlationId ?? headers["x-correlation-id"] ?? envelope.eventId
+      const correlationId = envelope.correlationId ?? wellFormedCorrelationId(headers["x-correlation-id"]) ?? envelope.eventId
       // Continues the trace of the transaction that wrote the event (its traceparent header).
       const traced = Effect.withSpan(process(delivery, envelope), ...consumeSpan(delivery, envelope.eventType))
       return traced.pipe(
