@@ -8,6 +8,7 @@ import { Schema } from "effect"
 export const MAX_FREE_TEXT = 512
 
 /** U+0000–U+001F and U+007F, the C0 controls and DEL. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const NO_CONTROL_CHARACTERS = /^[^\u0000-\u001f\u007f]*$/
 
 /** A lone UTF-16 surrogate (JSON `"\ud800"` parses to one): it has no UTF-8 encoding, the driver would store U+FFFD. */

@@ -77,7 +77,9 @@ export const documentProblems = (spec: Json): Json => {
   }
   const componentsOut = (spec["components"] ?? {}) as Json
   componentsOut["schemas"] = { ...components, Problem: problemSchema }
+  // Both are 400 validation-failed problems on the wire (the body above), not their schema classes.
   delete (componentsOut["schemas"] as Json)["HttpApiDecodeError"]
+  delete (componentsOut["schemas"] as Json)["InvalidData"]
   spec["components"] = componentsOut
   return spec
 }
