@@ -15,6 +15,8 @@ export interface AppConfigShape {
   readonly dbStatementTimeoutMs: number
   readonly dbConnectTimeoutMs: number
   readonly amqpUrl: Option.Option<Redacted.Redacted>
+  /** Without AMQP_URL, events go to the log; production allows that only when this says so. */
+  readonly eventsLogOnly: boolean
   readonly authJwksUrl: Option.Option<string>
   readonly authPublicKey: Option.Option<Redacted.Redacted>
   readonly authIssuer: string
@@ -131,6 +133,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   dbStatementTimeoutMs: positiveInt("DB_STATEMENT_TIMEOUT_MS", 5_000),
   dbConnectTimeoutMs: positiveInt("DB_CONNECT_TIMEOUT_MS", 5_000),
   amqpUrl: secret("AMQP_URL"),
+  eventsLogOnly: Config.boolean("EVENTS_LOG_ONLY").pipe(Config.withDefault(false)),
   authJwksUrl: optionalUrl("AUTH_JWKS_URL"),
   authPublicKey: secret("AUTH_PUBLIC_KEY"),
   authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault(DEV_ISSUER)),
@@ -182,6 +185,10 @@ const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigPr
   }
   for (const name of ["AUTH_ISSUER", "AUTH_AUDIENCE"]) {
     if (!isSet(env, name)) problems.push(`${name}: required in production`)
+  }
+  // The log publisher marks every event published: without a broker they would be lost for good.
+  if (Option.isNone(config.amqpUrl) && !config.eventsLogOnly) {
+    problems.push("AMQP_URL or AMQP_URL_FILE: required in production (or EVENTS_LOG_ONLY=true to write events only to the log)")
   }
   if (Option.isNone(config.databaseUrl)) problems.push("DATABASE_URL: required in production (no embedded database)")
   const rawUrl = process.env["DATABASE_URL"]
