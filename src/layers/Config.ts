@@ -27,6 +27,12 @@ export interface AppConfigShape {
   readonly authJwksTimeoutMs: number
   /** Least time between two JWKS re-fetches caused by an unknown `kid`. */
   readonly authJwksCooldownMs: number
+  /** Keys fetched from AUTH_JWKS_URL are re-fetched at least this often. */
+  readonly authJwksMaxAgeMs: number
+  /** How long past that age the last fetched keys still verify tokens while the key server is down (0: not at all). */
+  readonly authJwksStaleGraceSeconds: number
+  /** Failed authentications allowed per client address and minute before 429 (0: no limit). */
+  readonly authFailuresPerMinute: number
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
   readonly deploymentEnvironment: Option.Option<string>
@@ -96,6 +102,13 @@ const nonNegativeInt = (name: string, fallback: number) =>
     Config.withDefault(fallback)
   )
 
+/** 0 turns the feature off. */
+const zeroOrPositiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
+    Config.withDefault(fallback)
+  )
+
 /** An optional absolute URL. */
 const optionalUrl = (name: string) =>
   optionalString(name).pipe(
@@ -147,6 +160,9 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.validate({ message: "must be 0 or a positive integer", validation: (n) => n >= 0 }),
     Config.withDefault(30_000)
   ),
+  authJwksMaxAgeMs: positiveInt("AUTH_JWKS_MAX_AGE_MS", 600_000),
+  authJwksStaleGraceSeconds: zeroOrPositiveInt("AUTH_JWKS_STALE_GRACE_SECONDS", 21_600),
+  authFailuresPerMinute: zeroOrPositiveInt("AUTH_FAILURES_PER_MINUTE", 600),
   logLevel,
   otlpEndpoint: optionalUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
   deploymentEnvironment: Config.option(Config.string("DEPLOYMENT_ENVIRONMENT")),
