@@ -1,4 +1,4 @@
-import { Cause, Data, Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
+import { Data, Duration, Effect, Either, Exit, Metric, Random } from "effect"
 import { type IncomingEnvelope, parseEnvelope } from "../domain/ConsumedEvents.js"
 import { wellFormedCorrelationId } from "../domain/Ids.js"
 import { AppConfig } from "../layers/Config.js"
@@ -6,7 +6,8 @@ import { consumeSpan, type Delivery, Messaging } from "../layers/Messaging.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { Transactions } from "../services/Transactions.js"
 import { Inbox } from "./Inbox.js"
-import { eventsConsumed, messagesDeadLettered } from "./Metrics.js"
+import { classifyCause, retryDelay } from "./Failure.js"
+import { consumerRetries, eventsConsumed, messagesDeadLettered } from "./Metrics.js"
 
 /**
  * `applied`: done (possibly a no-op by the rules); `ignored`: an event type this queue does not act on;
@@ -28,19 +29,13 @@ export interface EventHandler<R> {
 const stringHeaders = (headers: Readonly<Record<string, unknown>>) =>
   Object.fromEntries(Object.entries(headers).flatMap(([k, v]) => (typeof v === "string" ? [[k, v]] : [])))
 
-const firstLine = (text: string) => text.split("\n")[0]!.slice(0, 500)
-
-/** `Tag: message (cause)`: a SqlError's own message is generic, its cause says what happened. */
-const describeFailure = (error: { readonly _tag: string; readonly message: string; readonly cause?: unknown }) => {
-  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : ""
-  return firstLine(`${error._tag}: ${error.message}${cause}`)
-}
-
 /**
- * Consumes one queue: parse → (inbox + effect in one transaction) → ack after commit. Failures are
- * retried with backoff, AMQP_CONSUMER_MAX_ATTEMPTS times in all; what cannot be parsed or keeps
- * failing goes to the dead-letter queue with its reason. Defects count as failures, so a bug in one
- * message never stops the consumer.
+ * Consumes one queue: parse → (inbox + effect in one transaction) → ack after commit. What can never
+ * succeed (unparseable, schema-invalid, refused by the domain, a data exception) goes to the
+ * dead-letter queue at once with its reason. A transient failure (database away, timeouts, contention)
+ * keeps the message unacknowledged and is retried without limit with capped backoff: the worker takes
+ * nothing new meanwhile, so later messages wait on the broker. Unknown failures (defects included) are
+ * dead-lettered after AMQP_CONSUMER_MAX_ATTEMPTS, so a bug in one message never stops the consumer.
  */
 export const runConsumer = <R>(handler: EventHandler<R>) =>
   Effect.gen(function* () {
@@ -48,12 +43,6 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
     const transactions = yield* Transactions
     const inbox = yield* Inbox
     const config = yield* AppConfig
-    const retry = Schedule.exponential(Duration.millis(200), 2).pipe(
-      Schedule.jittered,
-      Schedule.union(Schedule.spaced(Duration.seconds(5))),
-      Schedule.intersect(Schedule.recurs(config.amqpConsumerMaxAttempts - 1))
-    )
-
     const deadLetter = (delivery: Delivery, eventType: string, reason: string, attempts: number) =>
       Effect.gen(function* () {
         yield* delivery.deadLetter(reason, attempts)
@@ -65,37 +54,36 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
     const process = (delivery: Delivery, envelope: IncomingEnvelope) =>
       Effect.gen(function* () {
         const messageId = delivery.messageId ?? envelope.eventId
-        const attempts = yield* Ref.make(0)
-        const once = Effect.gen(function* () {
-          yield* Ref.update(attempts, (n) => n + 1)
-          return yield* transactions.run(
-            Effect.gen(function* () {
-              const first = yield* inbox.record(messageId, handler.name, envelope.eventType)
-              if (!first) return "duplicate" as const
-              return yield* handler.handle(envelope)
-            })
-          )
-        })
-        const result = yield* once.pipe(
-          Effect.sandbox,
-          Effect.retry({
-            schedule: retry,
-            while: (cause) => !Cause.failureOption(cause).pipe(Option.exists((e) => e._tag === "Unprocessable"))
-          }),
-          Effect.either
+        const once = transactions.run(
+          Effect.gen(function* () {
+            const first = yield* inbox.record(messageId, handler.name, envelope.eventType)
+            if (!first) return "duplicate" as const
+            return yield* handler.handle(envelope)
+          })
         )
-        if (Either.isRight(result)) {
-          yield* delivery.ack
-          yield* Metric.increment(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", envelope.eventType), "outcome", result.right))
-          yield* Effect.logInfo("consumer: message processed").pipe(Effect.annotateLogs("outcome", result.right))
-          return
+        let unknownFailures = 0
+        for (let attempt = 1; ; attempt++) {
+          const exit = yield* Effect.exit(once)
+          if (Exit.isSuccess(exit)) {
+            yield* delivery.ack
+            yield* Metric.increment(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", envelope.eventType), "outcome", exit.value))
+            yield* Effect.logInfo("consumer: message processed").pipe(Effect.annotateLogs({ outcome: exit.value, attempts: attempt }))
+            return
+          }
+          const failure = classifyCause(exit.cause)
+          if (failure.kind === "unknown") unknownFailures++
+          if (failure.kind === "unprocessable" || unknownFailures >= config.amqpConsumerMaxAttempts) {
+            return yield* deadLetter(delivery, envelope.eventType, failure.reason, attempt)
+          }
+          const delay = retryDelay(attempt, yield* Random.next)
+          yield* Metric.increment(Metric.tagged(Metric.tagged(consumerRetries, "queue", handler.queue), "kind", failure.kind))
+          yield* Effect.logWarning(
+            failure.kind === "transient" ? "consumer: database unavailable, message kept for retry" : "consumer: attempt failed, retrying"
+          ).pipe(Effect.annotateLogs({ reason: failure.reason, attempt, retryInMs: Duration.toMillis(delay) }))
+          // The handler runs uninterruptibly; only this wait may be cut short by shutdown, leaving the
+          // message unacknowledged for the broker to redeliver.
+          yield* Effect.interruptible(Effect.sleep(delay))
         }
-        const failure = Cause.failureOption(result.left)
-        const reason = Option.match(failure, {
-          onSome: (e) => (e._tag === "Unprocessable" ? (e as Unprocessable).reason : describeFailure(e)),
-          onNone: () => `defect: ${firstLine(Cause.pretty(result.left))}`
-        })
-        yield* deadLetter(delivery, envelope.eventType, reason, yield* Ref.get(attempts))
       })
 
     const onDelivery = (delivery: Delivery): Effect.Effect<void, never, R> => {

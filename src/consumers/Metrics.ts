@@ -9,12 +9,19 @@ export const messagesDeadLettered = Metric.counter("inventory_messages_dead_lett
   description: "Messages moved to inventory.dead-letter, by the queue they came from",
   incremental: true
 })
+export const consumerRetries = Metric.counter("inventory_consumer_retries", {
+  description: "Failed attempts at a consumed message that will be retried, by queue and kind (transient, unknown)",
+  incremental: true
+})
 
 /** The consumed event types and dead-letter queues at 0 from the start (alerts need a baseline). */
 export const initConsumerMetrics = (queues: ReadonlyArray<string>, eventTypes: ReadonlyArray<string>) =>
   Effect.all(
     [
       ...queues.map((queue) => Metric.update(Metric.tagged(messagesDeadLettered, "queue", queue), 0)),
+      ...queues.flatMap((queue) =>
+        ["transient", "unknown"].map((kind) => Metric.update(Metric.tagged(Metric.tagged(consumerRetries, "queue", queue), "kind", kind), 0))
+      ),
       ...eventTypes.flatMap((type) =>
         ["applied", "duplicate", "dead_lettered"].map((outcome) =>
           Metric.update(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", type), "outcome", outcome), 0)

@@ -1,13 +1,25 @@
 import { RateLimiter } from "@effect/experimental"
 import { HttpRouter, HttpServerRequest } from "@effect/platform"
-import { Duration, Effect, FiberRef, HashMap, Layer, Option, Redacted } from "effect"
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from "jose"
+import { Duration, Effect, FiberRef, HashMap, Layer, Metric, Option, Redacted, Runtime } from "effect"
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  jwksCache,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWK,
+  type JWKSCacheInput,
+  type JWTVerifyGetKey
+} from "jose"
 import { createPublicKey, X509Certificate, type KeyObject } from "node:crypto"
 import { callerOf, hasScope, type Caller } from "../domain/Caller.js"
 import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
+import { failedAuthLimited, initAuthMetrics, jwksStale, staleKeyVerifications } from "./AuthMetrics.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
+import { makeFailedAuthLimiter } from "./FailedAuthLimiter.js"
 import { Authentication, Forbidden, KeysUnavailable, RateLimited, scopesByRoute, Unauthenticated } from "./Security.js"
 
 /** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
@@ -18,8 +30,8 @@ type Algorithm = (typeof ALGORITHMS)[number]
 const MAX_TOKEN_LENGTH = 8192
 /** `Authorization: Bearer <b64token>` (RFC 6750 §2.1); anything else is no token at all. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
-/** Keys are re-fetched at least this often even when every kid is known (revoked keys disappear). */
-const JWKS_MAX_AGE_MS = 10 * 60_000
+/** While verifying with stale keys, the key server is asked again at most this often (one request pays its timeout). */
+const STALE_RECHECK_MS = 10_000
 /**
  * Verified tokens remembered by their exact text: a peer service sends the same token for its whole
  * life, and a signature check (ECDSA/RSA) costs more CPU than the rest of a request. Bounded in size
@@ -83,22 +95,81 @@ const staticKeySource = (text: string): Effect.Effect<KeySource, InvalidConfig> 
     return { getKey: async () => key, algorithms: [algorithm], description: `configured ${algorithm} public key` }
   })
 
-/** AUTH_JWKS_URL: fetched lazily, cached, re-fetched on an unknown kid, each fetch bounded by AUTH_JWKS_TIMEOUT_MS. */
-const remoteKeySource = (url: string, timeoutMs: number, cooldownMs: number): KeySource => {
+/** Where a key source reports what the request path cannot (the key server's state), as Effects to run. */
+type Report = (effect: Effect.Effect<void>) => void
+
+/**
+ * AUTH_JWKS_URL: fetched lazily, cached, re-fetched on an unknown kid and at least every
+ * AUTH_JWKS_MAX_AGE_MS, each fetch bounded by AUTH_JWKS_TIMEOUT_MS. When the key server cannot be
+ * reached, the last keys fetched keep verifying for AUTH_JWKS_STALE_GRACE_SECONDS past that age (an
+ * identity-provider outage is not an API outage), with a warning, a gauge and a re-check every
+ * STALE_RECHECK_MS; after the grace period, or for a kid those keys lack, requests answer 503.
+ */
+const remoteKeySource = (url: string, config: AppConfigShape, report: Report): KeySource => {
+  // jose records the last fetched set and its time here (`uat`), whether a later fetch failed or not.
+  const cache: JWKSCacheInput = {}
   const jwks = createRemoteJWKSet(new URL(url), {
-    timeoutDuration: timeoutMs,
+    timeoutDuration: config.authJwksTimeoutMs,
     // A flood of tokens with bogus kids re-fetches at most once per cooldown.
-    cooldownDuration: cooldownMs,
-    cacheMaxAge: JWKS_MAX_AGE_MS
+    cooldownDuration: config.authJwksCooldownMs,
+    cacheMaxAge: config.authJwksMaxAgeMs,
+    [jwksCache]: cache
   })
+  const usableForMs = config.authJwksMaxAgeMs + config.authJwksStaleGraceSeconds * 1000
+  let stale: { readonly uat: number; readonly keys: JWTVerifyGetKey } | undefined
+  let recheckAt = 0
+  /** The last fetched keys while still within the grace period. */
+  const lastKeys = () => {
+    if (!("uat" in cache) || Date.now() - cache.uat > usableForMs) return undefined
+    if (stale?.uat !== cache.uat) stale = { uat: cache.uat, keys: createLocalJWKSet(cache.jwks) }
+    return stale
+  }
+  let usingStale = false
+  const withStale = async (keys: JWTVerifyGetKey, header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]) => {
+    report(Metric.increment(staleKeyVerifications))
+    try {
+      return await keys(header, token)
+    } catch (error) {
+      // A kid the old set lacks may be a new key we cannot fetch: the key server's fault, not the token's.
+      if (error instanceof errors.JWKSNoMatchingKey) throw new KeyFetchFailed("unknown kid while the key server cannot be reached")
+      throw error
+    }
+  }
   return {
     getKey: async (header, token) => {
+      const fallback = Date.now() < recheckAt ? lastKeys() : undefined
+      if (fallback !== undefined) return withStale(fallback.keys, header, token)
       try {
-        return await jwks(header, token)
+        const key = await jwks(header, token)
+        if (usingStale) {
+          usingStale = false
+          report(Effect.zipRight(Metric.set(jwksStale, 0), Effect.logInfo("auth: the JWKS key server answers again; fresh keys in use")))
+        }
+        return key
       } catch (error) {
         // Only "no key has this kid" is the token's fault; anything else is the key server's.
         if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) throw error
-        throw new KeyFetchFailed(error instanceof Error ? error.message : String(error))
+        const reason = error instanceof Error ? error.message : String(error)
+        const last = lastKeys()
+        if (last === undefined) {
+          if (usingStale) {
+            usingStale = false
+            report(Effect.zipRight(Metric.set(jwksStale, 0), Effect.logError("auth: JWKS keys past their grace period; tokens cannot be verified").pipe(Effect.annotateLogs("reason", reason))))
+          }
+          throw new KeyFetchFailed(reason)
+        }
+        usingStale = true
+        recheckAt = Date.now() + STALE_RECHECK_MS
+        const ageSeconds = Math.round((Date.now() - last.uat) / 1000)
+        report(
+          Effect.zipRight(
+            Metric.set(jwksStale, 1),
+            Effect.logWarning("auth: JWKS key server unreachable; verifying with the last fetched keys").pipe(
+              Effect.annotateLogs({ reason, keysAgeSeconds: ageSeconds, graceEndsInSeconds: Math.round((last.uat + usableForMs - Date.now()) / 1000) })
+            )
+          )
+        )
+        return withStale(last.keys, header, token)
       }
     },
     algorithms: ALGORITHMS,
@@ -106,8 +177,8 @@ const remoteKeySource = (url: string, timeoutMs: number, cooldownMs: number): Ke
   }
 }
 
-const keySource = (config: AppConfigShape): Effect.Effect<KeySource, InvalidConfig> => {
-  if (Option.isSome(config.authJwksUrl)) return Effect.succeed(remoteKeySource(config.authJwksUrl.value, config.authJwksTimeoutMs, config.authJwksCooldownMs))
+const keySource = (config: AppConfigShape, report: Report): Effect.Effect<KeySource, InvalidConfig> => {
+  if (Option.isSome(config.authJwksUrl)) return Effect.succeed(remoteKeySource(config.authJwksUrl.value, config, report))
   if (Option.isSome(config.authPublicKey)) return staticKeySource(Redacted.value(config.authPublicKey.value).trim())
   // Not production (Config refuses that): a development key pair under DATA_DIR.
   return loadOrCreateDevKey(config.dataDir).pipe(
@@ -157,7 +228,8 @@ const toRefusal = (error: unknown): Unauthenticated | KeysUnavailable => {
 export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/TokenVerifier", {
   effect: Effect.gen(function* () {
     const config = yield* AppConfig
-    const source = yield* keySource(config)
+    yield* initAuthMetrics
+    const source = yield* keySource(config, Runtime.runFork(yield* Effect.runtime<never>()))
     yield* Effect.logInfo("verifying bearer tokens").pipe(
       Effect.annotateLogs({ keys: source.description, issuer: config.authIssuer, audience: config.authAudience })
     )
@@ -199,7 +271,9 @@ export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/To
           )
         )
       })
-    return { verify } as const
+    /** Whether `token` verified recently (no signature check needed to admit it again). */
+    const remembered = (token: string) => Effect.sync(() => recalled(token) !== undefined)
+    return { verify, remembered } as const
   })
 }) {}
 
@@ -220,6 +294,24 @@ export const AuthenticationLive = Layer.effect(
     const config = yield* AppConfig
     const limiter = yield* RateLimiter.RateLimiter
     const scopes = new Map([...scopesByRoute(InventoryApi)].map((r) => [`${r.method} ${r.path}`, r.scope]))
+    const failures = makeFailedAuthLimiter(config.authFailuresPerMinute)
+
+    /**
+     * An address that failed authentication AUTH_FAILURES_PER_MINUTE times gets 429 for any token not
+     * verified recently, before its signature is checked: bad tokens stop costing CPU, while callers
+     * behind the same address whose tokens are remembered carry on.
+     */
+    const checkFailureBudget = (address: string, token: string): Effect.Effect<void, RateLimited> =>
+      Effect.gen(function* () {
+        if (config.authFailuresPerMinute === 0) return
+        const wait = failures.retryAfterSeconds(address)
+        if (wait === 0 || (yield* verifier.remembered(token))) return
+        yield* Metric.increment(failedAuthLimited)
+        return yield* new RateLimited({
+          detail: `More than ${config.authFailuresPerMinute} failed authentications per minute from this address`,
+          retryAfterSeconds: wait
+        })
+      })
 
     const rateLimit = (caller: Caller): Effect.Effect<void, RateLimited> =>
       config.rateLimitRps === 0
@@ -245,13 +337,20 @@ export const AuthenticationLive = Layer.effect(
         Effect.gen(function* () {
           const request = yield* HttpServerRequest.HttpServerRequest
           const { route } = yield* HttpRouter.RouteContext
+          const address = Option.getOrElse(request.remoteAddress, () => "unknown")
           // HttpApiSecurity.bearer hands over the header minus 7 characters, whatever it was: read it ourselves.
           const token = bearerToken(request.headers["authorization"])
-          if (Option.isNone(token)) {
-            return yield* new Unauthenticated({ detail: "A bearer token is required (Authorization: Bearer <JWT>)", reason: "missing-token" })
-          }
-          if (token.value.length > MAX_TOKEN_LENGTH) return yield* refused("The token is too long")
-          const caller = yield* verifier.verify(token.value)
+          const caller = yield* Effect.gen(function* () {
+            if (Option.isNone(token)) {
+              return yield* new Unauthenticated({ detail: "A bearer token is required (Authorization: Bearer <JWT>)", reason: "missing-token" })
+            }
+            if (token.value.length > MAX_TOKEN_LENGTH) return yield* refused("The token is too long")
+            yield* checkFailureBudget(address, token.value)
+            return yield* verifier.verify(token.value)
+          }).pipe(
+            // A token that does not verify cost a check; a missing one cost nothing and is not counted.
+            Effect.tapErrorTag("Unauthenticated", (error) => Effect.sync(() => error.reason === "invalid-token" && failures.failed(address)))
+          )
           yield* FiberRef.update(CurrentRequest, (current) => ({ ...current, actor: caller.id }))
           yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("actor", caller.id as unknown))
           yield* rateLimit(caller)

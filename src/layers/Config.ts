@@ -15,6 +15,8 @@ export interface AppConfigShape {
   readonly dbStatementTimeoutMs: number
   readonly dbConnectTimeoutMs: number
   readonly amqpUrl: Option.Option<Redacted.Redacted>
+  /** Without AMQP_URL, events go to the log; production allows that only when this says so. */
+  readonly eventsLogOnly: boolean
   readonly authJwksUrl: Option.Option<string>
   readonly authPublicKey: Option.Option<Redacted.Redacted>
   readonly authIssuer: string
@@ -25,6 +27,12 @@ export interface AppConfigShape {
   readonly authJwksTimeoutMs: number
   /** Least time between two JWKS re-fetches caused by an unknown `kid`. */
   readonly authJwksCooldownMs: number
+  /** Keys fetched from AUTH_JWKS_URL are re-fetched at least this often. */
+  readonly authJwksMaxAgeMs: number
+  /** How long past that age the last fetched keys still verify tokens while the key server is down (0: not at all). */
+  readonly authJwksStaleGraceSeconds: number
+  /** Failed authentications allowed per client address and minute before 429 (0: no limit). */
+  readonly authFailuresPerMinute: number
   readonly logLevel: LogLevel.LogLevel
   readonly otlpEndpoint: Option.Option<string>
   readonly deploymentEnvironment: Option.Option<string>
@@ -94,6 +102,13 @@ const nonNegativeInt = (name: string, fallback: number) =>
     Config.withDefault(fallback)
   )
 
+/** 0 turns the feature off. */
+const zeroOrPositiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
+    Config.withDefault(fallback)
+  )
+
 /** An optional absolute URL. */
 const optionalUrl = (name: string) =>
   optionalString(name).pipe(
@@ -131,6 +146,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   dbStatementTimeoutMs: positiveInt("DB_STATEMENT_TIMEOUT_MS", 5_000),
   dbConnectTimeoutMs: positiveInt("DB_CONNECT_TIMEOUT_MS", 5_000),
   amqpUrl: secret("AMQP_URL"),
+  eventsLogOnly: Config.boolean("EVENTS_LOG_ONLY").pipe(Config.withDefault(false)),
   authJwksUrl: optionalUrl("AUTH_JWKS_URL"),
   authPublicKey: secret("AUTH_PUBLIC_KEY"),
   authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault(DEV_ISSUER)),
@@ -144,6 +160,9 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.validate({ message: "must be 0 or a positive integer", validation: (n) => n >= 0 }),
     Config.withDefault(30_000)
   ),
+  authJwksMaxAgeMs: positiveInt("AUTH_JWKS_MAX_AGE_MS", 600_000),
+  authJwksStaleGraceSeconds: zeroOrPositiveInt("AUTH_JWKS_STALE_GRACE_SECONDS", 21_600),
+  authFailuresPerMinute: zeroOrPositiveInt("AUTH_FAILURES_PER_MINUTE", 600),
   logLevel,
   otlpEndpoint: optionalUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
   deploymentEnvironment: Config.option(Config.string("DEPLOYMENT_ENVIRONMENT")),
@@ -182,6 +201,10 @@ const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigPr
   }
   for (const name of ["AUTH_ISSUER", "AUTH_AUDIENCE"]) {
     if (!isSet(env, name)) problems.push(`${name}: required in production`)
+  }
+  // The log publisher marks every event published: without a broker they would be lost for good.
+  if (Option.isNone(config.amqpUrl) && !config.eventsLogOnly) {
+    problems.push("AMQP_URL or AMQP_URL_FILE: required in production (or EVENTS_LOG_ONLY=true to write events only to the log)")
   }
   if (Option.isNone(config.databaseUrl)) problems.push("DATABASE_URL: required in production (no embedded database)")
   const rawUrl = process.env["DATABASE_URL"]

@@ -99,6 +99,70 @@ describe("keys from AUTH_JWKS_URL", () => {
   })
 })
 
+describe("keys from AUTH_JWKS_URL while the key server is down", () => {
+  let app: TestApp
+  let jwks: Awaited<ReturnType<typeof keyServer>>
+  const key = ec()
+  // Each request a token never seen before (a new subject), so nothing comes from the verified-token cache.
+  let n = 0
+  const fresh = () =>
+    new SignJWT({ scope: "inventory:read" })
+      .setProtectedHeader({ alg: "ES256", kid: "idp-1" })
+      .setSubject(`stale-test-${n++}`)
+      .setIssuer(TEST_ISSUER)
+      .setAudience(TEST_AUDIENCE)
+      .setExpirationTime("5m")
+      .sign(key.privateKey)
+  const staleGauge = async () => /^inventory_auth_jwks_stale(\{[^}]*\})? (\d)/m.exec(await (await fetch(`${app.baseUrl}/metrics`)).text())?.[2]
+  const MAX_AGE_MS = 500
+  const GRACE_SECONDS = 4
+
+  beforeAll(async () => {
+    jwks = await keyServer()
+    jwks.setKeys([await publicJwk(key.publicKey, "idp-1")])
+    app = await startTestApp({
+      label: "jwksstale",
+      env: {
+        AUTH_JWKS_URL: jwks.url,
+        AUTH_PUBLIC_KEY: "",
+        AUTH_JWKS_TIMEOUT_MS: "200",
+        AUTH_JWKS_MAX_AGE_MS: String(MAX_AGE_MS),
+        AUTH_JWKS_STALE_GRACE_SECONDS: String(GRACE_SECONDS)
+      }
+    })
+  })
+  afterAll(async () => {
+    await app?.close()
+    await jwks?.close()
+  })
+
+  it("keeps verifying with the last keys fetched for the grace period, says so, then answers 503; fresh keys end it", async () => {
+    expect((await get(app, await fresh())).status).toBe(404)
+    const fetchedAt = Date.now()
+    jwks.setHang(true)
+    await new Promise((resolve) => setTimeout(resolve, MAX_AGE_MS + 200))
+
+    // Past the keys' age, the key server silent: new tokens still verify with the old keys.
+    for (let i = 0; i < 3; i++) expect((await get(app, await fresh())).status).toBe(404)
+    expect(await staleGauge()).toBe("1")
+    expect(app.logs().some((line) => line.includes("JWKS key server unreachable; verifying with the last fetched keys"))).toBe(true)
+    // A kid the old keys lack may be a new key: the key server's fault, not the token's.
+    const unknownKid = await get(app, await sign(ec().privateKey, "ES256", "idp-2"))
+    expect(unknownKid.status).toBe(503)
+
+    // After the grace period: 503 with Retry-After, not a wrong 401.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, fetchedAt + MAX_AGE_MS + GRACE_SECONDS * 1000 + 200 - Date.now())))
+    const late = await get(app, await fresh())
+    expect(late.status).toBe(503)
+    expect(late.body.code).toBe("unavailable")
+    expect(late.headers.get("retry-after")).toBeTruthy()
+
+    jwks.setHang(false)
+    expect((await get(app, await fresh())).status).toBe(404)
+    expect(await staleGauge()).toBe("0")
+  })
+})
+
 /** Builds only the verifier: enough to check a key configuration without a database. */
 const verifierWith = (env: Record<string, string>) =>
   Effect.runPromiseExit(

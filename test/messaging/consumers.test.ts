@@ -156,28 +156,40 @@ describe("event consumers against RabbitMQ", () => {
       expect(await peer.drain("inventory.dead-letter")).toEqual([])
     })
 
-    it("dead-letters an order event that keeps failing, after its attempts, with the last error", async () => {
+    it("keeps retrying an order event blocked by a lock (statement timeout), and applies it once the lock is gone", async () => {
       await reserve("order-locked", "ol-1", 1)
-      // Another transaction holds the reservation: every attempt runs into the statement timeout.
+      // Another transaction holds the reservation: every attempt runs into the statement timeout (57014),
+      // which passes by itself, so the message is kept and retried instead of dead-lettered.
       const locker = new pg.Client({ connectionString: app.database.url })
       await locker.connect()
+      const message = envelope("OrderCancelledEvent", { orderId: "order-locked" })
       try {
         await locker.query("BEGIN")
         await locker.query("SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE", ["order-locked"])
-        const message = envelope("OrderCancelledEvent", { orderId: "order-locked" })
         await peer.publish("order.events", "order.cancelled", message, { messageId: message.eventId })
-        const dead = await eventually(async () => {
-          const found = await peer.drain("inventory.dead-letter")
-          return found.find((m) => m.properties.messageId === message.eventId)
-        })
-        expect(dead.properties.headers).toMatchObject({ "x-original-queue": "inventory-service.order-events", "x-attempts": "2" })
-        expect(String(dead.properties.headers!["x-dead-letter-reason"])).toMatch(/^SqlError: .*statement timeout/)
-        expect(await inboxCount(message.eventId)).toBe(0)
+        // Well past AMQP_CONSUMER_MAX_ATTEMPTS (2) attempts of 1 s each.
+        await eventually(
+          () => (app.logs().filter((line) => line.includes("message kept for retry") && line.includes(message.eventId)).length >= 3 ? true : undefined),
+          30_000,
+          "three retried attempts"
+        )
+        expect(await reservationStatus("order-locked")).toBe("ACTIVE")
       } finally {
         await locker.query("ROLLBACK")
         await locker.end()
       }
-      expect(await reservationStatus("order-locked")).toBe("ACTIVE")
+      await eventually(async () => ((await reservationStatus("order-locked")) === "RELEASED" ? true : undefined))
+      expect(await inboxCount(message.eventId)).toBe(1)
+      expect((await peer.drain("inventory.dead-letter")).map((m) => m.properties.messageId)).not.toContain(message.eventId)
+    })
+
+    it("dead-letters at once an event whose data the database refuses (a NUL byte: data exception, class 22)", async () => {
+      const message = envelope("ProductVariantCreatedEvent", { variantId: "pv-nul", sku: "SKU\u0000NUL" })
+      await peer.publish("product.events", "product.variant_created", message, { messageId: message.eventId })
+      const dead = await eventually(async () => (await peer.drain("inventory.dead-letter")).find((m) => m.properties.messageId === message.eventId))
+      expect(dead.properties.headers).toMatchObject({ "x-original-queue": "inventory-service.product-events", "x-attempts": "1" })
+      expect(String(dead.properties.headers!["x-dead-letter-reason"])).toMatch(/sku|22021/i)
+      expect((await api().get("/v1/stock-levels/pv-nul")).status).toBe(404)
     })
   })
 })
