@@ -1,6 +1,6 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Duration, Option } from "effect"
-import { isDatabaseUnavailable, pgCode } from "../services/Transactions.js"
+import { classifySqlError, pgCode, type SqlFailureKind } from "../services/Transactions.js"
 
 /**
  * What a failed attempt at a consumed message means for the message:
@@ -16,24 +16,11 @@ export interface ClassifiedFailure {
   readonly reason: string
 }
 
-/**
- * SQLSTATEs that pass by themselves: lock and statement timeouts (55P03, 57014), an idle transaction
- * cut (25P03), contention left after the transaction's own retries (40001, 40P01), and the classes of
- * connection trouble (08), exhausted resources (53) and shutdown/failover (57P0x).
- */
-const TRANSIENT_CODES = new Set(["55P03", "57014", "25P03", "25006", "40001", "40P01"])
-const TRANSIENT_CLASSES = ["08", "53", "57P"]
+/** The database's own classification (services/Transactions.ts), read for a consumed message. */
+const KIND_OF: Record<SqlFailureKind, FailureKind> = { "bad-data": "unprocessable", unavailable: "transient", bug: "unknown" }
 
-/** Class 22 (data exception: a NUL byte, a value out of range…) is only ever caused by the data itself. */
-export const classifySqlError = (error: SqlError): FailureKind => {
-  const code = pgCode(error)
-  if (code !== undefined) {
-    if (code.startsWith("22")) return "unprocessable"
-    if (TRANSIENT_CODES.has(code) || TRANSIENT_CLASSES.some((prefix) => code.startsWith(prefix))) return "transient"
-  }
-  // No SQLSTATE: the driver or the pool (connection refused or reset, acquire timeout).
-  return isDatabaseUnavailable(error) ? "transient" : "unknown"
-}
+/** Class 22 (data exception) is only ever caused by the data; unavailability passes by itself. */
+export const sqlFailureKind = (error: SqlError): FailureKind => KIND_OF[classifySqlError(error)]
 
 const firstLine = (text: string) => text.split("\n")[0]!.slice(0, 500)
 
@@ -52,13 +39,13 @@ export const classifyCause = (cause: Cause.Cause<Failure>): ClassifiedFailure =>
   if (Option.isSome(failure)) {
     const error = failure.value
     if (error._tag === "Unprocessable") return { kind: "unprocessable", reason: error.reason ?? error.message }
-    if (error instanceof SqlError) return { kind: classifySqlError(error), reason: describe(error) }
+    if (error instanceof SqlError) return { kind: sqlFailureKind(error), reason: describe(error) }
     // Any other typed failure is a rule of the domain saying no: retrying cannot change it.
     return { kind: "unprocessable", reason: describe(error) }
   }
   const defect = Cause.dieOption(cause)
   if (Option.isSome(defect) && defect.value instanceof SqlError) {
-    return { kind: classifySqlError(defect.value), reason: describe(defect.value) }
+    return { kind: sqlFailureKind(defect.value), reason: describe(defect.value) }
   }
   return { kind: "unknown", reason: `defect: ${firstLine(Cause.pretty(cause))}` }
 }

@@ -22,9 +22,9 @@ export type SqlFailureKind = "unavailable" | "bad-data" | "bug"
 // Classes 08 (connection), 53 (insufficient resources: 53200 out of shared memory, 53300 too many
 // connections...) and 40 (contention left after the transaction retries) are transient. 57014: a
 // statement_timeout; 57P01-57P05: the server shut down or dropped the session; 55P03: lock timeout;
-// 25006: a write reached a read-only server (the old primary after a failover, via a cached address).
+// 25P03: an idle transaction cut; 25006: a write reached a read-only server (the old primary after a failover, via a cached address).
 const UNAVAILABLE_CLASSES = new Set(["08", "40", "53"])
-const UNAVAILABLE_CODES = new Set(["25006", "55P03", "57014", "57P01", "57P02", "57P03", "57P05"])
+const UNAVAILABLE_CODES = new Set(["25006", "25P03", "55P03", "57014", "57P01", "57P02", "57P03", "57P04", "57P05"])
 
 export const classifySqlError = (error: unknown): SqlFailureKind => {
   const code = pgCode(error) ?? ""

@@ -1,7 +1,7 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Duration } from "effect"
 import { describe, expect, it } from "vitest"
-import { classifyCause, classifySqlError, retryDelay } from "../../src/consumers/Failure.js"
+import { classifyCause, sqlFailureKind, retryDelay } from "../../src/consumers/Failure.js"
 import { Unprocessable } from "../../src/consumers/Consumer.js"
 
 const pgError = (code: string, message = "boom") => new SqlError({ cause: Object.assign(new Error(message), { code }) })
@@ -9,25 +9,25 @@ const pgError = (code: string, message = "boom") => new SqlError({ cause: Object
 describe("what a failed attempt at a consumed message means", () => {
   it.each(["57P01", "57P03", "57014", "55P03", "25P03", "40001", "40P01", "53300", "08006", "08001", "25006"])(
     "retries SQLSTATE %s without limit (it passes by itself)",
-    (code) => expect(classifySqlError(pgError(code))).toBe("transient")
+    (code) => expect(sqlFailureKind(pgError(code))).toBe("transient")
   )
 
   it("retries a refused or reset connection and a pool acquire timeout (no SQLSTATE)", () => {
-    expect(classifySqlError(new SqlError({ cause: new Error("connect ECONNREFUSED 127.0.0.1:5432") }))).toBe("transient")
-    expect(classifySqlError(new SqlError({ cause: new Error("Connection terminated unexpectedly") }))).toBe("transient")
-    expect(classifySqlError(new SqlError({ cause: new Error("timeout exceeded when trying to connect") }))).toBe("transient")
+    expect(sqlFailureKind(new SqlError({ cause: new Error("connect ECONNREFUSED 127.0.0.1:5432") }))).toBe("transient")
+    expect(sqlFailureKind(new SqlError({ cause: new Error("Connection terminated unexpectedly") }))).toBe("transient")
+    expect(sqlFailureKind(new SqlError({ cause: new Error("timeout exceeded when trying to connect") }))).toBe("transient")
   })
 
   it("dead-letters a data exception (class 22) at once: only the data can cause it", () => {
-    expect(classifySqlError(pgError("22021", "invalid byte sequence for encoding \"UTF8\": 0x00"))).toBe("unprocessable")
-    expect(classifySqlError(pgError("22003"))).toBe("unprocessable")
+    expect(sqlFailureKind(pgError("22021", "invalid byte sequence for encoding \"UTF8\": 0x00"))).toBe("unprocessable")
+    expect(sqlFailureKind(pgError("22003"))).toBe("unprocessable")
     const failure = classifyCause(Cause.fail(pgError("22P02", "invalid input syntax")))
     expect(failure).toMatchObject({ kind: "unprocessable" })
     expect(failure.reason).toMatch(/^SqlError: .*invalid input syntax.*\[22P02\]/)
   })
 
   it("counts other SQL errors and defects as unknown (dead-lettered after the configured attempts)", () => {
-    expect(classifySqlError(pgError("42P01", "relation does not exist"))).toBe("unknown")
+    expect(sqlFailureKind(pgError("42P01", "relation does not exist"))).toBe("unknown")
     expect(classifyCause(Cause.die(new TypeError("bug")))).toMatchObject({ kind: "unknown", reason: expect.stringMatching(/^defect: /) })
   })
 
