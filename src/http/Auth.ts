@@ -1,5 +1,5 @@
 import { RateLimiter } from "@effect/experimental"
-import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, FiberRef, HashMap, Layer, Option, Redacted } from "effect"
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from "jose"
 import { createPublicKey, X509Certificate, type KeyObject } from "node:crypto"
@@ -8,7 +8,7 @@ import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
-import { Authentication, Forbidden, KeysUnavailable, RateLimited, scopesByRoute, Unauthenticated } from "./Security.js"
+import { Authentication, Forbidden, KeysUnavailable, RateLimited, rateLimitHeaders, scopesByRoute, Unauthenticated } from "./Security.js"
 
 /** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
 export const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const
@@ -227,10 +227,21 @@ export const AuthenticationLive = Layer.effect(
         : limiter
             .consume({ algorithm: "token-bucket", onExceeded: "fail", window: Duration.seconds(1), limit: config.rateLimitRps, key: caller.id })
             .pipe(
-              Effect.asVoid,
+              // Every answer of a limited endpoint tells the caller its quota (RateLimit headers).
+              Effect.flatMap((quota) =>
+                HttpApp.appendPreResponseHandler((_, response) =>
+                  Effect.succeed(
+                    HttpServerResponse.setHeaders(
+                      response,
+                      rateLimitHeaders({ limit: quota.limit, remaining: quota.remaining, resetSeconds: Duration.toSeconds(quota.resetAfter) })
+                    )
+                  )
+                )
+              ),
               Effect.catchAll((error) =>
                 Effect.fail(
                   new RateLimited({
+                    limit: config.rateLimitRps,
                     detail: `More than ${config.rateLimitRps} requests per second from this caller`,
                     retryAfterSeconds: error._tag === "RateLimiterError" && "retryAfter" in error
                       ? Math.max(1, Math.ceil(Duration.toSeconds(error.retryAfter)))
