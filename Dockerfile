@@ -25,6 +25,22 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 FROM node:20.20.2-bookworm-slim AS runtime
+# OCI image annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
+# CI passes the release: --build-arg VERSION=$(node -p "require('./package.json').version")
+#   --build-arg REVISION=$(git rev-parse HEAD) --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="inventory-service" \
+      org.opencontainers.image.description="Inventory Service: stock levels, reservations, transactional outbox to RabbitMQ" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="https://git.example.com/commerce/inventory-service" \
+      org.opencontainers.image.documentation="https://git.example.com/commerce/inventory-service/-/blob/main/README.md" \
+      org.opencontainers.image.vendor="Commerce platform, Inventory Service team" \
+      org.opencontainers.image.licenses="LicenseRef-Proprietary" \
+      org.opencontainers.image.base.name="docker.io/library/node:20.20.2-bookworm-slim"
 ENV NODE_ENV=production
 WORKDIR /app
 # Files stay root-owned and read-only for the `node` user; the pod also mounts the root

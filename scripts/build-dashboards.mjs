@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Writes the Grafana dashboards of deploy/observability/dashboards from the compact definitions
 // below (a test checks the committed JSON matches). Edit here, run `node scripts/build-dashboards.mjs`.
-// Every query uses only the service's own metrics (docs/observability.md) plus `up` and
-// kube-state-metrics where noted; `$job` selects the scrape job, `$instance` one or all pods.
+// Every query uses only the service's own metrics (docs/observability.md) plus `up`,
+// kube-state-metrics and RabbitMQ's Prometheus plugin where noted; `$job` selects the scrape job,
+// `$instance` one or all pods, `$rabbitmq_job` (Message Broker only) the broker's scrape job.
 import { writeFileSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -13,6 +14,10 @@ const sel = 'job="$job", instance=~"$instance"'
 const ts = (title, targets, unit = "short", extra = {}) => ({ type: "timeseries", title, unit, targets, ...extra })
 const stat = (title, expr, unit = "short") => ({ type: "stat", title, unit, targets: [{ expr, legend: title }] })
 const t = (expr, legend) => ({ expr, legend })
+// RabbitMQ's own metrics (rabbitmq_prometheus plugin, per-object: `/metrics/per-object` or
+// `prometheus.return_per_object_metrics = true`), limited to this service's queues.
+const rmq = 'job="$rabbitmq_job"'
+const ourQueues = `${rmq}, queue=~"inventory-service\\..*|inventory\\..*"`
 
 const dashboards = {
   "inventory-service-overview": {
@@ -34,6 +39,8 @@ const dashboards = {
     title: "Inventory Service / API performance",
     panels: [
       ts("Requests/s by route", [t(`sum by (route, method) (rate(inventory_http_requests_total{${sel}}[5m]))`, "{{method}} {{route}}")], "reqps"),
+      ts("Requests/s by status code", [t(`sum by (status) (rate(inventory_http_requests_total{${sel}}[5m]))`, "{{status}}")], "reqps"),
+      ts("Refusals and errors by route and code (4xx, 5xx)", [t(`sum by (method, route, status) (rate(inventory_http_requests_total{${sel}, status_class=~"4xx|5xx"}[5m]))`, "{{status}} {{method}} {{route}}")], "reqps"),
       ts("Error ratio by route (4xx, 5xx)", [
         t(`sum by (route) (rate(inventory_http_requests_total{${sel}, status_class="5xx"}[5m])) / clamp_min(sum by (route) (rate(inventory_http_requests_total{${sel}}[5m])), 1e-9)`, "5xx {{route}}"),
         t(`sum by (route) (rate(inventory_http_requests_total{${sel}, status_class="4xx"}[5m])) / clamp_min(sum by (route) (rate(inventory_http_requests_total{${sel}}[5m])), 1e-9)`, "4xx {{route}}")
@@ -74,6 +81,37 @@ const dashboards = {
       ts("Relay failures and parked rows", [t(`sum(increase(inventory_outbox_publish_failures_total{${sel}}[5m]))`, "failures"), t(`sum(increase(inventory_outbox_parked_total{${sel}}[5m]))`, "parked")]),
       ts("Consumed/s by event type and outcome", [t(`sum by (event_type, outcome) (rate(inventory_events_consumed_total{${sel}}[5m]))`, "{{event_type}} {{outcome}}")], "ops"),
       ts("Dead-lettered by queue", [t(`sum by (queue) (increase(inventory_messages_dead_lettered_total{${sel}}[15m]))`, "{{queue}}")])
+    ]
+  },
+  // The broker as RabbitMQ itself reports it, beside what the service measures of it.
+  "inventory-service-broker": {
+    title: "Inventory Service / Message Broker",
+    brokerJob: true,
+    panels: [
+      stat("Dead-letter queue depth", `sum(rabbitmq_queue_messages_ready{${rmq}, queue="inventory.dead-letter"})`),
+      stat("Unrouted queue depth", `sum(rabbitmq_queue_messages_ready{${rmq}, queue="inventory.unrouted"})`),
+      stat("Consumers on our queues", `sum(rabbitmq_queue_consumers{${rmq}, queue=~"inventory-service\\..*"})`),
+      stat("Broker alarms (memory, disk)", `max(rabbitmq_alarms_memory_used_watermark{${rmq}}) + max(rabbitmq_alarms_free_disk_space_watermark{${rmq}})`),
+      ts("Queue depth: ready by queue", [t(`sum by (queue) (rabbitmq_queue_messages_ready{${ourQueues}})`, "{{queue}}")]),
+      ts("Queue depth: unacknowledged by queue", [t(`sum by (queue) (rabbitmq_queue_messages_unacked{${ourQueues}})`, "{{queue}}")]),
+      ts("Consumers by queue", [t(`sum by (queue) (rabbitmq_queue_consumers{${ourQueues}})`, "{{queue}}")]),
+      ts("Broker publish / deliver / ack rates", [
+        t(`sum(rate(rabbitmq_global_messages_received_total{${rmq}}[5m]))`, "published (received)"),
+        t(`sum(rate(rabbitmq_global_messages_confirmed_total{${rmq}}[5m]))`, "confirmed to publishers"),
+        t(`sum(rate(rabbitmq_global_messages_delivered_total{${rmq}}[5m]))`, "delivered"),
+        t(`sum(rate(rabbitmq_global_messages_acknowledged_total{${rmq}}[5m]))`, "acknowledged"),
+        t(`sum(rate(rabbitmq_global_messages_unroutable_returned_total{${rmq}}[5m]))`, "unroutable, returned")
+      ], "ops"),
+      ts("Dead-letter queue: broker depth vs service's dead-lettering", [
+        t(`sum(rabbitmq_queue_messages_ready{${rmq}, queue="inventory.dead-letter"})`, "depth (broker)"),
+        t(`sum(increase(inventory_messages_dead_lettered_total{${sel}}[15m]))`, "dead-lettered / 15 min (service)")
+      ]),
+      ts("Events published and consumed (service)", [
+        t(`sum(rate(inventory_events_published_total{${sel}}[5m]))`, "published (service)"),
+        t(`sum(rate(inventory_events_consumed_total{${sel}}[5m]))`, "consumed (service)")
+      ], "ops"),
+      ts("Connections and channels", [t(`sum(rabbitmq_connections{${rmq}})`, "connections"), t(`sum(rabbitmq_channels{${rmq}})`, "channels")]),
+      ts("Outbox backlog (service)", [t(`max(inventory_outbox_pending_rows{${sel}})`, "pending rows")])
     ]
   }
 }
@@ -150,7 +188,18 @@ export const buildDashboards = () =>
               allValue: ".*",
               current: { text: "All", value: "$__all" },
               label: "Instance"
-            }
+            },
+            ...(definition.brokerJob
+              ? [
+                  {
+                    name: "rabbitmq_job",
+                    type: "custom",
+                    query: "rabbitmq",
+                    current: { text: "rabbitmq", value: "rabbitmq" },
+                    label: "RabbitMQ scrape job"
+                  }
+                ]
+              : [])
           ]
         },
         links: [{ title: "Inventory dashboards", type: "dashboards", tags: ["inventory-service"], asDropdown: true }],

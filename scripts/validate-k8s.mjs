@@ -20,7 +20,7 @@ import { parseAllDocuments } from "yaml"
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 /** The kustomizations rendered when no argument is given. */
-export const defaultKustomizations = ["deploy/k8s/base", "deploy/k8s/overlays/production"]
+export const defaultKustomizations = ["deploy/k8s/base", "deploy/k8s/overlays/staging", "deploy/k8s/overlays/production"]
 
 /**
  * apiVersion/kind -> module exporting the model class. Anything not listed here is an error,

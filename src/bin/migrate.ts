@@ -1,13 +1,16 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { AppConfig, loadConfig } from "../layers/Config.js"
+import { AppConfig, loadConfigFor } from "../layers/Config.js"
 import { LoggingLive } from "../layers/Logging.js"
 import { migrate } from "../layers/Migrations.js"
 import { SqlLive } from "../layers/Sql.js"
 
-/** `npm run migrate`: applies pending migrations to DATABASE_URL (or the embedded database) and exits. */
+/**
+ * `npm run migrate`: applies pending migrations to DATABASE_URL (or the embedded database) and exits.
+ * It needs the database only, so in production it runs without the broker URL or token keys.
+ */
 const program = Effect.gen(function* () {
-  const config = yield* loadConfig
+  const config = yield* loadConfigFor("database")
   const applied = yield* migrate().pipe(
     Effect.provide(SqlLive.pipe(Layer.provide(Layer.succeed(AppConfig, config)))),
     Effect.provide(LoggingLive(config.logLevel))

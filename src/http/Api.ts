@@ -64,9 +64,22 @@ export const StockLevelQuery = Schema.Struct({
   )
 )
 
-/** Stored with the answer, so held to the free-text rule (printable), at most 255 characters (API.md). */
+/** Stored with the answer, so held to the free-text rule (printable, at most 255 characters). The contract of `Idempotency-Key` (services/Idempotency.ts implements it), shown on every endpoint that takes it. */
+const IDEMPOTENCY_KEY = [
+  "Optional, 1-255 characters, e.g. a UUID per logical operation.",
+  "Scope: per caller (token subject) and endpoint; another caller's key never matches.",
+  "Replay: a retry with the same key and the same request (path and body) changes nothing and gets the stored answer,",
+  "status and body as the first time, with the response header `Idempotent-Replayed: true`.",
+  "The same key with a different request is refused with 422 `idempotency-key-reused`.",
+  "Refusals (4xx) and failures (5xx) are not stored: a retry runs again.",
+  "Two simultaneous first attempts run one after the other.",
+  "Retention: answers are kept IDEMPOTENCY_KEY_RETENTION_HOURS (default 72 h); a retry after that runs again."
+].join(" ")
+
 const IdempotencyHeaders = Schema.Struct({
-  "idempotency-key": Schema.optional(printableText(255))
+  "idempotency-key": Schema.optional(
+    printableText(255).annotations({ title: "Idempotency-Key", description: IDEMPOTENCY_KEY })
+  )
 })
 
 export class StockLevelsApi extends HttpApiGroup.make("stockLevels")

@@ -1,5 +1,5 @@
 import { RateLimiter } from "@effect/experimental"
-import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, FiberRef, HashMap, Layer, Metric, Option, Redacted, Runtime } from "effect"
 import {
   createLocalJWKSet,
@@ -20,7 +20,7 @@ import { InventoryApi } from "./Api.js"
 import { failedAuthLimited, initAuthMetrics, jwksStale, staleKeyVerifications } from "./AuthMetrics.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
 import { makeFailedAuthLimiter } from "./FailedAuthLimiter.js"
-import { Authentication, Forbidden, KeysUnavailable, RateLimited, scopesByRoute, Unauthenticated } from "./Security.js"
+import { Authentication, Forbidden, KeysUnavailable, RateLimited, rateLimitHeaders, scopesByRoute, Unauthenticated } from "./Security.js"
 
 /** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
 export const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const
@@ -319,10 +319,21 @@ export const AuthenticationLive = Layer.effect(
         : limiter
             .consume({ algorithm: "token-bucket", onExceeded: "fail", window: Duration.seconds(1), limit: config.rateLimitRps, key: caller.id })
             .pipe(
-              Effect.asVoid,
+              // Every answer of a limited endpoint tells the caller its quota (RateLimit headers).
+              Effect.flatMap((quota) =>
+                HttpApp.appendPreResponseHandler((_, response) =>
+                  Effect.succeed(
+                    HttpServerResponse.setHeaders(
+                      response,
+                      rateLimitHeaders({ limit: quota.limit, remaining: quota.remaining, resetSeconds: Duration.toSeconds(quota.resetAfter) })
+                    )
+                  )
+                )
+              ),
               Effect.catchAll((error) =>
                 Effect.fail(
                   new RateLimited({
+                    limit: config.rateLimitRps,
                     detail: `More than ${config.rateLimitRps} requests per second from this caller`,
                     retryAfterSeconds: error._tag === "RateLimiterError" && "retryAfter" in error
                       ? Math.max(1, Math.ceil(Duration.toSeconds(error.retryAfter)))

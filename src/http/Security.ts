@@ -54,18 +54,34 @@ export class Forbidden extends Schema.TaggedError<Forbidden>()(
   }
 }
 
+/** The one quota policy: RATE_LIMIT_RPS requests per second per caller, counted by each replica. */
+export const RATE_LIMIT_POLICY = "per-caller"
+
+/**
+ * `RateLimit-Policy` and `RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers, structured fields):
+ * the quota `q` per window `w` seconds, what remains `r` and the seconds `t` until it is whole again.
+ */
+export const rateLimitHeaders = (quota: { readonly limit: number; readonly remaining: number; readonly resetSeconds: number }) => ({
+  "ratelimit-policy": `"${RATE_LIMIT_POLICY}";q=${quota.limit};w=1`,
+  ratelimit: `"${RATE_LIMIT_POLICY}";r=${Math.max(0, Math.floor(quota.remaining))};t=${Math.max(0, Math.ceil(quota.resetSeconds))}`
+})
+
 /** 429: the caller spent its RATE_LIMIT_RPS budget. */
 export class RateLimited extends Schema.TaggedError<RateLimited>()(
   "RateLimited",
-  { detail: Schema.String, retryAfterSeconds: Schema.Int },
-  HttpApiSchema.annotations({ status: 429, description: "rate-limited: too many requests from this caller; see Retry-After" })
+  // `limit`: the per-caller quota (RATE_LIMIT_RPS); absent for the per-address failed-authentication budget.
+  { detail: Schema.String, retryAfterSeconds: Schema.Int, limit: Schema.optional(Schema.Int) },
+  HttpApiSchema.annotations({ status: 429, description: "rate-limited: too many requests from this caller; see Retry-After and RateLimit" })
 ) {
   readonly problem = problems.rateLimited
   override get message() {
     return this.detail
   }
   get problemHeaders(): Record<string, string> {
-    return { "retry-after": String(this.retryAfterSeconds) }
+    return {
+      "retry-after": String(this.retryAfterSeconds),
+      ...(this.limit === undefined ? {} : rateLimitHeaders({ limit: this.limit, remaining: 0, resetSeconds: this.retryAfterSeconds }))
+    }
   }
 }
 

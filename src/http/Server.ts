@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http"
 import { wellFormedCorrelationId } from "../domain/Ids.js"
 import { AppConfig, type AppConfigShape } from "../layers/Config.js"
 import { Lifecycle } from "../layers/Lifecycle.js"
+import { InFlightDrain } from "../layers/Shutdown.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { AuthenticationLive } from "./Auth.js"
@@ -237,6 +238,18 @@ export class NodeServer extends Context.Tag("inventory/NodeServer")<NodeServer, 
 
 const NodeServerLive = Layer.sync(NodeServer, () => createServer())
 
+/** Shutdown's drain step: stop accepting, close idle keep-alive sockets, wait for in-flight requests. */
+const InFlightDrainLive = Layer.effect(
+  InFlightDrain,
+  Effect.map(NodeServer, (server) => ({
+    drain: Effect.async<void>((resume) => {
+      if (!server.listening) return resume(Effect.void)
+      server.close(() => resume(Effect.void))
+      server.closeIdleConnections()
+    })
+  }))
+)
+
 /**
  * The HTTP server on PORT serving the API, `/openapi.json`, `/docs` and `/metrics` (the latter on its
  * own server when METRICS_PORT is set). Probes and scrapes are not traced.
@@ -261,4 +274,4 @@ export const HttpLive = Layer.unwrapEffect(
       HttpMiddleware.withTracerDisabledForUrls(UNTRACED_PATHS)
     )
   })
-).pipe(Layer.provideMerge(NodeServerLive))
+).pipe(Layer.merge(InFlightDrainLive), Layer.provideMerge(NodeServerLive))

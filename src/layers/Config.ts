@@ -191,19 +191,25 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   })
 })
 
+/**
+ * What a process needs: the service ("serve") verifies tokens; a one-shot database tool
+ * ("database", the migration Job) needs only DATABASE_URL, so it is given only that secret.
+ */
+export type ConfigPurpose = "serve" | "database"
+
 /** Start-up refuses to run on configuration that is unsafe in production. */
-const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigProvider): ReadonlyArray<string> => {
+const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigProvider, purpose: ConfigPurpose): ReadonlyArray<string> => {
   if (config.nodeEnv !== "production") return []
   const problems: Array<string> = []
   // Tokens: a real key source (never the development key pair) and the platform's own claims.
-  if (Option.isNone(config.authJwksUrl) && Option.isNone(config.authPublicKey)) {
+  if (purpose === "serve" && Option.isNone(config.authJwksUrl) && Option.isNone(config.authPublicKey)) {
     problems.push("AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE: required in production (no development key)")
   }
-  for (const name of ["AUTH_ISSUER", "AUTH_AUDIENCE"]) {
+  for (const name of purpose === "serve" ? ["AUTH_ISSUER", "AUTH_AUDIENCE"] : []) {
     if (!isSet(env, name)) problems.push(`${name}: required in production`)
   }
   // The log publisher marks every event published: without a broker they would be lost for good.
-  if (Option.isNone(config.amqpUrl) && !config.eventsLogOnly) {
+  if (purpose === "serve" && Option.isNone(config.amqpUrl) && !config.eventsLogOnly) {
     problems.push("AMQP_URL or AMQP_URL_FILE: required in production (or EVENTS_LOG_ONLY=true to write events only to the log)")
   }
   if (Option.isNone(config.databaseUrl)) problems.push("DATABASE_URL: required in production (no embedded database)")
@@ -237,17 +243,19 @@ export const describeConfigError = (error: ConfigError.ConfigError): string =>
 const isSet = (env: ConfigProvider.ConfigProvider, name: string) =>
   Effect.runSync(Effect.isSuccess(env.load(Config.string(name))))
 
-export const loadConfig: Effect.Effect<AppConfigShape, InvalidConfig> = appConfig.pipe(
+export const loadConfigFor = (purpose: ConfigPurpose): Effect.Effect<AppConfigShape, InvalidConfig> => appConfig.pipe(
   Effect.mapError((error) => new InvalidConfig({ message: `Invalid configuration: ${describeConfigError(error)}` })),
   Effect.flatMap((config) =>
     Effect.flatMap(Effect.configProviderWith(Effect.succeed), (env) => {
-      const problems = [...ambiguities(config), ...productionProblems(config, env)]
+      const problems = [...ambiguities(config), ...productionProblems(config, env, purpose)]
       return problems.length === 0
         ? Effect.succeed(config)
         : Effect.fail(new InvalidConfig({ message: `Invalid configuration: ${problems.join("; ")}` }))
     })
   )
 )
+
+export const loadConfig: Effect.Effect<AppConfigShape, InvalidConfig> = loadConfigFor("serve")
 
 export const AppConfigLive = Layer.effect(AppConfig, loadConfig)
 

@@ -92,7 +92,9 @@ export const publishSpan = (message: OutgoingMessage, system: "rabbitmq" | "log"
       kind: "producer",
       attributes: {
         "messaging.system": system,
-        "messaging.operation": "publish",
+        // Semantic conventions 1.28+: `operation.type` is the generic kind, `operation.name` the system's verb.
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "publish",
         "messaging.destination.name": message.exchange,
         "messaging.rabbitmq.destination.routing_key": message.routingKey,
         "messaging.message.id": message.messageId
@@ -109,7 +111,8 @@ export const consumeSpan = (delivery: Delivery, eventType: string) =>
       kind: "consumer",
       attributes: {
         "messaging.system": "rabbitmq",
-        "messaging.operation": "process",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
         "messaging.destination.name": delivery.queue,
         "messaging.rabbitmq.destination.routing_key": delivery.routingKey,
         ...(delivery.messageId === undefined ? {} : { "messaging.message.id": delivery.messageId })

@@ -1,7 +1,16 @@
-import { Effect, Layer } from "effect"
-import { NodeServer } from "../http/Server.js"
+import { Context, Effect, Layer } from "effect"
 import { AppConfig } from "./Config.js"
 import { Lifecycle } from "./Lifecycle.js"
+
+/**
+ * How the front door stops: stop accepting and wait for every in-flight request. The HTTP server
+ * provides it (src/http/Server.ts), so this layer knows no HTTP module and any other front end
+ * (or a test) can plug in its own.
+ */
+export class InFlightDrain extends Context.Tag("inventory/InFlightDrain")<
+  InFlightDrain,
+  { readonly drain: Effect.Effect<void> }
+>() {}
 
 /**
  * The first finalizer to run on SIGTERM (it is built after the HTTP server): readiness turns 503 so
@@ -13,7 +22,7 @@ import { Lifecycle } from "./Lifecycle.js"
 export const ShutdownLive = Layer.scopedDiscard(
   Effect.gen(function* () {
     const lifecycle = yield* Lifecycle
-    const server = yield* NodeServer
+    const inFlight = yield* InFlightDrain
     const { shutdownGraceMs } = yield* AppConfig
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -21,11 +30,7 @@ export const ShutdownLive = Layer.scopedDiscard(
         yield* Effect.logInfo("shutdown: readiness is 503, draining in-flight requests").pipe(
           Effect.annotateLogs("graceMs", shutdownGraceMs)
         )
-        yield* Effect.async<void>((resume) => {
-          if (!server.listening) return resume(Effect.void)
-          server.close(() => resume(Effect.void))
-          server.closeIdleConnections()
-        })
+        yield* inFlight.drain
         yield* Effect.logInfo("shutdown: HTTP drained, stopping background work")
       })
     )

@@ -79,7 +79,8 @@ export const TelemetryLive = Layer.unwrapEffect(
       resource: {
         serviceName: SERVICE_NAME,
         serviceVersion: serviceVersion(),
-        attributes: { "deployment.environment": Option.getOrElse(config.deploymentEnvironment, () => config.nodeEnv) }
+        // `deployment.environment.name` since semantic conventions 1.27 (was `deployment.environment`).
+        attributes: { "deployment.environment.name": Option.getOrElse(config.deploymentEnvironment, () => config.nodeEnv) }
       },
       spanProcessor: Option.getOrUndefined(spanProcessor),
       metricReader: exporter,

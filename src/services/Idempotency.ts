@@ -1,3 +1,4 @@
+import { HttpApp, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Schema } from "effect"
 import { createHash } from "node:crypto"
@@ -6,6 +7,17 @@ import { IdempotencyKeyReused } from "../domain/Errors.js"
 /** A stable fingerprint of a request: same key with another fingerprint is a reuse (422). */
 export const fingerprint = (request: unknown): string =>
   createHash("sha256").update(JSON.stringify(request)).digest("base64url")
+
+/** The response header that marks a stored answer given again (the change did not run twice). */
+export const REPLAYED_HEADER = "idempotent-replayed"
+
+/**
+ * On the HTTP response of this request, if there is one: every endpoint that takes an
+ * Idempotency-Key gets the header from here, not from its handler. Outside a request it is inert.
+ */
+const markReplayed = HttpApp.appendPreResponseHandler((_, response) =>
+  Effect.succeed(HttpServerResponse.setHeader(response, REPLAYED_HEADER, "true"))
+)
 
 /**
  * `Idempotency-Key` handling, inside the caller's transaction: the first request with a key runs and
@@ -30,6 +42,7 @@ export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempo
            WHERE scope = ${options.scope} AND key = ${options.key}`
         if (stored) {
           if (stored.requestHash !== requestHash) return yield* new IdempotencyKeyReused({ key: options.key })
+          yield* markReplayed
           return { replayed: true, value: yield* Schema.decodeUnknown(options.schema)(stored.responseBody).pipe(Effect.orDie) }
         }
         const value = yield* effect

@@ -53,6 +53,18 @@ describe("the Dockerfile", () => {
     expect(final.instructions.filter((i) => i.keyword === "CMD").at(-1)?.args).toBe('["node", "dist/src/main.js"]')
   })
 
+  it("labels the image with the OCI annotations a registry and a scanner read (version and revision from CI)", () => {
+    const final = parseStages(dockerfile).at(-1)!
+    const labels = final.instructions.filter((i) => i.keyword === "LABEL").map((i) => i.args).join(" ")
+    for (const key of ["title", "description", "version", "revision", "created", "source", "licenses", "base.name"]) {
+      expect(labels, key).toMatch(new RegExp(`org\\.opencontainers\\.image\\.${key.replace(".", "\\.")}="[^"]+"`))
+    }
+    expect(labels).toContain('org.opencontainers.image.version="${VERSION}"')
+    expect(labels).toContain('org.opencontainers.image.revision="${REVISION}"')
+    // The base named in the label is the image the stage is built FROM.
+    expect(labels).toContain(`org.opencontainers.image.base.name="docker.io/library/${final.image}"`)
+  })
+
   it("keeps the build context to an allow-list (.dockerignore starts by excluding everything)", () => {
     const ignore = readFileSync(new URL(".dockerignore", root), "utf8")
       .split("\n")

@@ -1,19 +1,30 @@
 // Renders deploy/k8s/base and deploy/k8s/overlays/production with `kubectl kustomize`, validates
 // every object against the Kubernetes schemas (scripts/validate-k8s.mjs) and checks the promises
 // the manifests make to the service: probes, shutdown budget, security, scaling, network, migration.
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { type K8sObject, renderAndValidate, validate } from "../../scripts/validate-k8s.mjs"
+import { type K8sObject, render, renderAndValidate, validate } from "../../scripts/validate-k8s.mjs"
 
 type Rendered = { dir: string; objects: Array<K8sObject>; problems: Array<string> }
 
 const BASE = "deploy/k8s/base"
+const STAGING = "deploy/k8s/overlays/staging"
 const PRODUCTION = "deploy/k8s/overlays/production"
 
 let rendered: Map<string, Rendered>
 
 beforeAll(async () => {
-  rendered = new Map((await renderAndValidate([BASE, PRODUCTION])).map((r) => [r.dir, r]))
-}, 60_000)
+  rendered = new Map((await renderAndValidate([BASE, STAGING, PRODUCTION])).map((r) => [r.dir, r]))
+}, 90_000)
+
+/** The generated ConfigMap (inventory-service-config-<content hash>). */
+const configMapOf = (objects: Array<K8sObject>) => {
+  const found = objects.filter((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("inventory-service-config-"))
+  expect(found).toHaveLength(1)
+  return found[0]!
+}
 
 const only = (objects: Array<K8sObject>, kind: string, name?: string): K8sObject => {
   const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name))
@@ -24,7 +35,7 @@ const only = (objects: Array<K8sObject>, kind: string, name?: string): K8sObject
 const matches = (selector: Record<string, string>, labels: Record<string, string> | undefined) =>
   Object.entries(selector).every(([k, v]) => labels?.[k] === v)
 
-describe.each([BASE, PRODUCTION])("%s", (dir) => {
+describe.each([BASE, STAGING, PRODUCTION])("%s", (dir) => {
   const objects = () => rendered.get(dir)!.objects
   const deployment = () => only(objects(), "Deployment", "inventory-service")
   const podSpec = () => deployment().spec.template.spec
@@ -33,7 +44,7 @@ describe.each([BASE, PRODUCTION])("%s", (dir) => {
     expect(containers).toHaveLength(1)
     return containers[0]
   }
-  const config = () => only(objects(), "ConfigMap", "inventory-service-config").data ?? {}
+  const config = () => configMapOf(objects()).data ?? {}
 
   it("renders and every object passes the Kubernetes schema validation", () => {
     expect(rendered.get(dir)!.problems).toEqual([])
@@ -178,6 +189,56 @@ describe.each([BASE, PRODUCTION])("%s", (dir) => {
     expect(spec.containers[0].env).toContainEqual(expect.objectContaining({ name: "DATABASE_URL_FILE" }))
     expect(job.spec.backoffLimit).toBeGreaterThanOrEqual(1)
   })
+
+  it("gives the migration Job the database secret only: one *_FILE variable, one projected key", () => {
+    const spec = only(objects(), "Job").spec.template.spec
+    expect(spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual(["DATABASE_URL_FILE"])
+    const secretVolumes = spec.volumes.filter((v: { secret?: unknown }) => v.secret !== undefined)
+    expect(secretVolumes).toHaveLength(1)
+    expect(secretVolumes[0].secret.items).toEqual([{ key: "database-url", path: "database-url" }])
+  })
+
+  it("points the Deployment and the Job at the generated ConfigMap, whose name carries its content hash", () => {
+    const name = configMapOf(objects()).metadata.name
+    expect(name).toMatch(/^inventory-service-config-[a-z0-9]{10}$/)
+    for (const workload of [deployment(), only(objects(), "Job")]) {
+      expect(workload.spec.template.spec.containers[0].envFrom).toEqual([{ configMapRef: { name } }])
+    }
+  })
+})
+
+describe("a configuration change", () => {
+  it("renames the ConfigMap the pod template refers to, so the Deployment rolls its pods", () => {
+    const copy = mkdtempSync(path.join(tmpdir(), "k8s-"))
+    try {
+      cpSync("deploy/k8s", copy, { recursive: true })
+      const envFile = path.join(copy, "overlays/production/config.env")
+      writeFileSync(envFile, readFileSync(envFile, "utf8").replace("LOG_LEVEL=info", "LOG_LEVEL=debug"))
+      const refOf = (objects: Array<K8sObject>) =>
+        objects.find((o) => o.kind === "Deployment")!.spec.template.spec.containers[0].envFrom[0].configMapRef.name
+      const before = refOf(rendered.get(PRODUCTION)!.objects)
+      const after = refOf(render(path.join(copy, "overlays/production")))
+      expect(after).not.toBe(before)
+      expect(after).toMatch(/^inventory-service-config-/)
+    } finally {
+      rmSync(copy, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("staging overlay", () => {
+  it("runs the production shape, smaller, in its own namespace, named staging in telemetry", () => {
+    const objects = rendered.get(STAGING)!.objects
+    const deployment = only(objects, "Deployment", "inventory-service")
+    expect(deployment.spec.replicas).toBe(2)
+    const hpa = only(objects, "HorizontalPodAutoscaler")
+    expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([2, 4])
+    for (const o of objects) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe("commerce-staging")
+    expect(deployment.spec.template.spec.containers[0].image).toMatch(/^[\w.-]+\/[\w./-]+:[\w.-]+$|@sha256:/)
+    const data = configMapOf(objects).data ?? {}
+    expect(data["DEPLOYMENT_ENVIRONMENT"]).toBe("staging")
+    expect(data["AUTH_ISSUER"]).not.toBe(configMapOf(rendered.get(PRODUCTION)!.objects).data?.["AUTH_ISSUER"])
+  })
 })
 
 describe("production overlay", () => {
@@ -189,7 +250,8 @@ describe("production overlay", () => {
     expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([3, 20])
     for (const o of objects) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe("commerce")
     expect(deployment.spec.template.spec.containers[0].image).toMatch(/^[\w.-]+\/[\w./-]+:[\w.-]+$|@sha256:/)
-    expect(only(objects, "ConfigMap").data?.["AUTH_ISSUER"]).not.toBe("inventory-dev")
+    expect(configMapOf(objects).data?.["AUTH_ISSUER"]).not.toBe("inventory-dev")
+    expect(configMapOf(objects).data?.["DEPLOYMENT_ENVIRONMENT"]).toBe("production")
   })
 })
 

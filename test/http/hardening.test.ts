@@ -78,6 +78,20 @@ describe("rate limiting per caller", () => {
     expect(other.status).toBe(404)
   })
 
+  it("tells every caller its quota with RateLimit-Policy and RateLimit (IETF draft), down to r=0 on a 429", async () => {
+    const caller = await bearer("inventory:read", "quota-reader")
+    const first = await request(app.baseUrl, "GET", "/v1/stock-levels/none", { headers: caller })
+    expect(first.status).toBe(404)
+    expect(first.headers.get("ratelimit-policy")).toBe('"per-caller";q=2;w=1')
+    expect(first.headers.get("ratelimit")).toMatch(/^"per-caller";r=[01];t=[0-9]+$/)
+    const burst = await Promise.all(Array.from({ length: 10 }, () => request(app.baseUrl, "GET", "/v1/stock-levels/none", { headers: caller })))
+    const limited = burst.find((r) => r.status === 429)!
+    expect(limited.headers.get("ratelimit-policy")).toBe('"per-caller";q=2;w=1')
+    expect(limited.headers.get("ratelimit")).toMatch(/^"per-caller";r=0;t=[1-9][0-9]*$/)
+    // Unlimited endpoints say nothing about a quota.
+    expect((await request(app.baseUrl, "GET", "/health/live")).headers.get("ratelimit")).toBeNull()
+  })
+
   it("does not rate-limit the health probes", async () => {
     const results = await Promise.all(Array.from({ length: 10 }, () => request(app.baseUrl, "GET", "/health/live")))
     expect(results.every((r) => r.status === 200)).toBe(true)

@@ -176,13 +176,15 @@ describe("stock levels over HTTP", () => {
       expectProblem(await api.post("/v1/stock-levels/ghost/adjustments", { type: "PURCHASE", quantity: 1 }), 404, "variant-not-found")
     })
 
-    it("replays an Idempotency-Key retry and refuses the key with another body (422)", async () => {
+    it("replays an Idempotency-Key retry (marked Idempotent-Replayed: true) and refuses the key with another body (422)", async () => {
       await api.put("/v1/stock-levels/adj-5", {})
       const key = { "idempotency-key": "key-123" }
       const first = await api.post("/v1/stock-levels/adj-5/adjustments", { type: "PURCHASE", quantity: 5 }, key)
+      expect(first.headers.get("idempotent-replayed")).toBeNull()
       const retry = await api.post("/v1/stock-levels/adj-5/adjustments", { type: "PURCHASE", quantity: 5 }, key)
       expect(retry.status).toBe(200)
       expect(retry.body).toEqual(first.body)
+      expect(retry.headers.get("idempotent-replayed")).toBe("true")
       expect((await api.get("/v1/stock-levels/adj-5")).body.onHand).toBe(5)
       expectProblem(await api.post("/v1/stock-levels/adj-5/adjustments", { type: "PURCHASE", quantity: 6 }, key), 422, "idempotency-key-reused")
       expectProblem(await api.post("/v1/stock-levels/adj-5/adjustments", { type: "PURCHASE", quantity: 5 }, { "idempotency-key": "x".repeat(256) }), 400, "validation-failed")

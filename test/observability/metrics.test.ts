@@ -21,7 +21,19 @@ const PENDING_MERGE = new Set<string>([])
 const EXTERNAL = new Set([
   "up", // Prometheus, per scrape target
   "kube_pod_container_status_restarts_total", // kube-state-metrics
-  "rabbitmq_queue_messages_ready" // RabbitMQ's Prometheus plugin
+  // RabbitMQ's Prometheus plugin (Message Broker dashboard)
+  "rabbitmq_queue_messages_ready",
+  "rabbitmq_queue_messages_unacked",
+  "rabbitmq_queue_consumers",
+  "rabbitmq_global_messages_received_total",
+  "rabbitmq_global_messages_confirmed_total",
+  "rabbitmq_global_messages_delivered_total",
+  "rabbitmq_global_messages_acknowledged_total",
+  "rabbitmq_global_messages_unroutable_returned_total",
+  "rabbitmq_alarms_memory_used_watermark",
+  "rabbitmq_alarms_free_disk_space_watermark",
+  "rabbitmq_connections",
+  "rabbitmq_channels"
 ])
 
 interface Sample {
@@ -105,13 +117,18 @@ describe("metrics: /metrics after real traffic", () => {
     expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/)
   })
 
-  it("counts HTTP requests by route template, method and status class, and times them by route", () => {
+  it("counts HTTP requests by route template, method, status code and status class, and times them by route and method", () => {
     const route = "/v1/stock-levels/:variantId/adjustments"
-    expect(series("inventory_http_requests_total", { route, method: "POST", status_class: "2xx" })[0]?.value).toBeGreaterThanOrEqual(3)
-    expect(series("inventory_http_requests_total", { route, method: "POST", status_class: "4xx" })[0]?.value).toBeGreaterThanOrEqual(2)
-    expect(series("inventory_http_requests_total", { route: "/v1/stock-levels/:variantId", method: "GET", status_class: "4xx" })).toHaveLength(1)
-    expect(series("inventory_http_requests_total", { route: "unmatched", status_class: "4xx" })).toHaveLength(1)
-    expect(series("inventory_http_request_duration_seconds_bucket", { route, le: "+Inf" })[0]?.value).toBeGreaterThanOrEqual(5)
+    const total = (labels: Record<string, string>) => series("inventory_http_requests_total", labels).reduce((sum, s) => sum + s.value, 0)
+    expect(total({ route, method: "POST", status_class: "2xx" })).toBeGreaterThanOrEqual(3)
+    expect(total({ route, method: "POST", status_class: "4xx" })).toBeGreaterThanOrEqual(2)
+    // The code itself, so a dashboard tells a refused sale (409) from a malformed body (400).
+    expect(total({ route, method: "POST", status: "200", status_class: "2xx" })).toBeGreaterThanOrEqual(3)
+    expect(total({ route, method: "POST", status: "409", status_class: "4xx" })).toBeGreaterThanOrEqual(1)
+    expect(total({ route, method: "POST", status: "400", status_class: "4xx" })).toBeGreaterThanOrEqual(1)
+    expect(series("inventory_http_requests_total", { route: "/v1/stock-levels/:variantId", method: "GET", status: "404" })).toHaveLength(1)
+    expect(series("inventory_http_requests_total", { route: "unmatched", status: "404", status_class: "4xx" })).toHaveLength(1)
+    expect(series("inventory_http_request_duration_seconds_bucket", { route, method: "POST", le: "+Inf" })[0]?.value).toBeGreaterThanOrEqual(5)
     // Bounded labels: no raw id or path ever becomes a label value.
     const values = samples.flatMap((s) => Object.values(s.labels))
     expect(values.filter((v) => v.includes("m-1") || v.includes("no-such-variant") || v.includes("3f9c"))).toEqual([])

@@ -89,7 +89,7 @@ describe("tracing: one request, one trace, exported over OTLP/HTTP", () => {
   it("names the service, its version and the environment on every span", () => {
     const { spans } = traceOf(receiver.spans, traceId)
     for (const span of spans) {
-      expect(span.resource).toMatchObject({ "service.name": "inventory-service", "deployment.environment": "ci" })
+      expect(span.resource).toMatchObject({ "service.name": "inventory-service", "deployment.environment.name": "ci" })
       expect(span.resource["service.version"]).toMatch(/^\d+\.\d+\.\d+/)
     }
   })
@@ -236,6 +236,8 @@ describe("tracing across messaging: reservation → outbox publish → RabbitMQ 
     expect(publish!.status.code).not.toBe("ERROR")
     expect(publish!.attributes).toMatchObject({
       "messaging.system": "rabbitmq",
+      "messaging.operation.type": "send",
+      "messaging.operation.name": "publish",
       "messaging.destination.name": "inventory.events",
       "messaging.rabbitmq.destination.routing_key": "inventory.reserved",
       "messaging.message.id": reservedMessage.properties.messageId
@@ -253,7 +255,7 @@ describe("tracing across messaging: reservation → outbox publish → RabbitMQ 
     expect(consume!.parentSpanId).toBe(cancelPublisherSpan)
     expect(consume!.attributes).toMatchObject({
       "messaging.system": "rabbitmq",
-      "messaging.operation": "process",
+      "messaging.operation.type": "process",
       "messaging.destination.name": "inventory-service.order-events",
       "messaging.message.id": cancelEventId
     })
