@@ -34,5 +34,7 @@ export const printableText = (max: number) =>
 
 export const FreeText = printableText(MAX_FREE_TEXT).annotations({
   identifier: "FreeText",
-  description: "1-512 characters of printable Unicode (no control characters U+0000-U+001F, U+007F)"
+  description: "1-512 characters of printable Unicode (no control characters U+0000-U+001F, U+007F)",
+  // The OpenAPI generator describes a refinement by its innermost documented step unless told.
+  jsonSchema: { title: "FreeText", description: "1-512 characters of printable Unicode (no control characters U+0000-U+001F, U+007F)" }
 })

@@ -78,7 +78,7 @@ const IDEMPOTENCY_KEY = [
 
 const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optional(
-    printableText(255).annotations({ title: "Idempotency-Key", description: IDEMPOTENCY_KEY })
+    printableText(255).annotations({ title: "Idempotency-Key", description: IDEMPOTENCY_KEY, jsonSchema: { title: "Idempotency-Key", description: IDEMPOTENCY_KEY } })
   )
 })
 
