@@ -10,7 +10,7 @@
 # and build-from-source fallbacks of @parcel/watcher / msgpackr-extract, whose prebuilt binaries
 # come as optional platform packages. Nothing is compiled, so no compiler is needed anywhere.
 
-FROM node:20.20.2-bookworm-slim AS build
+FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -18,13 +18,13 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-FROM node:20.20.2-bookworm-slim AS deps
+FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM node:24.21.0-bookworm-slim AS runtime
 # OCI image annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
 # CI passes the release: --build-arg VERSION=$(node -p "require('./package.json').version")
 #   --build-arg REVISION=$(git rev-parse HEAD) --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -40,7 +40,7 @@ LABEL org.opencontainers.image.title="inventory-service" \
       org.opencontainers.image.documentation="https://git.example.com/commerce/inventory-service/-/blob/main/README.md" \
       org.opencontainers.image.vendor="Commerce platform, Inventory Service team" \
       org.opencontainers.image.licenses="LicenseRef-Proprietary" \
-      org.opencontainers.image.base.name="docker.io/library/node:20.20.2-bookworm-slim"
+      org.opencontainers.image.base.name="docker.io/library/node:24.21.0-bookworm-slim"
 ENV NODE_ENV=production
 WORKDIR /app
 # Files stay root-owned and read-only for the `node` user; the pod also mounts the root
