@@ -539,9 +539,11 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
     /**
      * One batch of the expiry sweep: claims up to `limit` due ACTIVE reservations that no other
      * transaction holds (several replicas sweep at once without waiting on each other) and expires them.
+     * Uninterruptible (as Retention's batches): an interrupt (shutdown) waits for the short batch, since
+     * interrupting a query makes the driver cancel whatever that connection runs by then (EFFECT-NOTES.md).
      */
     const expireDue = Effect.fn("Reservations.expireDue")(function* (limit: number) {
-      const expired = yield* transactions.run(
+      const expired = yield* Effect.uninterruptible(transactions.run(
         Effect.gen(function* () {
           const due = yield* sql<ReservationRow>`
             SELECT ${reservationColumns} FROM reservations
@@ -552,7 +554,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
           // Its stock rows in one ordered statement (applyToStock), after rows no one waits on while holding stock.
           return yield* expireLocked(yield* withLines(due))
         })
-      )
+      ))
       yield* countReservations("expired", expired)
       return expired
     })
