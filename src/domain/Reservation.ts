@@ -103,6 +103,14 @@ export type Transition = "release" | "commit" | "expire" | "unchanged"
 export const isDue = (reservation: { readonly status: ReservationStatus; readonly expiresAt: Date }, nowMillis: number) =>
   reservation.status === "ACTIVE" && reservation.expiresAt.getTime() <= nowMillis
 
+/**
+ * The status every answer states at `nowMillis` (the database's clock): an ACTIVE reservation past
+ * `expiresAt` is EXPIRED whether or not the sweeper has reached it yet, so GET, a repeated create,
+ * release and commit always agree; the sweeper only makes the stock and the events follow.
+ */
+export const statusAt = (reservation: { readonly status: ReservationStatus; readonly expiresAt: Date }, nowMillis: number): ReservationStatus =>
+  isDue(reservation, nowMillis) ? "EXPIRED" : reservation.status
+
 /** Release: ACTIVE → RELEASED (or EXPIRED when due); RELEASED/EXPIRED stay as they are; COMMITTED is refused. */
 export const releaseTransition = (
   orderId: string,

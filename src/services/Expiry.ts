@@ -5,7 +5,7 @@ import { Reservations } from "./Reservations.js"
 /** Reservations one sweep transaction expires at most: short transactions, short row locks. */
 export const SWEEP_BATCH = 200
 
-/** Expires every due reservation now, batch after batch; the number expired. */
+/** Expires every due reservation now, batch after batch; the number expired (the admin CLI's "expire due now" too). */
 export const sweepOnce = Effect.gen(function* () {
   const reservations = yield* Reservations
   let total = 0
@@ -19,7 +19,8 @@ export const sweepOnce = Effect.gen(function* () {
 /**
  * The expiry sweeper: a fiber of the service's runtime that every RESERVATION_SWEEP_INTERVAL_MS
  * expires the ACTIVE reservations past `expiresAt`. Every replica runs one; they share the work
- * through `FOR UPDATE SKIP LOCKED`. Closing the layer's scope (shutdown) interrupts it between batches.
+ * through `FOR UPDATE SKIP LOCKED`. Closing the layer's scope (shutdown) interrupts it between
+ * batches: each batch (`expireDue`) is uninterruptible, so shutdown never cancels one of its queries.
  */
 export const ExpiryLive = Layer.scopedDiscard(
   Effect.gen(function* () {

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Clock, DateTime, Effect, Either, FiberRef } from "effect"
+import { DateTime, Effect, Either, FiberRef } from "effect"
 import { ReservationConflict, ReservationNotActive, ReservationNotFound, ReservationRefused, type ReservationFailure } from "../domain/Errors.js"
 import {
   correlatedWith,
@@ -20,6 +20,7 @@ import {
   ReservationLine,
   sameLines,
   statusAfter,
+  statusAt,
   type ReservationRequest,
   type ReservationStatus,
   type Transition
@@ -54,15 +55,17 @@ const RESERVATION_COLUMNS = "order_id, status, expires_at, correlation_id, creat
 const LAZY_EXPIRY_LIMIT = 500
 
 /**
+ * The answer about a reservation at `at` (the database's time of the answer): its status is derived
+ * there, so an ACTIVE row past `expiresAt` reads EXPIRED before the sweeper reaches it.
  * Built from validated requests and rows the database's constraints hold to the same rules, so not
  * validated again (that cost a noticeable share of a reservation's CPU); the response is still encoded
  * through the schema.
  */
-const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: string; quantity: number }>) =>
+const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: string; quantity: number }>, at: Date) =>
   new Reservation(
     {
       orderId: row.orderId,
-      status: row.status,
+      status: statusAt(row, at.getTime()),
       lines: lines.map((line) => new ReservationLine({ variantId: line.variantId, quantity: line.quantity }, true)),
       expiresAt: DateTime.unsafeFromDate(row.expiresAt),
       createdAt: DateTime.unsafeFromDate(row.createdAt),
@@ -145,7 +148,8 @@ type CreateOutcome =
 /**
  * Reservations of API.md: all-or-nothing, idempotent by orderId, never more than `onHand`, expiring.
  * Every change is one transaction: the reservation rows, `stock_levels`, one history entry per
- * variant and the outbox events. Time comes from Effect's Clock (tests move it).
+ * variant and the outbox events. Every time (expiresAt, "due", the status of an answer) is the
+ * database's `inventory_now()`: one clock for all replicas, whatever their own clocks say.
  */
 export class Reservations extends Effect.Service<Reservations>()("inventory/Reservations", {
   effect: Effect.gen(function* () {
@@ -165,6 +169,17 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
            WHERE variant_id = ANY(${variantIds})
            ORDER BY variant_id
              FOR UPDATE`,
+        (rows) => new Map(rows.map((row) => [row.variantId, row]))
+      )
+
+    /** Locks those of the rows no other transaction holds, never waiting: for rows beyond the ones a transaction locked first. */
+    const lockStockIfFree = (variantIds: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<StockRow>`
+          SELECT ${stockColumns} FROM stock_levels
+           WHERE variant_id = ANY(${variantIds})
+           ORDER BY variant_id
+             FOR UPDATE SKIP LOCKED`,
         (rows) => new Map(rows.map((row) => [row.variantId, row]))
       )
 
@@ -280,38 +295,45 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         if (!result.applied) return yield* Effect.dieMessage(`stock rows of ${variantIds.join(", ")} changed although they were locked`)
       })
 
-    /** A reservation with its lines, in one statement; `lock` takes its row lock (release, commit). */
+    /**
+     * A reservation with its lines and the database's time (`now`, what its answer is decided on), in
+     * one statement; `lock` takes its row lock (release, commit).
+     */
     const load = (orderId: string, lock: boolean) =>
       Effect.gen(function* () {
-        const [row] = yield* sql<ReservationRow & { lines: ReadonlyArray<{ variantId: string; quantity: number }> }>`
-          SELECT ${reservationColumns},
+        const [row] = yield* sql<ReservationRow & { dbNow: Date; lines: ReadonlyArray<{ variantId: string; quantity: number }> }>`
+          SELECT ${reservationColumns}, inventory_now() AS db_now,
                  (SELECT json_agg(json_build_object('variantId', l.variant_id, 'quantity', l.quantity) ORDER BY l.variant_id)
                     FROM reservation_lines l WHERE l.order_id = r.order_id) AS lines
             FROM reservations r
            WHERE order_id = ${orderId}
           ${lock ? sql`FOR UPDATE` : sql``}`
         if (!row) return undefined
-        return { row, lines: (row.lines ?? []).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity })) }
+        return { row, now: row.dbNow, lines: (row.lines ?? []).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity })) }
       })
 
-    const setStatus = (orderIds: ReadonlyArray<string>, status: ReservationStatus, now: Date) =>
-      sql`UPDATE reservations SET status = ${status}, updated_at = ${now} WHERE order_id = ANY(${orderIds})`
+    // inventory_now() is the transaction's start: the same time the transaction decided on.
+    const setStatus = (orderIds: ReadonlyArray<string>, status: ReservationStatus) =>
+      sql`UPDATE reservations SET status = ${status}, updated_at = inventory_now() WHERE order_id = ANY(${orderIds})`
 
-    /** Expires reservations whose rows this transaction has locked. */
-    const expireLocked = (rows: ReadonlyArray<ReservationRow>, now: Date) =>
-      Effect.gen(function* () {
-        if (rows.length === 0) return 0
-        const orderIds = rows.map((r) => r.orderId)
-        const lines = yield* linesOf(orderIds)
-        // Expiry is the reservation's own story: its events keep the correlation id it was made with.
-        const reservations = rows.map((row) => ({
+    /** Due reservations (their rows locked by this transaction) with their lines. */
+    const withLines = (rows: ReadonlyArray<ReservationRow>) =>
+      Effect.map(rows.length === 0 ? Effect.succeed([]) : linesOf(rows.map((r) => r.orderId)), (lines) =>
+        rows.map((row): AppliedReservation => ({
           orderId: row.orderId,
           expiresAt: row.expiresAt,
+          // Expiry is the reservation's own story: its events keep the correlation id it was made with.
           correlationId: row.correlationId,
           lines: lines.filter((l) => l.orderId === row.orderId).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity }))
         }))
-        yield* applyToStock("expire", reservations)
-        yield* setStatus(orderIds, "EXPIRED", now)
+      )
+
+    /** Expires reservations whose rows this transaction has locked (and their stock rows, when given). */
+    const expireLocked = (reservations: ReadonlyArray<AppliedReservation>, lockedRows?: ReadonlyMap<string, StockRow>) =>
+      Effect.gen(function* () {
+        if (reservations.length === 0) return 0
+        yield* applyToStock("expire", reservations, lockedRows)
+        yield* setStatus(reservations.map((r) => r.orderId), "EXPIRED")
         yield* afterCommit(
           Effect.forEach(
             reservations,
@@ -322,52 +344,67 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
             { discard: true }
           )
         )
-        return rows.length
+        return reservations.length
       })
 
     /**
-     * A reservation that lacks stock first expires the due reservations holding those variants, so
-     * one the sweeper has not reached yet never blocks it. Rows another transaction holds (the
-     * sweeper's) are skipped: that transaction is already expiring them.
+     * A reservation that lacks stock first expires the due reservations holding its short variants,
+     * so one the sweeper has not reached yet never blocks it. Due rows another transaction holds (the
+     * sweeper's) are skipped: that transaction is already expiring them. Lock order (ADR 0005): when
+     * this transaction holds no stock row yet, it locks its own variants and the due reservations'
+     * in one ordered statement; when it already holds its own, it takes the others only if free (SKIP
+     * LOCKED), since waiting for them out of order could deadlock, and leaves a reservation whose rows
+     * it could not all take to the sweeper. Answers its own variants' rows as they are afterwards.
      */
-    const expireDueOf = (variantIds: ReadonlyArray<string>, now: Date) =>
+    const expireDueOf = (short: ReadonlyArray<string>, own: ReadonlyArray<string>, held: ReadonlyMap<string, StockRow> | undefined) =>
       Effect.gen(function* () {
-        const due = yield* sql<ReservationRow>`
+        const dueRows = yield* sql<ReservationRow>`
           SELECT ${reservationColumns} FROM reservations r
-           WHERE r.status = 'ACTIVE' AND r.expires_at <= ${now}
-             AND EXISTS (SELECT 1 FROM reservation_lines l WHERE l.order_id = r.order_id AND l.variant_id = ANY(${variantIds}))
+           WHERE r.status = 'ACTIVE' AND r.expires_at <= inventory_now()
+             AND EXISTS (SELECT 1 FROM reservation_lines l WHERE l.order_id = r.order_id AND l.variant_id = ANY(${short}))
            ORDER BY r.expires_at, r.order_id
            LIMIT ${LAZY_EXPIRY_LIMIT}
              FOR UPDATE SKIP LOCKED`
-        return yield* expireLocked(due, now)
+        if (dueRows.length === 0) return { expired: 0, locked: held }
+        const due = yield* withLines(dueRows)
+        const others = [...new Set(due.flatMap((r) => r.lines.map((l) => l.variantId)))].filter((id) => !own.includes(id))
+        const rows =
+          held === undefined
+            ? yield* lockStock([...own, ...others].sort())
+            : new Map([...held, ...(others.length === 0 ? [] : yield* lockStockIfFree(others.sort()))])
+        const covered = due.filter((r) => r.lines.every((l) => rows.has(l.variantId)))
+        const expired = yield* expireLocked(covered, rows)
+        return { expired, locked: expired > 0 ? yield* lockStock(own) : new Map(own.flatMap((id) => (rows.has(id) ? [[id, rows.get(id)!] as const] : []))) }
       })
 
     const createInTransaction = (orderId: string, lines: ReadonlyArray<ReservationLine>, ttlSeconds: number) =>
       Effect.gen(function* () {
-        const now = new Date(yield* Clock.currentTimeMillis)
-        const expiresAt = new Date(now.getTime() + ttlSeconds * 1000)
         const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
         const variantIds = lines.map((line) => line.variantId)
         // One statement: claim the orderId and read the variants (no lock yet). The claim makes a
         // concurrent duplicate wait (on the primary key) until this transaction ends, then find the
-        // stored reservation. The outer join returns `claimed` even when no variant exists.
-        const claim = yield* sql<StockRow & { claimed: number }>`
+        // stored reservation. The outer join returns `claimed` even when no variant exists. expiresAt
+        // is on the database's clock, like every decision about it.
+        const claim = yield* sql<StockRow & { claimed: number; claimedAt: Date | null; claimExpiresAt: Date | null }>`
           WITH claim AS (
             INSERT INTO reservations (order_id, status, expires_at, correlation_id, actor, created_at, updated_at)
-            VALUES (${orderId}, 'ACTIVE', ${expiresAt}, ${correlationId}, ${actor}, ${now}, ${now})
+            SELECT ${orderId}, 'ACTIVE', t.now + make_interval(secs => ${ttlSeconds}), ${correlationId}, ${actor}, t.now, t.now
+              FROM (SELECT inventory_now() AS now) t
             ON CONFLICT (order_id) DO NOTHING
-            RETURNING order_id
+            RETURNING created_at, expires_at
           )
-          SELECT c.claimed, s.*
-            FROM (SELECT count(*)::int AS claimed FROM claim) c
+          SELECT c.claimed, c.claimed_at, c.claim_expires_at, s.*
+            FROM (SELECT count(*)::int AS claimed, max(created_at) AS claimed_at, max(expires_at) AS claim_expires_at FROM claim) c
             LEFT JOIN LATERAL (
               SELECT ${stockColumns} FROM stock_levels WHERE variant_id = ANY(${variantIds}) AND c.claimed = 1
             ) s ON true`
         if (claim[0]!.claimed === 0) {
           const existing = yield* load(orderId, false)
           if (!existing || !sameLines(existing.lines, lines)) return yield* new ReservationConflict({ orderId })
-          return { _tag: "Existing", reservation: toReservation(existing.row, existing.lines), expired: 0 } as CreateOutcome
+          return { _tag: "Existing", reservation: toReservation(existing.row, existing.lines, existing.now), expired: 0 } as CreateOutcome
         }
+        const now = claim[0]!.claimedAt!
+        const expiresAt = claim[0]!.claimExpiresAt!
         // A refusal on what is committed needs no lock: when a variant is sold out, refusals never
         // queue behind the reservations holding its row. A reservation that can succeed locks the rows
         // (in variant-id order) and, when they are as read, reserves in that same statement (the common
@@ -375,7 +412,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         const seen = new Map(claim.flatMap((row): Array<[string, StockRow]> => (row.variantId === null ? [] : [[row.variantId, row]])))
         const created = (expired: number): CreateOutcome => ({
           _tag: "Created",
-          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, correlationId, createdAt: now, updatedAt: now }, lines),
+          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, correlationId, createdAt: now, updatedAt: now }, lines, now),
           expired
         })
         let locked: ReadonlyMap<string, StockRow> | undefined
@@ -389,10 +426,11 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         let expired = 0
         if (Either.isLeft(decision)) {
           const short = decision.left.filter((f) => f.reason === "INSUFFICIENT_STOCK").map((f) => f.variantId)
-          expired = short.length > 0 ? yield* expireDueOf(short, now) : 0
-          if (expired > 0) {
-            locked = yield* lockStock(variantIds)
-            decision = decideLines(lines, locked)
+          if (short.length > 0) {
+            const lazy = yield* expireDueOf(short, variantIds, locked)
+            expired = lazy.expired
+            locked = lazy.locked
+            if (expired > 0) decision = decideLines(lines, lazy.locked!)
           }
         }
         if (Either.isLeft(decision)) {
@@ -446,7 +484,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
       yield* Effect.annotateCurrentSpan("inventory.order_id", orderId)
       const found = yield* load(orderId, false)
       if (!found) return yield* new ReservationNotFound({ orderId })
-      return toReservation(found.row, found.lines)
+      return toReservation(found.row, found.lines, found.now)
     })
 
     /** Release or commit: lock the reservation, decide with the pure rule, apply, publish. */
@@ -458,15 +496,15 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
       Effect.gen(function* () {
         const result = yield* transactions.run(
           Effect.gen(function* () {
-            const now = new Date(yield* Clock.currentTimeMillis)
             const found = yield* load(orderId, true)
             if (!found) return yield* new ReservationNotFound({ orderId })
+            const { now } = found
             const decided = yield* rule(orderId, found.row, now.getTime())
-            if (decided === "unchanged") return { decided, reservation: toReservation(found.row, found.lines) }
+            if (decided === "unchanged") return { decided, reservation: toReservation(found.row, found.lines, now) }
             yield* applyToStock(decided, [{ orderId, lines: found.lines, expiresAt: found.row.expiresAt }])
             const status = statusAfter(decided)
-            yield* setStatus([orderId], status, now)
-            return { decided, reservation: toReservation({ ...found.row, status, updatedAt: now }, found.lines) }
+            yield* setStatus([orderId], status)
+            return { decided, reservation: toReservation({ ...found.row, status, updatedAt: now }, found.lines, now) }
           })
         )
         const { decided, reservation } = result
@@ -501,20 +539,22 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
     /**
      * One batch of the expiry sweep: claims up to `limit` due ACTIVE reservations that no other
      * transaction holds (several replicas sweep at once without waiting on each other) and expires them.
+     * Uninterruptible (as Retention's batches): an interrupt (shutdown) waits for the short batch, since
+     * interrupting a query makes the driver cancel whatever that connection runs by then (EFFECT-NOTES.md).
      */
     const expireDue = Effect.fn("Reservations.expireDue")(function* (limit: number) {
-      const expired = yield* transactions.run(
+      const expired = yield* Effect.uninterruptible(transactions.run(
         Effect.gen(function* () {
-          const now = new Date(yield* Clock.currentTimeMillis)
           const due = yield* sql<ReservationRow>`
             SELECT ${reservationColumns} FROM reservations
-             WHERE status = 'ACTIVE' AND expires_at <= ${now}
+             WHERE status = 'ACTIVE' AND expires_at <= inventory_now()
              ORDER BY expires_at, order_id
              LIMIT ${limit}
                FOR UPDATE SKIP LOCKED`
-          return yield* expireLocked(due, now)
+          // Its stock rows in one ordered statement (applyToStock), after rows no one waits on while holding stock.
+          return yield* expireLocked(yield* withLines(due))
         })
-      )
+      ))
       yield* countReservations("expired", expired)
       return expired
     })

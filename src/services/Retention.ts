@@ -119,10 +119,17 @@ export class Retention extends Effect.Service<Retention>()("inventory/Retention"
           SELECT id, variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
                  reason, reference, order_id, correlation_id, actor, created_at
             FROM moved),
+        -- archived_through_id: every entry of the variant up to it is archived, i.e. the one before its
+        -- oldest entry still in the history (never max(id) of the batch: ids are assigned under the row
+        -- lock, after created_at, so an older id can be younger and still kept). The other CTEs see the
+        -- history before the DELETE, hence the NOT IN.
         folded AS (
           INSERT INTO inventory_history_baseline AS b (variant_id, on_hand, reserved, archived_through_id, archived_entries)
-          SELECT variant_id, sum(on_hand_change), sum(reserved_change), max(id), count(*)
-            FROM moved GROUP BY variant_id
+          SELECT m.variant_id, sum(m.on_hand_change), sum(m.reserved_change),
+                 (SELECT min(k.id) FROM inventory_history k
+                   WHERE k.variant_id = m.variant_id AND k.id NOT IN (SELECT id FROM moved)) - 1,
+                 count(*)
+            FROM moved m GROUP BY m.variant_id
           ON CONFLICT (variant_id) DO UPDATE
              SET on_hand             = b.on_hand + excluded.on_hand,
                  reserved            = b.reserved + excluded.reserved,

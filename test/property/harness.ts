@@ -12,7 +12,7 @@ import { sweepOnce } from "../../src/services/Expiry.js"
 import { reconcile } from "../../src/services/Reconcile.js"
 import { Reservations } from "../../src/services/Reservations.js"
 import { StockLevels } from "../../src/services/StockLevels.js"
-import { createTestDatabase, type TestDatabase } from "../support/database.js"
+import { createTestDatabase, query, type TestDatabase } from "../support/database.js"
 
 /** A clock that stands still until the test moves it: expiry is decided by the test, not by wall time. */
 export const makeManualClock = (startMillis: number) => {
@@ -52,9 +52,12 @@ const answer = <A>(encode: (a: A) => unknown) => <E extends { readonly _tag: str
 
 /**
  * The reservation services (no HTTP, no background sweeper) on a fresh PostgreSQL database, with a
- * manual clock: property tests drive them step by step and read the tables directly.
+ * manual clock: property tests drive them step by step and read the tables directly. Expiry runs on
+ * the database's clock (`inventory_now()`), so by default the manual clock also drives that one (the
+ * test database's function reads a one-row table it sets); `databaseClock: "real"` leaves the
+ * database on its own time, so the manual clock is only the replica's, skewed as a test likes.
  */
-export const startHarness = async (label: string) => {
+export const startHarness = async (label: string, options: { readonly databaseClock?: "manual" | "real" } = {}) => {
   const database: TestDatabase = await createTestDatabase(label)
   const layer = Layer.mergeAll(Reservations.Default, Adjustments.Default, StockLevels.Default).pipe(
     Layer.provideMerge(MigrationsLive),
@@ -67,6 +70,22 @@ export const startHarness = async (label: string) => {
   type Services = Layer.Layer.Success<typeof layer>
   const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect.pipe(Effect.withClock(manual.clock)))
   await run(Effect.void)
+  const manualDatabaseClock = (options.databaseClock ?? "manual") === "manual"
+  const setDatabaseClock = async () => {
+    if (manualDatabaseClock) await query(database.url, "UPDATE test_clock SET now = $1", [new Date(manual.now())])
+  }
+  if (manualDatabaseClock) {
+    await query(database.url, "CREATE TABLE test_clock (now timestamptz NOT NULL); INSERT INTO test_clock VALUES (now())")
+    await query(database.url, "CREATE OR REPLACE FUNCTION inventory_now() RETURNS timestamptz LANGUAGE sql STABLE AS $$ SELECT now FROM test_clock $$")
+    await setDatabaseClock()
+  }
+  /** The manual clock; moving it moves the database's too (unless `databaseClock: "real"`). */
+  const clock = {
+    clock: manual.clock,
+    now: manual.now,
+    set: (millis: number) => (manual.set(millis), setDatabaseClock()),
+    advance: (millis: number) => (manual.advance(millis), setDatabaseClock())
+  }
 
   const ops = {
     configure: (variantId: string, lowStockThreshold: number) =>
@@ -92,7 +111,7 @@ export const startHarness = async (label: string) => {
         )
       )
   }
-  return { database, clock: manual, ops, close: async () => (await runtime.dispose(), await database.drop()) }
+  return { database, clock, ops, close: async () => (await runtime.dispose(), await database.drop()) }
 }
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>

@@ -85,7 +85,8 @@ export class Model {
   encode(r: ModelReservation) {
     return {
       orderId: r.orderId,
-      status: r.status,
+      // Answers derive EXPIRED from expiresAt, whether or not the sweeper has expired the row yet.
+      status: this.isDue(r) ? "EXPIRED" : r.status,
       lines: r.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity })),
       expiresAt: iso(r.expiresAt),
       createdAt: iso(r.createdAt),

@@ -60,9 +60,9 @@ describe("reservations fired concurrently (fast-check, real PostgreSQL)", () => 
             )
           // A first burst, then time passes its ttl: the second burst races the sweep against lazy
           // expiry (a refused reservation expires due ones), releases and commits of due reservations.
-          harness.clock.set(Date.parse("2030-01-01T00:00:00.000Z"))
+          await harness.clock.set(Date.parse("2030-01-01T00:00:00.000Z"))
           const first = await fire(before)
-          harness.clock.advance(1_000_000)
+          await harness.clock.advance(1_000_000)
           const answers = [...first, ...(await fire(after))]
           for (const a of answers) if ("error" in a) expect(DOMAIN_ERRORS).toContain(a.error)
 

@@ -125,7 +125,7 @@ const commands = [
     sameAnswer(await r.harness.ops.get(order), m.get(order))
   })),
   fc.integer({ min: 1, max: 90 }).map((seconds) => step(`advanceClock(${seconds}s)`, () => true, async (m, r) => {
-    r.harness.clock.advance(seconds * 1000)
+    await r.harness.clock.advance(seconds * 1000)
     m.now += seconds * 1000
   })),
   fc.constant(null).map(() => step("sweep()", () => true, async (m, r) => {
@@ -153,7 +153,7 @@ describe("reservation logic against a model (fast-check, real PostgreSQL)", () =
       fc.asyncProperty(initialStock, fc.commands(commands, { maxCommands: 40 }), async (stock, cmds) => {
         await harness.ops.truncate()
         const start = Date.parse("2030-01-01T00:00:00.000Z")
-        harness.clock.set(start)
+        await harness.clock.set(start)
         const model = new Model(start)
         const real: Real = { harness, db, lastHistoryId: 0, lastOutboxId: 0 }
         // Most variants exist with a little stock from the start (v4 stays unknown until configured).

@@ -1,6 +1,7 @@
 // Retention against the real PostgreSQL: data made through the API (history, outbox rows, idempotency
 // keys) and inbox rows written directly, then aged by moving their timestamps back in SQL.
 import { Effect, Metric } from "effect"
+import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { historyDrift, Retention } from "../../src/services/Retention.js"
 import { retentionRemovedRows } from "../../src/services/RetentionMetrics.js"
@@ -207,5 +208,68 @@ describe("retention fiber", () => {
     expect(await query(app.database.url, "SELECT message_id FROM inbox")).toEqual([])
     expect(await query(app.database.url, "SELECT id FROM inventory_history")).toHaveLength(3)
     expect(await query(app.database.url, "SELECT id FROM inventory_history_archive")).toEqual([])
+  })
+})
+
+describe("history retention with interleaved transactions", () => {
+  let app: TestApp
+  beforeAll(async () => {
+    app = await startTestApp({
+      label: "retentionorder",
+      env: { RETENTION_SWEEP_INTERVAL_MS: String(24 * 3_600_000), HISTORY_RETENTION_DAYS: "30" }
+    })
+  })
+  afterAll(() => app?.close())
+
+  it("never claims an entry archived (archived_through_id) that is still in the history", async () => {
+    expect((await app.api.put("/v1/stock-levels/ret-order", {})).status).toBe(201)
+    // Two writers of one variant: the first begins (its entries' created_at is its start), the second
+    // begins later, takes the row first and commits; the first then writes. The later-started entry
+    // gets the lower id.
+    const first = new pg.Client({ connectionString: app.database.url })
+    const second = new pg.Client({ connectionString: app.database.url })
+    await Promise.all([first.connect(), second.connect()])
+    const write = (client: pg.Client) =>
+      client.query(`
+        WITH s AS (UPDATE stock_levels SET on_hand = on_hand + 1, version = version + 1 WHERE variant_id = 'ret-order' RETURNING on_hand, reserved)
+        INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after)
+        SELECT 'ret-order', 'PURCHASE', 1, 0, on_hand, reserved FROM s`)
+    try {
+      await first.query("BEGIN")
+      await first.query("SELECT now()")
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      await second.query("BEGIN")
+      await write(second)
+      await second.query("COMMIT")
+      await write(first)
+      await first.query("COMMIT")
+    } finally {
+      await Promise.all([first.end(), second.end()])
+    }
+    // A newer entry, so neither is the variant's newest (never archived).
+    expect((await app.api.post("/v1/stock-levels/ret-order/adjustments", { type: "PURCHASE", quantity: 1 })).status).toBe(200)
+    const entries = await query<{ id: string; started: Date }>(app.database.url, "SELECT id, created_at AS started FROM inventory_history WHERE variant_id = 'ret-order' ORDER BY id")
+    expect(entries).toHaveLength(3)
+    const [lower, higher] = entries as [{ id: string; started: Date }, { id: string; started: Date }]
+    expect(higher.started.getTime()).toBeLessThan(lower.started.getTime())
+    // Aged in the same order: the higher id (the earlier start) past the 30 days, the lower one not.
+    await query(app.database.url, "UPDATE inventory_history SET created_at = now() - interval '40 days' WHERE id = $1", [higher.id])
+    await query(app.database.url, "UPDATE inventory_history SET created_at = now() - interval '20 days' WHERE id = $1", [lower.id])
+
+    const result = await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
+    expect(result.inventory_history).toBe(1)
+    expect(await query(app.database.url, "SELECT id FROM inventory_history_archive WHERE variant_id = 'ret-order'")).toEqual([{ id: higher.id }])
+    const [baseline] = await query<{ archived_through_id: string }>(
+      app.database.url,
+      "SELECT archived_through_id FROM inventory_history_baseline WHERE variant_id = 'ret-order'"
+    )
+    // Every entry up to archived_through_id is archived: none of them is still in the history.
+    const claimedButKept = await query(
+      app.database.url,
+      "SELECT id FROM inventory_history WHERE variant_id = 'ret-order' AND id <= $1",
+      [baseline!.archived_through_id]
+    )
+    expect(claimedButKept).toEqual([])
+    expect(await app.run(historyDrift)).toEqual([])
   })
 })
