@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Chunk, Duration, Effect, Either, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
+import { type LoopControl, loopFailures, runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
 import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
 import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
@@ -61,6 +62,16 @@ const GAUGE_INTERVAL = Duration.seconds(5)
 const MAX_BATCHES_IN_FLIGHT = 4
 /** A claim looks for aggregate heads among the oldest this many batches of pending rows. */
 const HEAD_WINDOW_BATCHES = 4
+/**
+ * Most aggregates (= advisory locks) one claim takes. PostgreSQL's shared lock table holds about
+ * max_locks_per_transaction × max_connections (6,400 by default); OUTBOX_BATCH_SIZE locks per relay
+ * exhausted it with ten relays ("out of shared memory", 53200). A batch still carries up to
+ * OUTBOX_BATCH_SIZE rows: whole runs of these aggregates.
+ */
+export const MAX_AGGREGATES_PER_CLAIM = 100
+/** Loop names (the `loop` label of inventory_background_loop_failures_total). */
+const RELAY_LOOP = "outbox-relay"
+const GAUGE_LOOP = "outbox-gauges"
 
 /**
  * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
@@ -83,11 +94,13 @@ export const RelayLive = Layer.scopedDiscard(
     /**
      * The aggregates to claim, oldest head first, each under a transaction-scoped advisory lock
      * (SKIP LOCKED style: those another relay is claiming right now are skipped). It looks at the
-     * oldest `window` pending rows only (all of them when null): an aggregate's oldest pending row is
-     * in that prefix whenever any of its rows is, so the heads found there are exact, and a claim
-     * costs O(window), not O(pending rows). `scanned` tells whether the prefix was full.
+     * oldest `window` pending rows only: an aggregate's oldest pending row is in that prefix whenever
+     * any of its rows is, so the heads found there are exact, and a claim costs O(window), not
+     * O(pending rows). `scanned` tells whether the prefix was full. At most `maxLocks` locks.
      */
-    const lockHeads = (busy: ReadonlyArray<string>, window: number | null) =>
+    const maxLocks = Math.min(batchSize, MAX_AGGREGATES_PER_CLAIM)
+    const window = HEAD_WINDOW_BATCHES * batchSize
+    const lockHeads = (busy: ReadonlyArray<string>) =>
       sql<{ scanned: number; locked: ReadonlyArray<string> }>`
         WITH pending AS MATERIALIZED (
           SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
@@ -102,12 +115,65 @@ export const RelayLive = Layer.scopedDiscard(
              AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})
              AND aggregate_id <> ALL(${busy})
            ORDER BY id
-           LIMIT ${batchSize}
+           LIMIT ${maxLocks}
         )
         SELECT (SELECT count(*) FROM pending)::int AS scanned,
                ARRAY(SELECT aggregate_id FROM ready
                       WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
                       ORDER BY id) AS locked`.pipe(Effect.map((rows) => rows[0]!))
+
+    /**
+     * When the oldest `window` rows all belong to aggregates that cannot be claimed (busy here, leased
+     * by another relay, backing off), the heads of the other aggregates are found by a skip scan of
+     * the outbox_pending index (aggregate_id, id): one index descent per distinct pending aggregate,
+     * so an aggregate with 10,000 stuck rows costs one step, not 10,000. It visits at most `window`
+     * aggregates per claim, resuming after the last one visited (`cursor`), so every aggregate is
+     * reached in turn however many there are.
+     */
+    const cursor = yield* Ref.make<string | null>(null)
+    const lockHeadsBeyondWindow = (busy: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const after = yield* Ref.get(cursor)
+        const [row] = yield* sql<{ visited: number; last: string | null; locked: ReadonlyArray<string> }>`
+          WITH RECURSIVE aggregates (aggregate_id, depth) AS (
+            (SELECT aggregate_id, 1 FROM outbox
+              WHERE published_at IS NULL AND parked_at IS NULL
+                AND (${after}::text IS NULL OR aggregate_id > ${after}::text)
+              ORDER BY aggregate_id
+              LIMIT 1)
+            UNION ALL
+            SELECT (SELECT o.aggregate_id FROM outbox o
+                     WHERE o.published_at IS NULL AND o.parked_at IS NULL AND o.aggregate_id > a.aggregate_id
+                     ORDER BY o.aggregate_id
+                     LIMIT 1),
+                   a.depth + 1
+              FROM aggregates a
+             WHERE a.aggregate_id IS NOT NULL AND a.depth < ${window}
+          ), visited AS MATERIALIZED (
+            SELECT aggregate_id FROM aggregates WHERE aggregate_id IS NOT NULL
+          ), ready AS MATERIALIZED (
+            SELECT head.id, head.aggregate_id
+              FROM visited
+              JOIN LATERAL (
+                SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
+                 WHERE aggregate_id = visited.aggregate_id AND published_at IS NULL AND parked_at IS NULL
+                 ORDER BY id
+                 LIMIT 1) AS head ON true
+             WHERE head.next_attempt_at <= now()
+               AND (head.claimed_until IS NULL OR head.claimed_until < now() OR head.claimed_by = ${me})
+               AND head.aggregate_id <> ALL(${busy})
+             ORDER BY head.id
+             LIMIT ${maxLocks}
+          )
+          SELECT (SELECT count(*) FROM visited)::int AS visited,
+                 (SELECT max(aggregate_id) FROM visited) AS last,
+                 ARRAY(SELECT aggregate_id FROM ready
+                        WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
+                        ORDER BY id) AS locked`
+        // A full visit continues after its last aggregate next time; a partial one reached the end.
+        yield* Ref.set(cursor, row !== undefined && row.visited >= window ? row.last : null)
+        return row?.locked ?? []
+      })
 
     /**
      * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
@@ -119,11 +185,8 @@ export const RelayLive = Layer.scopedDiscard(
      */
     const claim = (busy: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const first = yield* lockHeads(busy, HEAD_WINDOW_BATCHES * batchSize)
-        const locked =
-          first.locked.length === 0 && first.scanned === HEAD_WINDOW_BATCHES * batchSize
-            ? (yield* lockHeads(busy, null)).locked
-            : first.locked
+        const first = yield* lockHeads(busy)
+        const locked = first.locked.length === 0 && first.scanned === window ? yield* lockHeadsBeyondWindow(busy) : first.locked
         if (locked.length === 0) return []
         return yield* sql<OutboxRow>`
           WITH ready AS (
@@ -264,7 +327,14 @@ export const RelayLive = Layer.scopedDiscard(
 
     const settle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
       relayBatch(rows, claimMs).pipe(
-        Effect.catchAll((error) => Effect.logWarning("outbox: relay batch failed", error.message)),
+        // Typed errors and defects alike (a failed COMMIT is a defect in @effect/sql): the rows stay
+        // leased to this relay, which claims them again at once.
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(
+            Metric.increment(Metric.tagged(loopFailures, "loop", RELAY_LOOP)),
+            Effect.logWarning("outbox: relay batch failed", cause).pipe(Effect.annotateLogs({ loop: RELAY_LOOP, rows: rows.length }))
+          )
+        ),
         Effect.ensuring(
           Ref.update(inFlight, (current) => new Set([...current].filter((id) => !aggregates.has(id)))).pipe(
             Effect.zipRight(batchSlots.release(1)),
@@ -283,9 +353,9 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.gen(function* () {
         yield* restore(batchSlots.take(1))
         const started = Date.now()
-        const rows = yield* claim([...(yield* Ref.get(inFlight))]).pipe(
-          Effect.catchAll((error) => Effect.logWarning("outbox: claim failed", error.message).pipe(Effect.as([])))
-        )
+        // A failed claim (typed error or defect: a ROLLBACK on a dead connection dies) frees its slot
+        // and fails the loop's iteration, which logs, counts and backs off.
+        const rows = yield* claim([...(yield* Ref.get(inFlight))]).pipe(Effect.onError(() => batchSlots.release(1)))
         if (rows.length === 0) {
           yield* batchSlots.release(1)
           return 0
@@ -303,13 +373,12 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.sleep(Duration.millis(config.outboxPollIntervalMs))
     ).pipe(Effect.zipRight(commits.takeAll), Effect.zipRight(Queue.takeAll(settled)))
 
-    const relayLoop = Effect.forever(
+    const relayIteration = (loop: LoopControl) =>
       Effect.gen(function* () {
-        yield* messaging.awaitConnected
+        yield* loop.idle(messaging.awaitConnected)
         const claimed = yield* claimAndStart
-        if (claimed < batchSize) yield* waitForWork
+        if (claimed < batchSize) yield* loop.idle(waitForWork)
       })
-    )
 
     const updateGauges = Effect.gen(function* () {
       const [row] = yield* sql<{ pending: number; oldestSeconds: number }>`
@@ -321,12 +390,10 @@ export const RelayLive = Layer.scopedDiscard(
       yield* Metric.set(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
     })
 
-    yield* Effect.forkScoped(relayLoop)
-    yield* Effect.forkScoped(
-      updateGauges.pipe(
-        Effect.catchAll((error) => Effect.logDebug("outbox: gauge query failed", error.message)),
-        Effect.repeat(Schedule.spaced(GAUGE_INTERVAL))
-      )
+    // A claim waits at most for a batch's confirms (15 s) and short statements: two minutes is a wedge.
+    yield* runBackgroundLoop({ name: RELAY_LOOP, stallAfter: Duration.minutes(2) }, relayIteration)
+    yield* runBackgroundLoop({ name: GAUGE_LOOP, stallAfter: Duration.minutes(2), backoff: { initial: GAUGE_INTERVAL, max: Duration.seconds(30) } }, (loop) =>
+      Effect.zipRight(updateGauges, loop.idle(Effect.sleep(GAUGE_INTERVAL)))
     )
     yield* Effect.logInfo("outbox relay started").pipe(
       Effect.annotateLogs({ relay: me, publisher: messaging.kind, batchSize, pollIntervalMs: config.outboxPollIntervalMs })
