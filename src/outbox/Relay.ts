@@ -1,9 +1,10 @@
 import { SqlClient } from "@effect/sql"
-import { Chunk, Duration, Effect, Either, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
+import { Chunk, Clock, Duration, Effect, Either, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { type LoopControl, loopFailures, runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
+import { Lifecycle, type LoopState } from "../layers/Lifecycle.js"
 import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
 import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
 import { Outbox } from "./Outbox.js"
@@ -73,6 +74,45 @@ export const MAX_AGGREGATES_PER_CLAIM = 100
 const RELAY_LOOP = "outbox-relay"
 const GAUGE_LOOP = "outbox-gauges"
 
+/** What the gauge loop last read of the outbox. */
+interface DrainReading {
+  readonly at: number
+  readonly pending: number
+  readonly oldestSeconds: number
+  /** Since the newest publish by any replica; null when nothing was ever published. */
+  readonly sincePublishSeconds: number | null
+}
+
+/** Pending rows older than this, with no publish for as long, mean the outbox is not draining. */
+export const OUTBOX_STALL_SECONDS = 60
+
+/**
+ * The readiness body's `outbox` entry: down when the relay's loop is dead, when its reading is stale
+ * (the database is away), or when rows wait longer than OUTBOX_STALL_SECONDS while nothing is
+ * published by any replica (broker away, or a relay wedged: see docs/resilience.md).
+ */
+export const outboxHealth = (
+  reading: DrainReading | undefined,
+  now: number,
+  relay: LoopState | undefined
+): { readonly status: "up" | "down"; readonly detail?: string } => {
+  if (relay?.status === "dead") return { status: "down", detail: `relay loop ended: ${relay.lastError ?? "unknown"}` }
+  if (reading === undefined) return { status: "up", detail: "no reading yet" }
+  if (now - reading.at > 3 * Duration.toMillis(GAUGE_INTERVAL) + 5_000) {
+    return { status: "down", detail: `no outbox reading for ${Math.round((now - reading.at) / 1000)} s (database unreachable?)` }
+  }
+  const idle = reading.sincePublishSeconds === null || reading.sincePublishSeconds > OUTBOX_STALL_SECONDS
+  if (reading.pending > 0 && reading.oldestSeconds > OUTBOX_STALL_SECONDS && idle) {
+    return {
+      status: "down",
+      detail: `not draining: ${reading.pending} rows pending, oldest ${Math.round(reading.oldestSeconds)} s, none published for ${
+        reading.sincePublishSeconds === null ? "ever" : `${Math.round(reading.sincePublishSeconds)} s`
+      }`
+    }
+  }
+  return { status: "up", detail: `${reading.pending} rows pending` }
+}
+
 /**
  * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
  * published only after the broker's confirm. Several replicas coordinate through the database; see
@@ -86,6 +126,7 @@ export const RelayLive = Layer.scopedDiscard(
     const outbox = yield* Outbox
     const messaging = yield* Messaging
     const config = yield* AppConfig
+    const lifecycle = yield* Lifecycle
     const me = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const batchSize = config.outboxBatchSize
     const commits = yield* outbox.subscribe
@@ -380,14 +421,33 @@ export const RelayLive = Layer.scopedDiscard(
         if (claimed < batchSize) yield* loop.idle(waitForWork)
       })
 
+    /** The last gauge reading, for the readiness check (no query in the probe). */
+    const drain = yield* Ref.make<DrainReading | undefined>(undefined)
     const updateGauges = Effect.gen(function* () {
-      const [row] = yield* sql<{ pending: number; oldestSeconds: number }>`
+      const [row] = yield* sql<{ pending: number; oldestSeconds: number; sincePublishSeconds: number | null }>`
         SELECT count(*)::int AS pending,
-               COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_seconds
+               COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_seconds,
+               -- by any replica: the outbox_published_at index answers max() in one step
+               (SELECT EXTRACT(EPOCH FROM now() - max(published_at))::float8 FROM outbox WHERE published_at IS NOT NULL)
+                 AS since_publish_seconds
           FROM outbox
          WHERE published_at IS NULL AND parked_at IS NULL`
       yield* Metric.set(outboxPendingRows, row?.pending ?? 0)
       yield* Metric.set(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
+      yield* Ref.set(drain, {
+        at: yield* Clock.currentTimeMillis,
+        pending: row?.pending ?? 0,
+        oldestSeconds: row?.oldestSeconds ?? 0,
+        sincePublishSeconds: row?.sincePublishSeconds ?? null
+      })
+    })
+    yield* lifecycle.register({
+      name: "outbox",
+      // Reported, never flipping readiness: taking replicas out of traffic publishes nothing.
+      critical: false,
+      check: Effect.map(Effect.all([Ref.get(drain), Clock.currentTimeMillis, lifecycle.loops]), ([reading, now, loops]) =>
+        outboxHealth(reading, now, loops.get(RELAY_LOOP))
+      )
     })
 
     // A claim waits at most for a batch's confirms (15 s) and short statements: two minutes is a wedge.
