@@ -37,7 +37,8 @@ export interface OutgoingMessage {
  * the broker is back; not the message's fault). `refused`: the broker nacked or returned it.
  */
 export class PublishFailed extends Data.TaggedError("PublishFailed")<{
-  readonly reason: "unavailable" | "refused"
+  /** `timeout`: no confirm in time, the broker may or may not have the message (the relay counts it like a refusal). */
+  readonly reason: "unavailable" | "refused" | "timeout"
   readonly message: string
 }> {}
 
@@ -225,7 +226,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
       }
       const fail = (reason: PublishFailed["reason"], text: string) => settle(Exit.fail(new PublishFailed({ reason, message: text })))
       // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
-      const timer = setTimeout(() => fail("unavailable", "no confirm from the broker in time"), Duration.toMillis(CONFIRM_TIMEOUT))
+      const timer = setTimeout(() => fail("timeout", "no confirm from the broker in time"), Duration.toMillis(CONFIRM_TIMEOUT))
       try {
         const ok = session.publisher.publish(
           message.exchange,

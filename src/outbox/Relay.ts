@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Chunk, Clock, Duration, Effect, Either, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
+import { Chunk, Clock, Duration, Effect, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { type LoopControl, loopFailures, runBackgroundLoop } from "../layers/BackgroundLoop.js"
@@ -8,6 +8,7 @@ import { Lifecycle, type LoopState } from "../layers/Lifecycle.js"
 import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
 import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
 import { Outbox } from "./Outbox.js"
+import { settle } from "./Settlement.js"
 
 /** An outbox row as the relay claims it. */
 export interface OutboxRow {
@@ -273,7 +274,7 @@ export const RelayLive = Layer.scopedDiscard(
             UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
              WHERE id = ANY(${rows.map((row) => row.id)}) AND claimed_by = ${me}`
 
-    /** A refusal counts as an attempt: retry after the schedule's delay, or park after OUTBOX_MAX_ATTEMPTS. */
+    /** A refusal or confirm timeout counts as an attempt: retry after the schedule's delay, or park after OUTBOX_MAX_ATTEMPTS. */
     const recordRefusal = (row: OutboxRow, error: PublishFailed) =>
       Effect.gen(function* () {
         const attempts = row.attempts + 1
@@ -291,7 +292,9 @@ export const RelayLive = Layer.scopedDiscard(
           yield* Metric.increment(outboxParked)
           yield* Effect.logError("outbox: event parked after repeated refusals").pipe(Effect.annotateLogs(fields))
         } else {
-          yield* Effect.logWarning("outbox: broker refused an event, will retry").pipe(
+          yield* Effect.logWarning(
+            error.reason === "timeout" ? "outbox: no confirm from the broker in time, will retry" : "outbox: broker refused an event, will retry"
+          ).pipe(
             Effect.annotateLogs({ ...fields, retryInMs: Duration.toMillis(delay) })
           )
         }
@@ -306,7 +309,7 @@ export const RelayLive = Layer.scopedDiscard(
         // One ordered, pipelined write: the channel keeps each aggregate's rows in commit order.
         const outcomes = yield* messaging.publishAll(byId.map(toMessage))
         const confirmedAt = Date.now()
-        const published = byId.filter((_, i) => Either.isRight(outcomes[i]!))
+        const { published, failed, heldBack } = settle(byId, outcomes)
         yield* markPublished(published)
         for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
         const byType = new Map<string, number>()
@@ -329,29 +332,22 @@ export const RelayLive = Layer.scopedDiscard(
           }
         }
 
-        const refusedAggregates = new Set<string>()
-        for (const [i, row] of byId.entries()) {
-          const outcome = outcomes[i]!
-          if (Either.isRight(outcome)) {
-            if (refusedAggregates.has(row.aggregateId)) {
-              // Only a broker nack (an internal error) can get here: a later event went out before a refused one.
-              yield* Effect.logError("outbox: event confirmed after an earlier one of its aggregate was refused").pipe(
-                Effect.annotateLogs({ eventId: row.eventId, aggregateId: row.aggregateId })
-              )
-            }
-            continue
-          }
+        for (const { row, failure } of failed) {
           yield* Metric.increment(publishFailures)
-          if (outcome.left.reason === "refused") {
-            refusedAggregates.add(row.aggregateId)
-            yield* recordRefusal(row, outcome.left)
-          } else {
-            // The connection went away: not the event's fault, so no attempt is counted.
-            yield* release([row])
-          }
+          // A refusal or a missing confirm counts as an attempt (backoff, parked after OUTBOX_MAX_ATTEMPTS);
+          // a lost connection is not the event's fault, so no attempt is counted.
+          if (failure.reason === "unavailable") yield* release([row])
+          else yield* recordRefusal(row, failure)
+        }
+        if (heldBack.length > 0) {
+          // Confirmed or not, they may not leave the outbox before the failed row of their aggregate.
+          yield* release(heldBack)
+          yield* Effect.logWarning("outbox: later events held back behind a failed one of their aggregate; sent again after it").pipe(
+            Effect.annotateLogs({ aggregateIds: [...new Set(heldBack.map((row) => row.aggregateId))], eventIds: heldBack.map((row) => row.eventId) })
+          )
         }
         yield* Effect.logDebug("outbox: batch relayed").pipe(
-          Effect.annotateLogs({ claimed: rows.length, claimMs, confirmMs: confirmedAt - started, markMs: Date.now() - confirmedAt })
+          Effect.annotateLogs({ claimed: rows.length, aggregates: new Set(rows.map((row) => row.aggregateId)).size, claimMs, confirmMs: confirmedAt - started, markMs: Date.now() - confirmedAt })
         )
       }).pipe(Effect.withSpan("Relay.batch", { attributes: { "outbox.rows": rows.length } }))
 
@@ -366,7 +362,7 @@ export const RelayLive = Layer.scopedDiscard(
     /** Rung when a batch settles: its aggregates (and their next rows) can be claimed again. */
     const settled = yield* Queue.sliding<void>(1)
 
-    const settle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
+    const relayAndSettle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
       relayBatch(rows, claimMs).pipe(
         // Typed errors and defects alike (a failed COMMIT is a defect in @effect/sql): the rows stay
         // leased to this relay, which claims them again at once.
@@ -403,7 +399,7 @@ export const RelayLive = Layer.scopedDiscard(
         }
         const aggregates = new Set(rows.map((row) => row.aggregateId))
         yield* Ref.update(inFlight, (current) => new Set([...current, ...aggregates]))
-        yield* FiberSet.run(batches, settle(rows, aggregates, Date.now() - started))
+        yield* FiberSet.run(batches, relayAndSettle(rows, aggregates, Date.now() - started))
         return rows.length
       })
     )
