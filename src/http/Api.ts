@@ -188,7 +188,16 @@ export class Readiness extends Schema.Class<Readiness>("Readiness")({
 }) {}
 
 export class HealthApi extends HttpApiGroup.make("health")
-  .add(HttpApiEndpoint.get("live", "/health/live").addSuccess(Schema.Struct({ status: Schema.Literal("ok") })))
+  .add(
+    HttpApiEndpoint.get("live", "/health/live")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .addSuccess(
+        Schema.Struct({ status: Schema.Literal("failing"), loops: Schema.Array(Schema.String) }).annotations({
+          description: "A background loop (outbox relay, sweepers, broker connection, consumers) ended or is stuck: restart"
+        }),
+        { status: 503 }
+      )
+  )
   .add(
     HttpApiEndpoint.get("ready", "/health/ready")
       .addSuccess(Readiness)

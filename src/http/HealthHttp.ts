@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Fiber, Layer, Option, Schema } from "effect"
-import { Lifecycle } from "../layers/Lifecycle.js"
+import { Clock, Duration, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { failingLoops, Lifecycle } from "../layers/Lifecycle.js"
 import { latestAppliedMigration, readMigrations } from "../layers/Migrations.js"
 import { InventoryApi, Readiness } from "./Api.js"
 
@@ -46,7 +46,15 @@ export const HealthHttpLive = HttpApiBuilder.group(InventoryApi, "health", (hand
   Effect.gen(function* () {
     const lifecycle = yield* Lifecycle
     return handlers
-      .handle("live", () => Effect.succeed({ status: "ok" as const }))
+      // Live while every background loop runs: a loop that ended or is wedged in one iteration
+      // only comes back with a restart (docs/resilience.md), so liveness answers 503.
+      .handle("live", () =>
+        Effect.gen(function* () {
+          const failing = failingLoops(yield* lifecycle.loops, yield* Clock.currentTimeMillis)
+          if (failing.length === 0) return { status: "ok" as const }
+          return HttpServerResponse.unsafeJson({ status: "failing", loops: failing }, { status: 503 })
+        })
+      )
       .handle("ready", () =>
         Effect.gen(function* () {
           const draining = yield* lifecycle.isDraining

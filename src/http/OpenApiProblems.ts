@@ -149,8 +149,8 @@ export const documentProblems = (spec: Json): Json => {
       for (const [code, response] of Object.entries(responses ?? {})) {
         const status = Number(code)
         const r = response as Json
-        // Readiness answers 503 with its own body (dependency states), not a problem.
-        if (status < 400 || (status === 503 && (operation as Json)["operationId"] === "health.ready")) continue
+        // The probes answer 503 with their own bodies (dependency and loop states), not a problem.
+        if (status < 400 || (status === 503 && ["health.ready", "health.live"].includes(String((operation as Json)["operationId"])))) continue
         const refusals = refusalsOf(r["content"] as Json | undefined, status, components)
         // Keep a hand-written single-error description (it may say more than the title).
         if (byCode(refusals).length > 1) r["description"] = describe(byCode(refusals), r["description"])

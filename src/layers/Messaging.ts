@@ -3,6 +3,7 @@ import { Clock, Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option,
 import { Headers, HttpTraceContext } from "@effect/platform"
 import { hostname } from "node:os"
 import { AppConfig, type AppConfigShape } from "./Config.js"
+import { type LoopControl, runBackgroundLoop } from "./BackgroundLoop.js"
 import { Lifecycle } from "./Lifecycle.js"
 
 /** The broker objects of EVENTS.md. The peers' exchanges are configurable (ORDER_/PRODUCT_EVENTS_EXCHANGE). */
@@ -36,7 +37,8 @@ export interface OutgoingMessage {
  * the broker is back; not the message's fault). `refused`: the broker nacked or returned it.
  */
 export class PublishFailed extends Data.TaggedError("PublishFailed")<{
-  readonly reason: "unavailable" | "refused"
+  /** `timeout`: no confirm in time, the broker may or may not have the message (the relay counts it like a refusal). */
+  readonly reason: "unavailable" | "refused" | "timeout"
   readonly message: string
 }> {}
 
@@ -209,6 +211,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
+    const lifecycle = yield* Lifecycle
     const state = yield* SubscriptionRef.make<ConnectionState>({ _tag: "Down", reason: "connecting" })
     const subscriptions = yield* Ref.make<ReadonlyArray<Subscription>>([])
     /** Consumer tags of the current session, by queue, so a consumer can be cancelled at shutdown. */
@@ -226,7 +229,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
       }
       const fail = (reason: PublishFailed["reason"], text: string) => settle(Exit.fail(new PublishFailed({ reason, message: text })))
       // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
-      const timer = setTimeout(() => fail("unavailable", "no confirm from the broker in time"), Duration.toMillis(CONFIRM_TIMEOUT))
+      const timer = setTimeout(() => fail("timeout", "no confirm from the broker in time"), Duration.toMillis(CONFIRM_TIMEOUT))
       try {
         const ok = session.publisher.publish(
           message.exchange,
@@ -276,10 +279,24 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         }
         const { session } = current
         const inFlight: Array<{ readonly span: Tracer.Span; readonly confirm: Deferred.Deferred<void, PublishFailed> }> = []
+        let blocked = false
         for (const message of messages) {
-          // Back-pressure: wait for `drain` while amqplib's buffer is full instead of piling up.
+          // Back-pressure: wait for `drain` while amqplib's buffer is full instead of piling up; a
+          // broker that neither drains nor closes (a blocked connection) fails the rest after a while.
           const drained = session.gate.drained
-          if (drained !== undefined) yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed))
+          if (drained !== undefined && !blocked) {
+            const freed = yield* Effect.raceFirst(Deferred.await(drained), Deferred.await(session.closed)).pipe(
+              Effect.timeout(CONFIRM_TIMEOUT),
+              Effect.option
+            )
+            blocked = Option.isNone(freed)
+          }
+          if (blocked) {
+            const failed = yield* Deferred.make<void, PublishFailed>()
+            yield* Deferred.fail(failed, new PublishFailed({ reason: "unavailable", message: "the broker took no more messages in time" }))
+            inFlight.push({ span: yield* Effect.makeSpan(...publishSpan(message, "rabbitmq")), confirm: failed })
+            continue
+          }
           // One span per message from the write to its confirm (a span per batch would hide the trace).
           const span = yield* Effect.makeSpan(...publishSpan(message, "rabbitmq"))
           inFlight.push({ span, confirm: send(session, message) })
@@ -390,11 +407,13 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
       return session
     })
 
-    const connectLoop = Effect.gen(function* () {
-      for (;;) {
+    /** One broker session: connect (retrying), consume, wait for the connection to go, clean up. */
+    const sessionOnce = (loop: LoopControl) =>
+      Effect.gen(function* () {
         yield* Effect.scoped(
           Effect.gen(function* () {
-            const session = yield* acquireSession.pipe(
+            // Waiting for the broker (each attempt bounded by the connect timeout) is not a stall.
+            const session = yield* loop.idle(acquireSession.pipe(
               Effect.tapError((error) =>
                 Effect.zipRight(
                   SubscriptionRef.set(state, { _tag: "Down", reason: errorText(error.cause ?? error) }),
@@ -402,11 +421,11 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
                 )
               ),
               Effect.retry(reconnectSchedule)
-            )
+            ))
             for (const subscription of yield* Ref.get(subscriptions)) yield* startConsumer(session, subscription)
             yield* SubscriptionRef.set(state, { _tag: "Connected", session })
             yield* Effect.logInfo("broker: connected").pipe(Effect.annotateLogs("prefetch", config.amqpPrefetch))
-            yield* Deferred.await(session.closed)
+            yield* loop.idle(Deferred.await(session.closed))
             yield* SubscriptionRef.set(state, { _tag: "Down", reason: "connection lost, reconnecting" })
             yield* Ref.set(consumerTags, new Map())
             // Unacked deliveries of the dead channel come again on the next one.
@@ -414,17 +433,20 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             yield* Effect.logWarning("broker: connection lost, reconnecting")
           }).pipe(Effect.catchAll((error) => Effect.logWarning("broker: session failed", errorText(error))))
         )
-        yield* Effect.sleep(Duration.millis(100))
-      }
-    })
+        yield* loop.idle(Effect.sleep(Duration.millis(100)))
+      })
 
-    yield* Effect.forkScoped(connectLoop)
+    // Supervised: a defect in a session is logged and counted and the loop reconnects, never ends.
+    yield* runBackgroundLoop({ name: "broker-connection", stallAfter: Duration.minutes(2) }, sessionOnce)
 
     const consume = (queue: string, handle: (delivery: Delivery) => Effect.Effect<void>) =>
       Effect.gen(function* () {
         const mailbox = yield* Effect.acquireRelease(Queue.unbounded<Delivery>(), Queue.shutdown)
         const subscription: Subscription = { queue, mailbox }
-        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(mailbox), (d) => Effect.uninterruptible(handle(d)))))
+        // Supervised, so a defect escaping `handle` cannot end the queue's consumer.
+        yield* runBackgroundLoop({ name: `consumer:${queue}`, stallAfter: Duration.minutes(5) }, (loop) =>
+          Effect.flatMap(loop.idle(Queue.take(mailbox)), (d) => Effect.uninterruptible(handle(d)))
+        ).pipe(Effect.provideService(Lifecycle, lifecycle))
         // Runs before the worker is interrupted: no new deliveries, then the worker ends after its current one.
         yield* Effect.addFinalizer(() =>
           Effect.gen(function* () {

@@ -1,11 +1,14 @@
 import { SqlClient } from "@effect/sql"
-import { Chunk, Duration, Effect, Either, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
+import { Chunk, Clock, Duration, Effect, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
+import { type LoopControl, loopFailures, runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
+import { Lifecycle, type LoopState } from "../layers/Lifecycle.js"
 import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
 import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
 import { Outbox } from "./Outbox.js"
+import { settle } from "./Settlement.js"
 
 /** An outbox row as the relay claims it. */
 export interface OutboxRow {
@@ -61,6 +64,55 @@ const GAUGE_INTERVAL = Duration.seconds(5)
 const MAX_BATCHES_IN_FLIGHT = 4
 /** A claim looks for aggregate heads among the oldest this many batches of pending rows. */
 const HEAD_WINDOW_BATCHES = 4
+/**
+ * Most aggregates (= advisory locks) one claim takes. PostgreSQL's shared lock table holds about
+ * max_locks_per_transaction × max_connections (6,400 by default); OUTBOX_BATCH_SIZE locks per relay
+ * exhausted it with ten relays ("out of shared memory", 53200). A batch still carries up to
+ * OUTBOX_BATCH_SIZE rows: whole runs of these aggregates.
+ */
+export const MAX_AGGREGATES_PER_CLAIM = 100
+/** Loop names (the `loop` label of inventory_background_loop_failures_total). */
+const RELAY_LOOP = "outbox-relay"
+const GAUGE_LOOP = "outbox-gauges"
+
+/** What the gauge loop last read of the outbox. */
+interface DrainReading {
+  readonly at: number
+  readonly pending: number
+  readonly oldestSeconds: number
+  /** Since the newest publish by any replica; null when nothing was ever published. */
+  readonly sincePublishSeconds: number | null
+}
+
+/** Pending rows older than this, with no publish for as long, mean the outbox is not draining. */
+export const OUTBOX_STALL_SECONDS = 60
+
+/**
+ * The readiness body's `outbox` entry: down when the relay's loop is dead, when its reading is stale
+ * (the database is away), or when rows wait longer than OUTBOX_STALL_SECONDS while nothing is
+ * published by any replica (broker away, or a relay wedged: see docs/resilience.md).
+ */
+export const outboxHealth = (
+  reading: DrainReading | undefined,
+  now: number,
+  relay: LoopState | undefined
+): { readonly status: "up" | "down"; readonly detail?: string } => {
+  if (relay?.status === "dead") return { status: "down", detail: `relay loop ended: ${relay.lastError ?? "unknown"}` }
+  if (reading === undefined) return { status: "up", detail: "no reading yet" }
+  if (now - reading.at > 3 * Duration.toMillis(GAUGE_INTERVAL) + 5_000) {
+    return { status: "down", detail: `no outbox reading for ${Math.round((now - reading.at) / 1000)} s (database unreachable?)` }
+  }
+  const idle = reading.sincePublishSeconds === null || reading.sincePublishSeconds > OUTBOX_STALL_SECONDS
+  if (reading.pending > 0 && reading.oldestSeconds > OUTBOX_STALL_SECONDS && idle) {
+    return {
+      status: "down",
+      detail: `not draining: ${reading.pending} rows pending, oldest ${Math.round(reading.oldestSeconds)} s, none published for ${
+        reading.sincePublishSeconds === null ? "ever" : `${Math.round(reading.sincePublishSeconds)} s`
+      }`
+    }
+  }
+  return { status: "up", detail: `${reading.pending} rows pending` }
+}
 
 /**
  * The outbox relay: publishes committed rows, per aggregate in commit (id) order, and marks each
@@ -75,6 +127,7 @@ export const RelayLive = Layer.scopedDiscard(
     const outbox = yield* Outbox
     const messaging = yield* Messaging
     const config = yield* AppConfig
+    const lifecycle = yield* Lifecycle
     const me = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
     const batchSize = config.outboxBatchSize
     const commits = yield* outbox.subscribe
@@ -83,11 +136,13 @@ export const RelayLive = Layer.scopedDiscard(
     /**
      * The aggregates to claim, oldest head first, each under a transaction-scoped advisory lock
      * (SKIP LOCKED style: those another relay is claiming right now are skipped). It looks at the
-     * oldest `window` pending rows only (all of them when null): an aggregate's oldest pending row is
-     * in that prefix whenever any of its rows is, so the heads found there are exact, and a claim
-     * costs O(window), not O(pending rows). `scanned` tells whether the prefix was full.
+     * oldest `window` pending rows only: an aggregate's oldest pending row is in that prefix whenever
+     * any of its rows is, so the heads found there are exact, and a claim costs O(window), not
+     * O(pending rows). `scanned` tells whether the prefix was full. At most `maxLocks` locks.
      */
-    const lockHeads = (busy: ReadonlyArray<string>, window: number | null) =>
+    const maxLocks = Math.min(batchSize, MAX_AGGREGATES_PER_CLAIM)
+    const window = HEAD_WINDOW_BATCHES * batchSize
+    const lockHeads = (busy: ReadonlyArray<string>) =>
       sql<{ scanned: number; locked: ReadonlyArray<string> }>`
         WITH pending AS MATERIALIZED (
           SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
@@ -102,12 +157,65 @@ export const RelayLive = Layer.scopedDiscard(
              AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})
              AND aggregate_id <> ALL(${busy})
            ORDER BY id
-           LIMIT ${batchSize}
+           LIMIT ${maxLocks}
         )
         SELECT (SELECT count(*) FROM pending)::int AS scanned,
                ARRAY(SELECT aggregate_id FROM ready
                       WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
                       ORDER BY id) AS locked`.pipe(Effect.map((rows) => rows[0]!))
+
+    /**
+     * When the oldest `window` rows all belong to aggregates that cannot be claimed (busy here, leased
+     * by another relay, backing off), the heads of the other aggregates are found by a skip scan of
+     * the outbox_pending index (aggregate_id, id): one index descent per distinct pending aggregate,
+     * so an aggregate with 10,000 stuck rows costs one step, not 10,000. It visits at most `window`
+     * aggregates per claim, resuming after the last one visited (`cursor`), so every aggregate is
+     * reached in turn however many there are.
+     */
+    const cursor = yield* Ref.make<string | null>(null)
+    const lockHeadsBeyondWindow = (busy: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const after = yield* Ref.get(cursor)
+        const [row] = yield* sql<{ visited: number; last: string | null; locked: ReadonlyArray<string> }>`
+          WITH RECURSIVE aggregates (aggregate_id, depth) AS (
+            (SELECT aggregate_id, 1 FROM outbox
+              WHERE published_at IS NULL AND parked_at IS NULL
+                AND (${after}::text IS NULL OR aggregate_id > ${after}::text)
+              ORDER BY aggregate_id
+              LIMIT 1)
+            UNION ALL
+            SELECT (SELECT o.aggregate_id FROM outbox o
+                     WHERE o.published_at IS NULL AND o.parked_at IS NULL AND o.aggregate_id > a.aggregate_id
+                     ORDER BY o.aggregate_id
+                     LIMIT 1),
+                   a.depth + 1
+              FROM aggregates a
+             WHERE a.aggregate_id IS NOT NULL AND a.depth < ${window}
+          ), visited AS MATERIALIZED (
+            SELECT aggregate_id FROM aggregates WHERE aggregate_id IS NOT NULL
+          ), ready AS MATERIALIZED (
+            SELECT head.id, head.aggregate_id
+              FROM visited
+              JOIN LATERAL (
+                SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
+                 WHERE aggregate_id = visited.aggregate_id AND published_at IS NULL AND parked_at IS NULL
+                 ORDER BY id
+                 LIMIT 1) AS head ON true
+             WHERE head.next_attempt_at <= now()
+               AND (head.claimed_until IS NULL OR head.claimed_until < now() OR head.claimed_by = ${me})
+               AND head.aggregate_id <> ALL(${busy})
+             ORDER BY head.id
+             LIMIT ${maxLocks}
+          )
+          SELECT (SELECT count(*) FROM visited)::int AS visited,
+                 (SELECT max(aggregate_id) FROM visited) AS last,
+                 ARRAY(SELECT aggregate_id FROM ready
+                        WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
+                        ORDER BY id) AS locked`
+        // A full visit continues after its last aggregate next time; a partial one reached the end.
+        yield* Ref.set(cursor, row !== undefined && row.visited >= window ? row.last : null)
+        return row?.locked ?? []
+      })
 
     /**
      * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
@@ -119,11 +227,8 @@ export const RelayLive = Layer.scopedDiscard(
      */
     const claim = (busy: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const first = yield* lockHeads(busy, HEAD_WINDOW_BATCHES * batchSize)
-        const locked =
-          first.locked.length === 0 && first.scanned === HEAD_WINDOW_BATCHES * batchSize
-            ? (yield* lockHeads(busy, null)).locked
-            : first.locked
+        const first = yield* lockHeads(busy)
+        const locked = first.locked.length === 0 && first.scanned === window ? yield* lockHeadsBeyondWindow(busy) : first.locked
         if (locked.length === 0) return []
         return yield* sql<OutboxRow>`
           WITH ready AS (
@@ -169,7 +274,7 @@ export const RelayLive = Layer.scopedDiscard(
             UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
              WHERE id = ANY(${rows.map((row) => row.id)}) AND claimed_by = ${me}`
 
-    /** A refusal counts as an attempt: retry after the schedule's delay, or park after OUTBOX_MAX_ATTEMPTS. */
+    /** A refusal or confirm timeout counts as an attempt: retry after the schedule's delay, or park after OUTBOX_MAX_ATTEMPTS. */
     const recordRefusal = (row: OutboxRow, error: PublishFailed) =>
       Effect.gen(function* () {
         const attempts = row.attempts + 1
@@ -187,7 +292,9 @@ export const RelayLive = Layer.scopedDiscard(
           yield* Metric.increment(outboxParked)
           yield* Effect.logError("outbox: event parked after repeated refusals").pipe(Effect.annotateLogs(fields))
         } else {
-          yield* Effect.logWarning("outbox: broker refused an event, will retry").pipe(
+          yield* Effect.logWarning(
+            error.reason === "timeout" ? "outbox: no confirm from the broker in time, will retry" : "outbox: broker refused an event, will retry"
+          ).pipe(
             Effect.annotateLogs({ ...fields, retryInMs: Duration.toMillis(delay) })
           )
         }
@@ -202,7 +309,7 @@ export const RelayLive = Layer.scopedDiscard(
         // One ordered, pipelined write: the channel keeps each aggregate's rows in commit order.
         const outcomes = yield* messaging.publishAll(byId.map(toMessage))
         const confirmedAt = Date.now()
-        const published = byId.filter((_, i) => Either.isRight(outcomes[i]!))
+        const { published, failed, heldBack } = settle(byId, outcomes)
         yield* markPublished(published)
         for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
         const byType = new Map<string, number>()
@@ -225,29 +332,22 @@ export const RelayLive = Layer.scopedDiscard(
           }
         }
 
-        const refusedAggregates = new Set<string>()
-        for (const [i, row] of byId.entries()) {
-          const outcome = outcomes[i]!
-          if (Either.isRight(outcome)) {
-            if (refusedAggregates.has(row.aggregateId)) {
-              // Only a broker nack (an internal error) can get here: a later event went out before a refused one.
-              yield* Effect.logError("outbox: event confirmed after an earlier one of its aggregate was refused").pipe(
-                Effect.annotateLogs({ eventId: row.eventId, aggregateId: row.aggregateId })
-              )
-            }
-            continue
-          }
+        for (const { row, failure } of failed) {
           yield* Metric.increment(publishFailures)
-          if (outcome.left.reason === "refused") {
-            refusedAggregates.add(row.aggregateId)
-            yield* recordRefusal(row, outcome.left)
-          } else {
-            // The connection went away: not the event's fault, so no attempt is counted.
-            yield* release([row])
-          }
+          // A refusal or a missing confirm counts as an attempt (backoff, parked after OUTBOX_MAX_ATTEMPTS);
+          // a lost connection is not the event's fault, so no attempt is counted.
+          if (failure.reason === "unavailable") yield* release([row])
+          else yield* recordRefusal(row, failure)
+        }
+        if (heldBack.length > 0) {
+          // Confirmed or not, they may not leave the outbox before the failed row of their aggregate.
+          yield* release(heldBack)
+          yield* Effect.logWarning("outbox: later events held back behind a failed one of their aggregate; sent again after it").pipe(
+            Effect.annotateLogs({ aggregateIds: [...new Set(heldBack.map((row) => row.aggregateId))], eventIds: heldBack.map((row) => row.eventId) })
+          )
         }
         yield* Effect.logDebug("outbox: batch relayed").pipe(
-          Effect.annotateLogs({ claimed: rows.length, claimMs, confirmMs: confirmedAt - started, markMs: Date.now() - confirmedAt })
+          Effect.annotateLogs({ claimed: rows.length, aggregates: new Set(rows.map((row) => row.aggregateId)).size, claimMs, confirmMs: confirmedAt - started, markMs: Date.now() - confirmedAt })
         )
       }).pipe(Effect.withSpan("Relay.batch", { attributes: { "outbox.rows": rows.length } }))
 
@@ -262,9 +362,16 @@ export const RelayLive = Layer.scopedDiscard(
     /** Rung when a batch settles: its aggregates (and their next rows) can be claimed again. */
     const settled = yield* Queue.sliding<void>(1)
 
-    const settle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
+    const relayAndSettle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
       relayBatch(rows, claimMs).pipe(
-        Effect.catchAll((error) => Effect.logWarning("outbox: relay batch failed", error.message)),
+        // Typed errors and defects alike (a failed COMMIT is a defect in @effect/sql): the rows stay
+        // leased to this relay, which claims them again at once.
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(
+            Metric.increment(Metric.tagged(loopFailures, "loop", RELAY_LOOP)),
+            Effect.logWarning("outbox: relay batch failed", cause).pipe(Effect.annotateLogs({ loop: RELAY_LOOP, rows: rows.length }))
+          )
+        ),
         Effect.ensuring(
           Ref.update(inFlight, (current) => new Set([...current].filter((id) => !aggregates.has(id)))).pipe(
             Effect.zipRight(batchSlots.release(1)),
@@ -283,16 +390,16 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.gen(function* () {
         yield* restore(batchSlots.take(1))
         const started = Date.now()
-        const rows = yield* claim([...(yield* Ref.get(inFlight))]).pipe(
-          Effect.catchAll((error) => Effect.logWarning("outbox: claim failed", error.message).pipe(Effect.as([])))
-        )
+        // A failed claim (typed error or defect: a ROLLBACK on a dead connection dies) frees its slot
+        // and fails the loop's iteration, which logs, counts and backs off.
+        const rows = yield* claim([...(yield* Ref.get(inFlight))]).pipe(Effect.onError(() => batchSlots.release(1)))
         if (rows.length === 0) {
           yield* batchSlots.release(1)
           return 0
         }
         const aggregates = new Set(rows.map((row) => row.aggregateId))
         yield* Ref.update(inFlight, (current) => new Set([...current, ...aggregates]))
-        yield* FiberSet.run(batches, settle(rows, aggregates, Date.now() - started))
+        yield* FiberSet.run(batches, relayAndSettle(rows, aggregates, Date.now() - started))
         return rows.length
       })
     )
@@ -303,30 +410,46 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.sleep(Duration.millis(config.outboxPollIntervalMs))
     ).pipe(Effect.zipRight(commits.takeAll), Effect.zipRight(Queue.takeAll(settled)))
 
-    const relayLoop = Effect.forever(
+    const relayIteration = (loop: LoopControl) =>
       Effect.gen(function* () {
-        yield* messaging.awaitConnected
+        yield* loop.idle(messaging.awaitConnected)
         const claimed = yield* claimAndStart
-        if (claimed < batchSize) yield* waitForWork
+        if (claimed < batchSize) yield* loop.idle(waitForWork)
       })
-    )
 
+    /** The last gauge reading, for the readiness check (no query in the probe). */
+    const drain = yield* Ref.make<DrainReading | undefined>(undefined)
     const updateGauges = Effect.gen(function* () {
-      const [row] = yield* sql<{ pending: number; oldestSeconds: number }>`
+      const [row] = yield* sql<{ pending: number; oldestSeconds: number; sincePublishSeconds: number | null }>`
         SELECT count(*)::int AS pending,
-               COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_seconds
+               COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_seconds,
+               -- by any replica: the outbox_published_at index answers max() in one step
+               (SELECT EXTRACT(EPOCH FROM now() - max(published_at))::float8 FROM outbox WHERE published_at IS NOT NULL)
+                 AS since_publish_seconds
           FROM outbox
          WHERE published_at IS NULL AND parked_at IS NULL`
       yield* Metric.set(outboxPendingRows, row?.pending ?? 0)
       yield* Metric.set(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
+      yield* Ref.set(drain, {
+        at: yield* Clock.currentTimeMillis,
+        pending: row?.pending ?? 0,
+        oldestSeconds: row?.oldestSeconds ?? 0,
+        sincePublishSeconds: row?.sincePublishSeconds ?? null
+      })
+    })
+    yield* lifecycle.register({
+      name: "outbox",
+      // Reported, never flipping readiness: taking replicas out of traffic publishes nothing.
+      critical: false,
+      check: Effect.map(Effect.all([Ref.get(drain), Clock.currentTimeMillis, lifecycle.loops]), ([reading, now, loops]) =>
+        outboxHealth(reading, now, loops.get(RELAY_LOOP))
+      )
     })
 
-    yield* Effect.forkScoped(relayLoop)
-    yield* Effect.forkScoped(
-      updateGauges.pipe(
-        Effect.catchAll((error) => Effect.logDebug("outbox: gauge query failed", error.message)),
-        Effect.repeat(Schedule.spaced(GAUGE_INTERVAL))
-      )
+    // A claim waits at most for a batch's confirms (15 s) and short statements: two minutes is a wedge.
+    yield* runBackgroundLoop({ name: RELAY_LOOP, stallAfter: Duration.minutes(2) }, relayIteration)
+    yield* runBackgroundLoop({ name: GAUGE_LOOP, stallAfter: Duration.minutes(2), backoff: { initial: GAUGE_INTERVAL, max: Duration.seconds(30) } }, (loop) =>
+      Effect.zipRight(updateGauges, loop.idle(Effect.sleep(GAUGE_INTERVAL)))
     )
     yield* Effect.logInfo("outbox relay started").pipe(
       Effect.annotateLogs({ relay: me, publisher: messaging.kind, batchSize, pollIntervalMs: config.outboxPollIntervalMs })

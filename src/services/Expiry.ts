@@ -1,4 +1,5 @@
-import { Cause, Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
+import { runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
 import { Reservations } from "./Reservations.js"
 
@@ -26,14 +27,11 @@ export const ExpiryLive = Layer.scopedDiscard(
   Effect.gen(function* () {
     const { reservationSweepIntervalMs } = yield* AppConfig
     const sweep = sweepOnce.pipe(
-      Effect.tap((expired) => (expired > 0 ? Effect.logDebug("expiry sweep").pipe(Effect.annotateLogs("expired", expired)) : Effect.void)),
-      // A failed sweep (database away) is logged and tried again at the next tick.
-      Effect.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.logWarning("expiry sweep failed", cause)
-      )
+      Effect.tap((expired) => (expired > 0 ? Effect.logDebug("expiry sweep").pipe(Effect.annotateLogs("expired", expired)) : Effect.void))
     )
-    yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(sweep, Effect.sleep(Duration.millis(reservationSweepIntervalMs))))
+    // A failed sweep (database away) is logged, counted and tried again after a backoff (BackgroundLoop).
+    yield* runBackgroundLoop({ name: "expiry-sweeper", stallAfter: Duration.minutes(5) }, (loop) =>
+      Effect.zipRight(sweep, loop.idle(Effect.sleep(Duration.millis(reservationSweepIntervalMs))))
     )
   })
 )

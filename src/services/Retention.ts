@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Layer } from "effect"
+import { runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
 import { countRemoved } from "./RetentionMetrics.js"
 
@@ -188,22 +189,19 @@ export class Retention extends Effect.Service<Retention>()("inventory/Retention"
 
 /**
  * The background sweep: every RETENTION_SWEEP_INTERVAL_MS (first run one interval after start, so
- * replicas starting together do not all sweep at once). A failed sweep is logged and retried on the
- * next tick; closing the layer interrupts the loop between batches.
+ * replicas starting together do not all sweep at once). A failed sweep is logged, counted and
+ * retried after a backoff; closing the layer interrupts the loop between batches.
  */
 export const RetentionSweeperLive = Layer.scopedDiscard(
   Effect.gen(function* () {
     const retention = yield* Retention
     const { retention: config } = yield* AppConfig
     const interval = Duration.millis(config.sweepIntervalMs)
-    yield* Effect.sleep(interval).pipe(
-      Effect.zipRight(
-        retention.sweepOnce().pipe(
-          Effect.catchAllCause((cause) => Effect.logWarning("retention sweep failed; retrying next interval", cause))
-        )
-      ),
-      Effect.forever,
-      Effect.forkScoped
+    // A failed sweep is logged, counted and retried after a backoff (BackgroundLoop); one sweep is at
+    // most MAX_BATCHES_PER_SWEEP short transactions per table.
+    yield* runBackgroundLoop(
+      { name: "retention-sweeper", stallAfter: Duration.minutes(15), backoff: { initial: Duration.seconds(1), max: Duration.minutes(1) } },
+      (loop) => Effect.zipRight(loop.idle(Effect.sleep(interval)), retention.sweepOnce())
     )
   })
 )
