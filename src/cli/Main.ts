@@ -1,4 +1,4 @@
-import { Cause, Effect, Either, Layer, Logger, LogLevel } from "effect"
+import { Cause, Config, Effect, Either, Layer, Logger, LogLevel, Option } from "effect"
 import { userInfo } from "node:os"
 import { AppConfig, type AppConfigShape, loadConfig } from "../layers/Config.js"
 import { structuredLogger } from "../layers/Logging.js"
@@ -73,16 +73,17 @@ const find = (words: ReadonlyArray<string>) => {
   return one ? { command: one, rest: words.slice(1) } : undefined
 }
 
-const operator = (given: string | undefined) => {
-  if (given !== undefined && given !== "") return given
-  const fromEnv = process.env["USER"] ?? process.env["LOGNAME"]
-  if (fromEnv) return fromEnv
-  try {
-    return userInfo().username
-  } catch {
-    return "unknown"
-  }
-}
+/** Who runs the command: --actor, else $USER / $LOGNAME (from the same environment as the configuration), else the OS user. */
+const operator = (given: string | undefined) =>
+  Effect.gen(function* () {
+    if (given !== undefined && given !== "") return given
+    const fromEnv = yield* Config.option(Config.string("USER")).pipe(
+      Config.orElse(() => Config.option(Config.string("LOGNAME"))),
+      Effect.orElseSucceed(() => Option.none<string>())
+    )
+    if (Option.isSome(fromEnv) && fromEnv.value !== "") return fromEnv.value
+    return yield* Effect.try(() => userInfo().username).pipe(Effect.orElseSucceed(() => "unknown"))
+  })
 
 const print = (io: AdminIO, outcome: Outcome, json: boolean) => {
   if (json) io.out(JSON.stringify(outcome.json, null, 2))
@@ -110,18 +111,16 @@ export const runAdmin = (argv: ReadonlyArray<string>, io: AdminIO): Effect.Effec
   if (Either.isLeft(parsed)) return usage(parsed.left.message, commandHelp(command))
   const args = parsed.right
   if (args.flags.has("help")) return Effect.sync(() => (commandHelp(command).forEach(io.out), ExitCode.ok))
-  const change = {
-    apply: args.flags.has("yes") && !args.flags.has("dry-run"),
-    actor: operator(args.options.get("actor")),
-    reason: args.options.get("reason") ?? null
-  }
-  if (change.apply && command.needsReason && change.reason === null) {
+  const apply = args.flags.has("yes") && !args.flags.has("dry-run")
+  const reason = args.options.get("reason") ?? null
+  if (apply && command.needsReason && reason === null) {
     return usage("--yes needs --reason (why: an incident or ticket id)", commandHelp(command))
   }
   const logger = Logger.replace(Logger.defaultLogger, Logger.map(structuredLogger, io.err))
 
   return Effect.gen(function* () {
     const config = yield* loadConfig
+    const change = { apply, reason, actor: yield* operator(args.options.get("actor")) }
     const outcome = yield* (command.changes ? asOperator(change, command.run({ args, change })) : command.run({ args, change })).pipe(
       Effect.provide(servicesLayer(config))
     )
