@@ -2,7 +2,8 @@
 # Inventory Service image. Three stages, one pinned base (same Node patch release everywhere, so
 # native addons copied between stages match the runtime's ABI):
 #   build   - all dependencies + TypeScript compile to dist/
-#   deps    - production dependencies only
+#   deps    - production dependencies only (no optional ones: the embedded PGlite database is for
+#             laptops, and production refuses to start without DATABASE_URL anyway)
 #   runtime - node + dist/ + production node_modules + migrations/, as the unprivileged `node` user
 # Rules enforced by test/deploy/dockerfile.test.ts.
 #
@@ -22,7 +23,7 @@ FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 FROM node:24.21.0-bookworm-slim AS runtime
 # OCI image annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
@@ -50,6 +51,9 @@ COPY --from=build /app/dist ./dist
 # package.json marks the package root: migrations/ are found relative to it at run time.
 COPY package.json ./
 COPY migrations ./migrations
+# The admin CLI (docs/operations.md): `kubectl exec deploy/inventory-service -- inventory-admin …`.
+RUN printf '#!/bin/sh\nexec node /app/dist/src/bin/admin.js "$@"\n' > /usr/local/bin/inventory-admin \
+ && chmod 755 /usr/local/bin/inventory-admin
 USER node
 # HTTP (PORT). /metrics is on METRICS_PORT when set (9464 in deploy/k8s), else on this port.
 EXPOSE 8080

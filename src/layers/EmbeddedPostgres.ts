@@ -1,5 +1,3 @@
-import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
@@ -15,8 +13,22 @@ import { join, resolve } from "node:path"
  * while others send parameterised queries, clients were handed each other's results. So the pool in
  * front of it MUST hold exactly one connection (see Sql.ts); transactions then queue on the pool.
  */
+/**
+ * PGlite is an optional dependency, loaded only here: the production image is installed without it
+ * (`npm ci --omit=optional`), and production refuses the embedded database before reaching this.
+ */
+const loadPglite = Effect.tryPromise({
+  try: async () => {
+    const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([import("@electric-sql/pglite"), import("@electric-sql/pglite-socket")])
+    return { PGlite, PGLiteSocketServer }
+  },
+  catch: (cause) =>
+    new SqlError({ cause, message: "DATABASE_URL is unset and the embedded database (@electric-sql/pglite, an optional dependency) is not installed" })
+})
+
 export const embeddedPostgres = (dataDir: string) =>
   Effect.gen(function* () {
+    const { PGlite, PGLiteSocketServer } = yield* loadPglite
     const pgdata = resolve(dataDir, "pgdata")
     yield* Effect.try({
       try: () => mkdirSync(pgdata, { recursive: true }),

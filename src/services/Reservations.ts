@@ -559,7 +559,18 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
       return expired
     })
 
-    return { create, get, release, commit, expireDue } as const
+    /** The reservations `expireDue` would expire now (oldest first), for a dry run of the admin CLI. */
+    const due = Effect.fn("Reservations.due")(function* (limit: number) {
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const rows = yield* sql<{ orderId: string; expiresAt: Date }>`
+        SELECT order_id, expires_at FROM reservations
+         WHERE status = 'ACTIVE' AND expires_at <= ${now}
+         ORDER BY expires_at, order_id
+         LIMIT ${limit}`
+      return rows
+    })
+
+    return { create, get, release, commit, expireDue, due } as const
   }),
   dependencies: [Transactions.Default, StockChanges.Default, Outbox.Default]
 }) {}

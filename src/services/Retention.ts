@@ -29,8 +29,10 @@ export type SweepResult = Record<RetentionTable, number>
  * snapshot: a concurrent archiving batch is seen entirely or not at all. Reconciliation must use
  * this instead of summing inventory_history alone, which is wrong once history has been archived.
  */
-export const historyDrift = Effect.gen(function* () {
+export const historyDriftOf = (variantIds: ReadonlyArray<string> | null) => Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  // null: every variant (reconcile); a list: just those (a repair, under their row locks).
+  const only = variantIds === null ? null : [...variantIds]
   const rows = yield* sql<{
     variantId: string
     onHand: number
@@ -44,9 +46,12 @@ export const historyDrift = Effect.gen(function* () {
       FROM stock_levels s
       LEFT JOIN inventory_history_baseline b ON b.variant_id = s.variant_id
       LEFT JOIN (SELECT variant_id, sum(on_hand_change) AS on_hand, sum(reserved_change) AS reserved
-                   FROM inventory_history GROUP BY variant_id) h ON h.variant_id = s.variant_id
-     WHERE s.on_hand  <> coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0)
-        OR s.reserved <> coalesce(b.reserved, 0) + coalesce(h.reserved, 0)
+                   FROM inventory_history
+                  WHERE ${only}::text[] IS NULL OR variant_id = ANY(${only}::text[])
+                  GROUP BY variant_id) h ON h.variant_id = s.variant_id
+     WHERE (${only}::text[] IS NULL OR s.variant_id = ANY(${only}::text[]))
+       AND (s.on_hand  <> coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0)
+         OR s.reserved <> coalesce(b.reserved, 0) + coalesce(h.reserved, 0))
      ORDER BY s.variant_id`
   return rows.map((row) => ({
     variantId: row.variantId,
@@ -56,6 +61,8 @@ export const historyDrift = Effect.gen(function* () {
     expectedReserved: Number(row.expectedReserved)
   }))
 }).pipe(Effect.withSpan("Retention.historyDrift"))
+
+export const historyDrift = historyDriftOf(null)
 
 /**
  * Purges what the service no longer needs: published outbox rows, processed inbox ids and idempotency
