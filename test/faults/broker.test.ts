@@ -10,6 +10,9 @@ import type { TcpProxy } from "../support/tcpProxy.js"
 import { check, History, summary } from "./checker.js"
 import { brokerUp, diagnose, change, declareEventsExchange, drained, type EventSink, pendingOutbox, proxyFor, type Replica, sinkOn, startReplica, stream } from "./harness.js"
 
+/** Starting service processes and vhosts is slow on a loaded 2-core machine. */
+const HOOK_TIMEOUT_MS = 180_000
+
 const VARIANTS = 4
 
 describe("faults: broker", { timeout: 120_000 }, () => {
@@ -53,7 +56,7 @@ describe("faults: broker", { timeout: 120_000 }, () => {
     broker = await proxyFor("broker", base.toString())
     replica = await startReplica("a", env())
     await brokerUp(replica.baseUrl())
-  })
+  }, HOOK_TIMEOUT_MS)
   afterEach(async () => {
     await sink?.close()
   })
@@ -63,7 +66,7 @@ describe("faults: broker", { timeout: 120_000 }, () => {
     await peer?.close()
     await vhost?.drop()
     await database?.drop()
-  })
+  }, HOOK_TIMEOUT_MS)
 
   it("broker cut for 10 s under a stream of writes: every write succeeds, 0 lost, 0 unexpected, order kept", async () => {
     sink = await sinkOn(peer)

@@ -24,6 +24,9 @@ import {
   violations
 } from "./harness.js"
 
+/** Starting service processes and vhosts is slow on a loaded 2-core machine. */
+const HOOK_TIMEOUT_MS = 180_000
+
 const REQUEST_TIMEOUT_MS = 2000
 
 describe("faults: database", { timeout: 150_000 }, () => {
@@ -53,14 +56,14 @@ describe("faults: database", { timeout: 150_000 }, () => {
     peer = await connectPeer(vhost.url())
     await declareEventsExchange(peer)
     db = await proxyFor("database", database.url)
-  })
+  }, HOOK_TIMEOUT_MS)
   afterAll(async () => {
     await replica?.current.kill("SIGKILL")
     await db?.proxy.close()
     await peer?.close()
     await vhost?.drop()
     await database?.drop()
-  })
+  }, HOOK_TIMEOUT_MS)
 
   it("cut 5 s, flapped, stalled past the deadline: 503 with Retry-After or refused (never 500), ready again without a restart, invariants hold, every committed change's events arrive", async () => {
     replica = await startReplica("a", env())

@@ -10,6 +10,9 @@ import { brokenInvariants } from "../support/snapshot.js"
 import { check, History, summary } from "./checker.js"
 import { brokerUp, change, declareEventsExchange, diagnose, drained, reconcile, type Replica, sinkOn, startReplica, stream } from "./harness.js"
 
+/** Starting service processes and vhosts is slow on a loaded 2-core machine. */
+const HOOK_TIMEOUT_MS = 180_000
+
 describe("faults: two replicas", { timeout: 150_000 }, () => {
   let database: TestDatabase
   let vhost: TestVhost
@@ -34,14 +37,14 @@ describe("faults: two replicas", { timeout: 150_000 }, () => {
     a = await startReplica("a", env())
     b = await startReplica("b", env())
     await Promise.all([brokerUp(a.baseUrl()), brokerUp(b.baseUrl())])
-  })
+  }, HOOK_TIMEOUT_MS)
   afterAll(async () => {
     await a?.current.kill("SIGKILL")
     await b?.current.kill("SIGKILL")
     await peer?.close()
     await vhost?.drop()
     await database?.drop()
-  })
+  }, HOOK_TIMEOUT_MS)
 
   const variantsOf = async (history: History, prefix: string, onHand = 0) => {
     const variants = Array.from({ length: 4 }, (_, i) => `${prefix}-${i}`)
