@@ -11,11 +11,11 @@ import { check, History, summary } from "./checker.js"
 import { brokerUp, diagnose, change, declareEventsExchange, drained, type EventSink, pendingOutbox, proxyFor, type Replica, sinkOn, startReplica, stream } from "./harness.js"
 
 /** Starting service processes and vhosts is slow on a loaded 2-core machine. */
-const HOOK_TIMEOUT_MS = 180_000
+const HOOK_TIMEOUT_MS = 400_000
 
 const VARIANTS = 4
 
-describe("faults: broker", { timeout: 120_000 }, () => {
+describe("faults: broker", { timeout: 300_000 }, () => {
   let database: TestDatabase
   let vhost: TestVhost
   let peer: Peer

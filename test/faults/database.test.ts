@@ -25,11 +25,11 @@ import {
 } from "./harness.js"
 
 /** Starting service processes and vhosts is slow on a loaded 2-core machine. */
-const HOOK_TIMEOUT_MS = 180_000
+const HOOK_TIMEOUT_MS = 400_000
 
 const REQUEST_TIMEOUT_MS = 2000
 
-describe("faults: database", { timeout: 150_000 }, () => {
+describe("faults: database", { timeout: 300_000 }, () => {
   let database: TestDatabase
   let vhost: TestVhost
   let peer: Peer

@@ -167,7 +167,7 @@ let headersCache: Record<string, string> | undefined
 export const allScopes = async () => (headersCache ??= await bearer())
 
 /** Starting runs TypeScript through tsx: slow on a loaded 2-core CI machine. */
-const START_TIMEOUT_MS = 90_000
+const START_TIMEOUT_MS = 150_000
 
 export const startReplica = async (name: string, env: Record<string, string>): Promise<Replica> => {
   const headers = await allScopes()

@@ -11,9 +11,9 @@ import { check, History, summary } from "./checker.js"
 import { brokerUp, change, declareEventsExchange, diagnose, drained, reconcile, type Replica, sinkOn, startReplica, stream } from "./harness.js"
 
 /** Starting service processes and vhosts is slow on a loaded 2-core machine. */
-const HOOK_TIMEOUT_MS = 180_000
+const HOOK_TIMEOUT_MS = 400_000
 
-describe("faults: two replicas", { timeout: 150_000 }, () => {
+describe("faults: two replicas", { timeout: 300_000 }, () => {
   let database: TestDatabase
   let vhost: TestVhost
   let peer: Peer
