@@ -133,6 +133,12 @@ export const pendingOutbox = async (databaseUrl: string) =>
   )
 
 /**
+ * Above the relay's claim lease (60 s, src/outbox/Relay.ts): rows a SIGKILLed relay had claimed wait
+ * that long before another relay may publish them.
+ */
+export const AFTER_KILL_DRAIN_MS = 100_000
+
+/**
  * Waits until nothing of `history`'s operations is pending in the outbox and every one of their
  * events has arrived at the sink; returns when the last arrived, or undefined after `timeoutMs` (the
  * checker then says what is missing).

@@ -3,12 +3,12 @@
 // redelivered around a SIGKILL. Classified by test/faults/checker.ts; reconciled with `npm run reconcile`.
 import { randomUUID } from "node:crypto"
 import { setTimeout as sleep } from "node:timers/promises"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
 import { createTestDatabase, query, type TestDatabase } from "../support/database.js"
 import { brokenInvariants } from "../support/snapshot.js"
 import { check, History, summary } from "./checker.js"
-import { brokerUp, change, declareEventsExchange, diagnose, drained, reconcile, type Replica, sinkOn, startReplica, stream } from "./harness.js"
+import { AFTER_KILL_DRAIN_MS, brokerUp, change, declareEventsExchange, diagnose, drained, reconcile, type Replica, sinkOn, startReplica, stream } from "./harness.js"
 
 /** Starting service processes and vhosts is slow on a loaded 2-core machine. */
 const HOOK_TIMEOUT_MS = 400_000
@@ -37,6 +37,14 @@ describe("faults: two replicas", { timeout: 300_000 }, () => {
     a = await startReplica("a", env())
     b = await startReplica("b", env())
     await Promise.all([brokerUp(a.baseUrl()), brokerUp(b.baseUrl())])
+  }, HOOK_TIMEOUT_MS)
+  // A case that failed half-way may leave a replica down: the next one starts from two running.
+  beforeEach(async () => {
+    for (const replica of [a, b]) {
+      if (replica.current.child.exitCode === null && replica.current.child.signalCode === null) continue
+      await replica.restart()
+      await brokerUp(replica.baseUrl())
+    }
   }, HOOK_TIMEOUT_MS)
   afterAll(async () => {
     await a?.current.kill("SIGKILL")
@@ -85,7 +93,7 @@ describe("faults: two replicas", { timeout: 300_000 }, () => {
     await sleep(2000)
     stop = true
     await load
-    const drainedAt = await drained(database.url, sink, history)
+    const drainedAt = await drained(database.url, sink, history, AFTER_KILL_DRAIN_MS)
     const verdict = check(history, sink.events)
     console.log(summary("two replicas, one SIGKILLed", verdict, { drainMs: drainedAt === undefined ? "never" : drainedAt - restartedAt }))
     if (drainedAt === undefined) console.log(await diagnose(database.url, a), "\n", await diagnose(database.url, b))
@@ -184,7 +192,7 @@ describe("faults: two replicas", { timeout: 300_000 }, () => {
     expect(level).toEqual({ on_hand: 1000 - orders.length / 2, reserved: 0 })
     expect((await peer.channel.checkQueue("inventory.dead-letter")).messageCount).toBe(0)
     // The broker sees one release or commit event per order (copies of one eventId allowed).
-    await drained(database.url, sink, history)
+    await drained(database.url, sink, history, AFTER_KILL_DRAIN_MS)
     await eventually(() => {
       const ends = new Set(sink.events.filter((e) => e.eventType === "InventoryReservationReleasedEvent" || e.eventType === "InventoryReservationCommittedEvent").map((e) => e.eventId))
       return ends.size >= orders.length ? true : undefined
