@@ -542,12 +542,15 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
      * Uninterruptible (as Retention's batches): an interrupt (shutdown) waits for the short batch, since
      * interrupting a query makes the driver cancel whatever that connection runs by then (EFFECT-NOTES.md).
      */
+    /** Due for the sweep: ACTIVE and past expiresAt on the database's clock (one clock for every replica). */
+    const isDue = sql.literal("status = 'ACTIVE' AND expires_at <= inventory_now()")
+
     const expireDue = Effect.fn("Reservations.expireDue")(function* (limit: number) {
       const expired = yield* Effect.uninterruptible(transactions.run(
         Effect.gen(function* () {
           const due = yield* sql<ReservationRow>`
             SELECT ${reservationColumns} FROM reservations
-             WHERE status = 'ACTIVE' AND expires_at <= inventory_now()
+             WHERE ${isDue}
              ORDER BY expires_at, order_id
              LIMIT ${limit}
                FOR UPDATE SKIP LOCKED`
@@ -561,13 +564,11 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
 
     /** The reservations `expireDue` would expire now (oldest first), for a dry run of the admin CLI. */
     const due = Effect.fn("Reservations.due")(function* (limit: number) {
-      const now = new Date(yield* Clock.currentTimeMillis)
-      const rows = yield* sql<{ orderId: string; expiresAt: Date }>`
+      return yield* sql<{ orderId: string; expiresAt: Date }>`
         SELECT order_id, expires_at FROM reservations
-         WHERE status = 'ACTIVE' AND expires_at <= ${now}
+         WHERE ${isDue}
          ORDER BY expires_at, order_id
          LIMIT ${limit}`
-      return rows
     })
 
     return { create, get, release, commit, expireDue, due } as const
