@@ -136,19 +136,20 @@ export const RelayLive = Layer.scopedDiscard(
     /**
      * The aggregates to claim, oldest head first, each under a transaction-scoped advisory lock
      * (SKIP LOCKED style: those another relay is claiming right now are skipped). It looks at the
-     * oldest `window` pending rows only: an aggregate's oldest pending row is in that prefix whenever
-     * any of its rows is, so the heads found there are exact, and a claim costs O(window), not
-     * O(pending rows). `scanned` tells whether the prefix was full. At most `maxLocks` locks.
+     * oldest `limit` pending rows only (all of them when null): an aggregate's oldest pending row is
+     * in that prefix whenever any of its rows is, so the heads found there are exact, and a claim
+     * costs O(limit), not O(pending rows). `scanned` tells whether the prefix was full. At most
+     * `maxLocks` locks.
      */
     const maxLocks = Math.min(batchSize, MAX_AGGREGATES_PER_CLAIM)
     const window = HEAD_WINDOW_BATCHES * batchSize
-    const lockHeads = (busy: ReadonlyArray<string>) =>
+    const lockHeads = (busy: ReadonlyArray<string>, limit: number | null) =>
       sql<{ scanned: number; locked: ReadonlyArray<string> }>`
         WITH pending AS MATERIALIZED (
           SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
            WHERE published_at IS NULL AND parked_at IS NULL
            ORDER BY id
-           LIMIT ${window}
+           LIMIT ${limit}
         ), heads AS (
           SELECT DISTINCT ON (aggregate_id) * FROM pending ORDER BY aggregate_id, id
         ), ready AS MATERIALIZED (
@@ -165,59 +166,6 @@ export const RelayLive = Layer.scopedDiscard(
                       ORDER BY id) AS locked`.pipe(Effect.map((rows) => rows[0]!))
 
     /**
-     * When the oldest `window` rows all belong to aggregates that cannot be claimed (busy here, leased
-     * by another relay, backing off), the heads of the other aggregates are found by a skip scan of
-     * the outbox_pending index (aggregate_id, id): one index descent per distinct pending aggregate,
-     * so an aggregate with 10,000 stuck rows costs one step, not 10,000. It visits at most `window`
-     * aggregates per claim, resuming after the last one visited (`cursor`), so every aggregate is
-     * reached in turn however many there are.
-     */
-    const cursor = yield* Ref.make<string | null>(null)
-    const lockHeadsBeyondWindow = (busy: ReadonlyArray<string>) =>
-      Effect.gen(function* () {
-        const after = yield* Ref.get(cursor)
-        const [row] = yield* sql<{ visited: number; last: string | null; locked: ReadonlyArray<string> }>`
-          WITH RECURSIVE aggregates (aggregate_id, depth) AS (
-            (SELECT aggregate_id, 1 FROM outbox
-              WHERE published_at IS NULL AND parked_at IS NULL
-                AND (${after}::text IS NULL OR aggregate_id > ${after}::text)
-              ORDER BY aggregate_id
-              LIMIT 1)
-            UNION ALL
-            SELECT (SELECT o.aggregate_id FROM outbox o
-                     WHERE o.published_at IS NULL AND o.parked_at IS NULL AND o.aggregate_id > a.aggregate_id
-                     ORDER BY o.aggregate_id
-                     LIMIT 1),
-                   a.depth + 1
-              FROM aggregates a
-             WHERE a.aggregate_id IS NOT NULL AND a.depth < ${window}
-          ), visited AS MATERIALIZED (
-            SELECT aggregate_id FROM aggregates WHERE aggregate_id IS NOT NULL
-          ), ready AS MATERIALIZED (
-            SELECT head.id, head.aggregate_id
-              FROM visited
-              JOIN LATERAL (
-                SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
-                 WHERE aggregate_id = visited.aggregate_id AND published_at IS NULL AND parked_at IS NULL
-                 ORDER BY id
-                 LIMIT 1) AS head ON true
-             WHERE head.next_attempt_at <= now()
-               AND (head.claimed_until IS NULL OR head.claimed_until < now() OR head.claimed_by = ${me})
-               AND head.aggregate_id <> ALL(${busy})
-             ORDER BY head.id
-             LIMIT ${maxLocks}
-          )
-          SELECT (SELECT count(*) FROM visited)::int AS visited,
-                 (SELECT max(aggregate_id) FROM visited) AS last,
-                 ARRAY(SELECT aggregate_id FROM ready
-                        WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
-                        ORDER BY id) AS locked`
-        // A full visit continues after its last aggregate next time; a partial one reached the end.
-        yield* Ref.set(cursor, row !== undefined && row.visited >= window ? row.last : null)
-        return row?.locked ?? []
-      })
-
-    /**
      * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
      * due, not leased by another relay and not in flight here (`lockHeads`; only if the oldest
      * pending rows all belong to other aggregates does it look further). The second, in a fresh
@@ -227,8 +175,8 @@ export const RelayLive = Layer.scopedDiscard(
      */
     const claim = (busy: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const first = yield* lockHeads(busy)
-        const locked = first.locked.length === 0 && first.scanned === window ? yield* lockHeadsBeyondWindow(busy) : first.locked
+        const first = yield* lockHeads(busy, window)
+        const locked = first.locked.length === 0 && first.scanned === window ? (yield* lockHeads(busy, null)).locked : first.locked
         if (locked.length === 0) return []
         return yield* sql<OutboxRow>`
           WITH ready AS (

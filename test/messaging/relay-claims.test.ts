@@ -1,0 +1,113 @@
+// How the relay claims under a stuck aggregate and a wide backlog, against the real PostgreSQL and
+// RabbitMQ: an aggregate backing off with 10,000 pending rows costs other aggregates' claims no
+// full scan, and one claim never takes more than MAX_AGGREGATES_PER_CLAIM advisory locks.
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { ConsumeMessage } from "amqplib"
+import { MAX_AGGREGATES_PER_CLAIM } from "../../src/outbox/Relay.js"
+import { startTestApp, type TestApp } from "../support/app.js"
+import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
+import { query } from "../support/database.js"
+
+/** Rows of aggregate `aggregate` (or one aggregate per row when `aggregate` is null), due in `dueIn`. */
+const insertRows = (app: TestApp, count: number, aggregate: string | null, dueIn: string) =>
+  query(
+    app.database.url,
+    `INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, next_attempt_at)
+     SELECT gen_random_uuid(), 'StockLevelChangedEvent', 'inventory.stock_level_changed', 'StockLevel',
+            COALESCE($1, 'wide-' || n), jsonb_build_object('n', n), now() + $3::interval
+       FROM generate_series(1, $2::int) AS n`,
+    [aggregate, count, dueIn]
+  )
+
+/** Tuples PostgreSQL read from the outbox table and its indexes, and transactions committed, so far. */
+const readCounters = async (app: TestApp) => {
+  const [row] = await query<{ reads: string; xacts: string }>(
+    app.database.url,
+    `SELECT (SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables WHERE relname = 'outbox')
+            + (SELECT COALESCE(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'outbox') AS reads,
+            (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS xacts`
+  )
+  return { reads: Number(row!.reads), xacts: Number(row!.xacts) }
+}
+
+describe("relay claims", () => {
+  let vhost: TestVhost
+  let app: TestApp
+  let peer: Peer
+  let messages: Array<ConsumeMessage>
+
+  beforeAll(async () => {
+    vhost = await createTestVhost("relay-claims")
+    app = await startTestApp({
+      label: "relay-claims",
+      env: {
+        AMQP_URL: vhost.url(),
+        OUTBOX_POLL_INTERVAL_MS: "100",
+        OUTBOX_BATCH_SIZE: "500",
+        // Keep the other fibers' transactions out of the per-claim arithmetic.
+        RESERVATION_SWEEP_INTERVAL_MS: "600000"
+      }
+    })
+    await eventually(async () => {
+      const body = (await (await fetch(`${app.baseUrl}/health/ready`)).json()) as { checks?: { broker?: { status?: string } } }
+      return body.checks?.broker?.status === "up" ? true : undefined
+    }, 30_000, "broker connection")
+    peer = await connectPeer(vhost.url())
+    messages = (await peer.collect("inventory.events")).messages
+  })
+  afterAll(async () => {
+    await peer?.close()
+    await app?.close()
+    await vhost?.drop()
+  })
+
+  // Issue 10 item 8(a) is still open: the bounded fallback search was withdrawn (its test met
+  // statement timeouts in Relay.claim, cause not yet found); this test states the requirement.
+  it.skip("keeps claiming other aggregates cheaply while one aggregate backs off with 10,000 pending rows", async () => {
+    await insertRows(app, 10_000, "stuck", "1 hour")
+    // Let the relay settle on the stuck head, then measure a few seconds of its claims.
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    const before = await readCounters(app)
+    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    const after = await readCounters(app)
+    const claims = after.xacts - before.xacts
+    expect(claims).toBeGreaterThan(5)
+    // Without a bound each claim reads all 10,000 stuck rows; bounded, the head window (4 batches)
+    // and a skip scan of the other aggregates' heads.
+    expect((after.reads - before.reads) / claims).toBeLessThan(6_000)
+
+    // Other aggregates still go out promptly, behind the stuck one.
+    const response = await fetch(`${app.baseUrl}/v1/stock-levels/beside-stuck`, {
+      method: "PUT",
+      headers: { ...app.authHeaders, "content-type": "application/json" },
+      body: "{}"
+    })
+    expect(response.status).toBe(201)
+    await eventually(
+      () => (messages.some((m) => JSON.parse(m.content.toString()).aggregateId === "beside-stuck") ? true : undefined),
+      10_000,
+      "the other aggregate's event"
+    )
+    await query(app.database.url, "DELETE FROM outbox WHERE aggregate_id = 'stuck'")
+  })
+
+  it(`takes at most ${MAX_AGGREGATES_PER_CLAIM} aggregates (advisory locks) per claim, and still drains a wide backlog`, async () => {
+    const from = app.logs().length
+    await insertRows(app, 3 * MAX_AGGREGATES_PER_CLAIM + 50, null, "0 seconds")
+    await eventually(
+      async () => {
+        const [row] = await query<{ n: number }>(app.database.url, "SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
+        return row!.n === 0 ? true : undefined
+      },
+      30_000,
+      "the wide backlog drained"
+    )
+    const batches = app
+      .logs()
+      .slice(from)
+      .map((line) => JSON.parse(line) as { message: string; aggregates?: number })
+      .filter((line) => line.message === "outbox: batch relayed")
+    expect(batches.length).toBeGreaterThanOrEqual(4)
+    expect(Math.max(...batches.map((b) => b.aggregates ?? Infinity))).toBeLessThanOrEqual(MAX_AGGREGATES_PER_CLAIM)
+  })
+})
