@@ -58,7 +58,13 @@ export const openDeadLetters = (url: Redacted.Redacted): Effect.Effect<DeadLette
       ),
       (c) => Effect.promise(() => c.close().catch(() => undefined)).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
     )
-    const channel: ConfirmChannel = yield* attempt("cannot open a channel", () => connection.createConfirmChannel())
+    // Closed before the connection: the channel's close handshake is what makes the broker process
+    // the acks sent on it; closing only the connection right after an ack lost it (the replayed
+    // message then stayed in the dead-letter queue as well).
+    const channel: ConfirmChannel = yield* Effect.acquireRelease(
+      attempt("cannot open a channel", () => connection.createConfirmChannel()),
+      (c) => Effect.promise(() => c.close().catch(() => undefined)).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
+    )
     const depth = attempt(`cannot inspect ${Topology.deadLetterQueue}`, () => channel.checkQueue(Topology.deadLetterQueue)).pipe(
       Effect.map((q) => q.messageCount)
     )
