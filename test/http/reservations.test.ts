@@ -161,6 +161,12 @@ describe("reservations over HTTP (API.md)", () => {
       status = (await api.get("/v1/reservations/order-f")).body.status
     }
     expect(status).toBe("EXPIRED")
+    // The answer says EXPIRED from expiresAt on; the sweeper's stock change follows within its interval.
+    let held = 1
+    for (let i = 0; i < 100 && held !== 0; i++) {
+      held = (await level("f-1")).reserved
+      if (held !== 0) await new Promise((resolve) => setTimeout(resolve, 100))
+    }
     expect(await level("f-1")).toMatchObject({ onHand: 1, reserved: 0 })
     expect((await historyOf("f-1")).at(-1)).toMatchObject({ type: "EXPIRE", reserved_change: -1, order_id: "order-f" })
     expect((await eventsOf("order-f")).at(-1)!.payload.data).toMatchObject({ reason: "EXPIRED" })
