@@ -136,34 +136,64 @@ export const RelayLive = Layer.scopedDiscard(
     /**
      * The aggregates to claim, oldest head first, each under a transaction-scoped advisory lock
      * (SKIP LOCKED style: those another relay is claiming right now are skipped). It looks at the
-     * oldest `limit` pending rows only (all of them when null): an aggregate's oldest pending row is
-     * in that prefix whenever any of its rows is, so the heads found there are exact, and a claim
-     * costs O(limit), not O(pending rows). `scanned` tells whether the prefix was full. At most
-     * `maxLocks` locks.
+     * oldest `window` pending rows only: an aggregate's oldest pending row is in that prefix whenever
+     * any of its rows is, so the heads found there are exact, and a claim costs O(window), not
+     * O(pending rows). `scanned` tells whether the prefix was full. At most `maxLocks` locks.
      */
     const maxLocks = Math.min(batchSize, MAX_AGGREGATES_PER_CLAIM)
     const window = HEAD_WINDOW_BATCHES * batchSize
-    const lockHeads = (busy: ReadonlyArray<string>, limit: number | null) =>
-      sql<{ scanned: number; locked: ReadonlyArray<string> }>`
-        WITH pending AS MATERIALIZED (
-          SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
-           WHERE published_at IS NULL AND parked_at IS NULL
-           ORDER BY id
-           LIMIT ${limit}
-        ), heads AS (
-          SELECT DISTINCT ON (aggregate_id) * FROM pending ORDER BY aggregate_id, id
-        ), ready AS MATERIALIZED (
+    /** The claimable heads among `heads`, each under its advisory lock, oldest first, at most `maxLocks`. */
+    const lockReady = (busy: ReadonlyArray<string>) =>
+      sql`
+        ready AS MATERIALIZED (
           SELECT id, aggregate_id FROM heads
            WHERE next_attempt_at <= now()
              AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = ${me})
              AND aggregate_id <> ALL(${busy})
            ORDER BY id
            LIMIT ${maxLocks}
-        )
-        SELECT (SELECT count(*) FROM pending)::int AS scanned,
-               ARRAY(SELECT aggregate_id FROM ready
-                      WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
-                      ORDER BY id) AS locked`.pipe(Effect.map((rows) => rows[0]!))
+        )`
+    const lockedOfReady = sql`
+      ARRAY(SELECT aggregate_id FROM ready
+             WHERE pg_try_advisory_xact_lock(${LOCK_SPACE}, hashtext(aggregate_id))
+             ORDER BY id) AS locked`
+    const lockHeads = (busy: ReadonlyArray<string>) =>
+      sql<{ scanned: number; locked: ReadonlyArray<string> }>`
+        WITH pending AS MATERIALIZED (
+          SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
+           WHERE published_at IS NULL AND parked_at IS NULL
+           ORDER BY id
+           LIMIT ${window}
+        ), heads AS (
+          SELECT DISTINCT ON (aggregate_id) * FROM pending ORDER BY aggregate_id, id
+        ), ${lockReady(busy)}
+        SELECT (SELECT count(*) FROM pending)::int AS scanned, ${lockedOfReady}`.pipe(Effect.map((rows) => rows[0]!))
+    /**
+     * The fallback when the oldest `window` pending rows all belong to aggregates that cannot be
+     * claimed (backing off, leased, in flight): a loose index scan (outbox_pending, aggregate_id, id)
+     * that jumps from one aggregate's head to the next, so it costs one index probe per aggregate
+     * and never reads a stuck aggregate's other rows; bounded to `window` aggregates.
+     */
+    const lockHeadsByAggregate = (busy: ReadonlyArray<string>) =>
+      sql<{ locked: ReadonlyArray<string> }>`
+        WITH RECURSIVE walk AS (
+          (SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until, 1 AS n FROM outbox
+            WHERE published_at IS NULL AND parked_at IS NULL
+            ORDER BY aggregate_id, id
+            LIMIT 1)
+          UNION ALL
+          SELECT next.id, next.aggregate_id, next.next_attempt_at, next.claimed_by, next.claimed_until, walk.n + 1
+            FROM walk
+            CROSS JOIN LATERAL (
+              SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM outbox
+               WHERE published_at IS NULL AND parked_at IS NULL AND aggregate_id > walk.aggregate_id
+               ORDER BY aggregate_id, id
+               LIMIT 1) AS next
+           WHERE walk.n < ${window}
+        ), heads AS (
+          SELECT id, aggregate_id, next_attempt_at, claimed_by, claimed_until FROM walk
+        ), ${lockReady(busy)}
+        SELECT ${lockedOfReady}`.pipe(Effect.map((rows) => rows[0]!))
 
     /**
      * Two statements in one short transaction. The first picks aggregates whose oldest pending row is
@@ -175,8 +205,8 @@ export const RelayLive = Layer.scopedDiscard(
      */
     const claim = (busy: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const first = yield* lockHeads(busy, window)
-        const locked = first.locked.length === 0 && first.scanned === window ? (yield* lockHeads(busy, null)).locked : first.locked
+        const first = yield* lockHeads(busy)
+        const locked = first.locked.length === 0 && first.scanned === window ? (yield* lockHeadsByAggregate(busy)).locked : first.locked
         if (locked.length === 0) return []
         return yield* sql<OutboxRow>`
           WITH ready AS (
