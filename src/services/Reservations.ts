@@ -161,27 +161,19 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
     const stockColumns = sql.literal(STOCK_COLUMNS)
     const reservationColumns = sql.literal(RESERVATION_COLUMNS)
 
-    /** Locks the variants' rows in variant-id order: every writer locks in this order, so none deadlock. */
-    const lockStock = (variantIds: ReadonlyArray<string>) =>
+    /** The variants' rows, locked in variant-id order (every writer locks in this order, so none deadlock). */
+    const lockStockRows = (variantIds: ReadonlyArray<string>, ifFree: boolean) =>
       Effect.map(
         sql<StockRow>`
           SELECT ${stockColumns} FROM stock_levels
            WHERE variant_id = ANY(${variantIds})
            ORDER BY variant_id
-             FOR UPDATE`,
+             FOR UPDATE ${sql.literal(ifFree ? "SKIP LOCKED" : "")}`,
         (rows) => new Map(rows.map((row) => [row.variantId, row]))
       )
-
+    const lockStock = (variantIds: ReadonlyArray<string>) => lockStockRows(variantIds, false)
     /** Locks those of the rows no other transaction holds, never waiting: for rows beyond the ones a transaction locked first. */
-    const lockStockIfFree = (variantIds: ReadonlyArray<string>) =>
-      Effect.map(
-        sql<StockRow>`
-          SELECT ${stockColumns} FROM stock_levels
-           WHERE variant_id = ANY(${variantIds})
-           ORDER BY variant_id
-             FOR UPDATE SKIP LOCKED`,
-        (rows) => new Map(rows.map((row) => [row.variantId, row]))
-      )
+    const lockStockIfFree = (variantIds: ReadonlyArray<string>) => lockStockRows(variantIds, true)
 
     const linesOf = (orderIds: ReadonlyArray<string>) =>
       sql<LineRow>`
