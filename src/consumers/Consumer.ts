@@ -1,6 +1,7 @@
 import { Data, Duration, Effect, Either, Exit, Metric, Random } from "effect"
 import { type IncomingEnvelope, parseEnvelope } from "../domain/ConsumedEvents.js"
 import { wellFormedCorrelationId } from "../domain/Ids.js"
+import type { LoopControl } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
 import { consumeSpan, type Delivery, Messaging } from "../layers/Messaging.js"
 import { CurrentRequest } from "../services/RequestContext.js"
@@ -51,7 +52,7 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
         yield* Effect.logError("consumer: message dead-lettered").pipe(Effect.annotateLogs({ reason, attempts }))
       })
 
-    const process = (delivery: Delivery, envelope: IncomingEnvelope) =>
+    const process = (delivery: Delivery, envelope: IncomingEnvelope, loop: LoopControl) =>
       Effect.gen(function* () {
         const messageId = delivery.messageId ?? envelope.eventId
         const once = transactions.run(
@@ -81,12 +82,13 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
             failure.kind === "transient" ? "consumer: database unavailable, message kept for retry" : "consumer: attempt failed, retrying"
           ).pipe(Effect.annotateLogs({ reason: failure.reason, attempt, retryInMs: Duration.toMillis(delay) }))
           // The handler runs uninterruptibly; only this wait may be cut short by shutdown, leaving the
-          // message unacknowledged for the broker to redeliver.
-          yield* Effect.interruptible(Effect.sleep(delay))
+          // message unacknowledged for the broker to redeliver. Waiting out an outage is not a stall
+          // (liveness must not restart the pod for a database that is away).
+          yield* Effect.interruptible(loop.idle(Effect.sleep(delay)))
         }
       })
 
-    const onDelivery = (delivery: Delivery): Effect.Effect<void, never, R> => {
+    const onDelivery = (delivery: Delivery, loop: LoopControl): Effect.Effect<void, never, R> => {
       const parsed = parseEnvelope(delivery.content.toString("utf8"))
       const base = { consumer: handler.name, queue: handler.queue, messageId: delivery.messageId ?? null }
       if (Either.isLeft(parsed)) {
@@ -96,7 +98,7 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
       const headers = stringHeaders(delivery.headers)
       const correlationId = envelope.correlationId ?? wellFormedCorrelationId(headers["x-correlation-id"]) ?? envelope.eventId
       // Continues the trace of the transaction that wrote the event (its traceparent header).
-      const traced = Effect.withSpan(process(delivery, envelope), ...consumeSpan(delivery, envelope.eventType))
+      const traced = Effect.withSpan(process(delivery, envelope, loop), ...consumeSpan(delivery, envelope.eventType))
       return traced.pipe(
         Effect.locally(CurrentRequest, { correlationId, actor: `consumer:${handler.name}` }),
         Effect.annotateLogs({ ...base, eventType: envelope.eventType, correlationId, redelivered: delivery.redelivered })
@@ -104,5 +106,5 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
     }
 
     const context = yield* Effect.context<R>()
-    yield* messaging.consume(handler.queue, (delivery) => Effect.provide(onDelivery(delivery), context))
+    yield* messaging.consume(handler.queue, (delivery, loop) => Effect.provide(onDelivery(delivery, loop), context))
   })

@@ -74,7 +74,8 @@ export interface MessagingShape {
    * queue; each handler run is uninterruptible. Closing the scope cancels the consumer and waits for
    * the message in hand.
    */
-  readonly consume: (queue: string, handle: (delivery: Delivery) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
+  /** `handle` gets the worker loop's control: a wait it runs through `idle` (a retry's backoff) is never a stall. */
+  readonly consume: (queue: string, handle: (delivery: Delivery, loop: LoopControl) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
 }
 
 /** The trace a message belongs to: the W3C `traceparent` (and `tracestate`) in its headers. */
@@ -439,13 +440,13 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
     // Supervised: a defect in a session is logged and counted and the loop reconnects, never ends.
     yield* runBackgroundLoop({ name: "broker-connection", stallAfter: Duration.minutes(2) }, sessionOnce)
 
-    const consume = (queue: string, handle: (delivery: Delivery) => Effect.Effect<void>) =>
+    const consume = (queue: string, handle: (delivery: Delivery, loop: LoopControl) => Effect.Effect<void>) =>
       Effect.gen(function* () {
         const mailbox = yield* Effect.acquireRelease(Queue.unbounded<Delivery>(), Queue.shutdown)
         const subscription: Subscription = { queue, mailbox }
         // Supervised, so a defect escaping `handle` cannot end the queue's consumer.
         yield* runBackgroundLoop({ name: `consumer:${queue}`, stallAfter: Duration.minutes(5) }, (loop) =>
-          Effect.flatMap(loop.idle(Queue.take(mailbox)), (d) => Effect.uninterruptible(handle(d)))
+          Effect.flatMap(loop.idle(Queue.take(mailbox)), (d) => Effect.uninterruptible(handle(d, loop)))
         ).pipe(Effect.provideService(Lifecycle, lifecycle))
         // Runs before the worker is interrupted: no new deliveries, then the worker ends after its current one.
         yield* Effect.addFinalizer(() =>
