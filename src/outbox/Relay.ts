@@ -265,7 +265,7 @@ export const RelayLive = Layer.scopedDiscard(
                  parked_at = CASE WHEN ${park} THEN now() END,
                  claimed_by = NULL, claimed_until = NULL
            WHERE id = ${row.id}`
-        const fields = { eventId: row.eventId, eventType: row.eventType, aggregateId: row.aggregateId, attempts, error: error.message }
+        const fields = { eventId: row.eventId, eventType: row.eventType, aggregateId: row.aggregateId, attempts, reason: error.message }
         if (park) {
           yield* Metric.increment(outboxParked)
           yield* Effect.logError("outbox: event parked after repeated refusals").pipe(Effect.annotateLogs(fields))
