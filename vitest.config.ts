@@ -8,7 +8,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration suites each create their own database; two workers keep the 2-core machine responsive.
+    // (vitest 5 has no `poolOptions`/`minForks`: the worker cap is the top-level `maxWorkers`.)
     pool: "forks",
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } }
+    maxWorkers: 2
   }
 })

@@ -1,4 +1,4 @@
-import { NodeContext } from "@effect/platform-node"
+import { NodeServices } from "@effect/platform-node"
 import { Layer } from "effect"
 import { ConsumersLive } from "./consumers/Consumers.js"
 import { HttpLive } from "./http/Server.js"
@@ -21,11 +21,11 @@ import { StockLevels } from "./services/StockLevels.js"
 
 /** The inventory programs, over SQL. */
 const ServicesLive = Layer.mergeAll(
-  StockLevels.Default,
-  Adjustments.Default,
-  History.Default,
-  Reservations.Default,
-  Retention.Default
+  StockLevels.layer,
+  Adjustments.layer,
+  History.layer,
+  Reservations.layer,
+  Retention.layer
 )
 
 /** Background fibers of the same runtime: the reservation expiry sweeper and the retention sweep. */
@@ -33,12 +33,12 @@ const WorkersLive = Layer.mergeAll(ExpiryLive, RetentionSweeperLive)
 
 /**
  * The outbox relay and the event consumers over one broker connection (or the log publisher). The
- * relay gets the very `Outbox.Default` the services use (layers are memoised by reference), so it
+ * relay gets the very `Outbox.layer` the services use (layers are memoised by reference), so it
  * hears their commit signal.
  */
 const MessagingLive = Layer.mergeAll(RelayLive.pipe(Layer.provide(RelaySqlLive)), ConsumersLive).pipe(
-  Layer.provideMerge(Messaging.Default),
-  Layer.provideMerge(Outbox.Default)
+  Layer.provideMerge(Messaging.layer),
+  Layer.provideMerge(Outbox.layer)
 )
 
 /**
@@ -47,7 +47,7 @@ const MessagingLive = Layer.mergeAll(RelayLive.pipe(Layer.provide(RelaySqlLive))
  */
 const InfrastructureLive = Layer.mergeAll(MigrationsLive, DatabaseCheckLive, ProcessMetricsLive).pipe(
   Layer.provideMerge(SqlLive),
-  Layer.provideMerge(Lifecycle.Default),
+  Layer.provideMerge(Lifecycle.layer),
   Layer.provideMerge(TelemetryLive)
 )
 
@@ -61,5 +61,5 @@ export const MainLive = ShutdownLive.pipe(
   Layer.provideMerge(WorkersLive),
   Layer.provideMerge(ServicesLive),
   Layer.provideMerge(InfrastructureLive),
-  Layer.provide(NodeContext.layer)
+  Layer.provide(NodeServices.layer)
 )

@@ -1,7 +1,7 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Runtime } from "effect"
 import { MainLive } from "./App.js"
-import { AppConfig, loadConfig } from "./layers/Config.js"
+import { AppConfig, InvalidConfig, loadConfig } from "./layers/Config.js"
 import { LoggingLive } from "./layers/Logging.js"
 
 /**
@@ -25,6 +25,15 @@ const main = Effect.gen(function* () {
   const config = yield* loadConfig
   yield* Effect.sync(() => exitAfterGrace(config.shutdownGraceMs))
   return yield* Layer.launch(MainLive).pipe(
+    // runMain's own failure report would go through Effect's default logger (a second, non-JSON
+    // format; Effect 4 has no `disablePrettyLogger`): it is switched off below and done here,
+    // inside our logger, so every line is printed once, as our JSON.
+    // A configuration refusal (a bad key) is the one stderr line below instead.
+    Effect.tapCause((cause) =>
+      Cause.hasInterruptsOnly(cause) || Option.exists(Cause.findErrorOption(cause), (e) => e instanceof InvalidConfig)
+        ? Effect.void
+        : Effect.logError(cause)
+    ),
     Effect.provide(LoggingLive(config.logLevel)),
     Effect.provideService(AppConfig, config)
   )
@@ -37,4 +46,13 @@ const main = Effect.gen(function* () {
   )
 )
 
-NodeRuntime.runMain(main, { disablePrettyLogger: true })
+/**
+ * Exit 0 after SIGTERM/SIGINT closed everything (Kubernetes' normal stop; Effect 4's default
+ * teardown would say 130), 1 after a failure.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)) return onExit(0)
+  return Runtime.defaultTeardown(exit, onExit)
+}
+
+NodeRuntime.runMain(main, { disableErrorReporting: true, teardown })

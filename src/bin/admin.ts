@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { runAdmin } from "../cli/Main.js"
 
@@ -12,7 +12,6 @@ const io = { out: (line: string) => process.stdout.write(line + "\n"), err: (lin
 NodeRuntime.runMain(
   runAdmin(process.argv.slice(2), io).pipe(
     Effect.flatMap((code) => Effect.sync(() => process.exit(code))),
-    Effect.provide(NodeContext.layer)
-  ),
-  { disablePrettyLogger: true }
+    Effect.provide(NodeServices.layer)
+  )
 )

@@ -1,4 +1,4 @@
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { AppConfig, loadConfigFor } from "../layers/Config.js"
 import { LoggingLive } from "../layers/Logging.js"
@@ -18,7 +18,7 @@ const program = Effect.gen(function* () {
   process.stdout.write(applied.length === 0 ? "migrations: up to date\n" : `migrations applied: ${applied.join(", ")}\n`)
 }).pipe(
   Effect.catchTag("InvalidConfig", (error) => Effect.sync(() => (process.stderr.write(error.message + "\n"), process.exit(1)))),
-  Effect.provide(NodeContext.layer)
+  Effect.provide(NodeServices.layer)
 )
 
-NodeRuntime.runMain(program, { disablePrettyLogger: true })
+NodeRuntime.runMain(program)

@@ -1,4 +1,4 @@
-import { OpenApi } from "@effect/platform"
+import { OpenApi } from "effect/http-api"
 import { writeFileSync } from "node:fs"
 import { stringify } from "yaml"
 import { InventoryApi } from "../http/Api.js"

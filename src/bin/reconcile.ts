@@ -1,4 +1,4 @@
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { runAdmin } from "../cli/Main.js"
 
@@ -11,7 +11,6 @@ const io = { out: (line: string) => process.stdout.write(line + "\n"), err: (lin
 NodeRuntime.runMain(
   runAdmin(["reconcile", ...process.argv.slice(2)], io).pipe(
     Effect.flatMap((code) => Effect.sync(() => process.exit(code))),
-    Effect.provide(NodeContext.layer)
-  ),
-  { disablePrettyLogger: true }
+    Effect.provide(NodeServices.layer)
+  )
 )

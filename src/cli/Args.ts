@@ -1,4 +1,4 @@
-import { Data, Either } from "effect"
+import { Data, Result } from "effect"
 
 /** A command line the CLI cannot run: exit code 2, with the command's usage. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -17,7 +17,7 @@ export interface ParsedArgs {
 }
 
 /** `--name value`, `--name=value`, `--flag` and positionals; anything not in `specs` is a usage error. */
-export const parseArgs = (argv: ReadonlyArray<string>, specs: ReadonlyArray<OptionSpec>): Either.Either<ParsedArgs, UsageError> => {
+export const parseArgs = (argv: ReadonlyArray<string>, specs: ReadonlyArray<OptionSpec>): Result.Result<ParsedArgs, UsageError> => {
   const positionals: Array<string> = []
   const options = new Map<string, string>()
   const flags = new Set<string>()
@@ -33,25 +33,25 @@ export const parseArgs = (argv: ReadonlyArray<string>, specs: ReadonlyArray<Opti
     }
     const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined]
     const spec = specs.find((s) => s.name === name)
-    if (spec === undefined) return Either.left(new UsageError({ message: `unknown option --${name}` }))
+    if (spec === undefined) return Result.fail(new UsageError({ message: `unknown option --${name}` }))
     if (spec.value === undefined) {
-      if (inline !== undefined) return Either.left(new UsageError({ message: `--${name} takes no value` }))
+      if (inline !== undefined) return Result.fail(new UsageError({ message: `--${name} takes no value` }))
       flags.add(name)
       continue
     }
     const value = inline ?? argv[++i]
     if (value === undefined || (inline === undefined && value.startsWith("--"))) {
-      return Either.left(new UsageError({ message: `--${name} needs a value (${spec.value})` }))
+      return Result.fail(new UsageError({ message: `--${name} needs a value (${spec.value})` }))
     }
     options.set(name, value)
   }
-  return Either.right({ positionals, options, flags })
+  return Result.succeed({ positionals, options, flags })
 }
 
 /** A positive integer option, or its default. */
-export const intOption = (args: ParsedArgs, name: string, fallback: number): Either.Either<number, UsageError> => {
+export const intOption = (args: ParsedArgs, name: string, fallback: number): Result.Result<number, UsageError> => {
   const raw = args.options.get(name)
-  if (raw === undefined) return Either.right(fallback)
+  if (raw === undefined) return Result.succeed(fallback)
   const n = Number(raw)
-  return Number.isInteger(n) && n > 0 ? Either.right(n) : Either.left(new UsageError({ message: `--${name} must be a positive integer, got ${raw}` }))
+  return Number.isInteger(n) && n > 0 ? Result.succeed(n) : Result.fail(new UsageError({ message: `--${name} must be a positive integer, got ${raw}` }))
 }

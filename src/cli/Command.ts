@@ -80,7 +80,7 @@ export const logChange = (command: string, change: ChangeContext, details: Recor
 export const asOperator = <A, E, R>(change: ChangeContext, effect: Effect.Effect<A, E, R>) => {
   const correlationId = `admin-${randomUUID()}`
   return effect.pipe(
-    Effect.locally(CurrentRequest, { actor: `ops:${change.actor}`, correlationId }),
+    Effect.provideService(CurrentRequest, { actor: `ops:${change.actor}`, correlationId }),
     Effect.annotateLogs("correlationId", correlationId)
   )
 }

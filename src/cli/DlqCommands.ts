@@ -26,7 +26,7 @@ const list: Command<AppConfig> = {
   run: ({ args }) =>
     Effect.scoped(
       Effect.gen(function* () {
-        const limit = yield* intOption(args, "limit", 100)
+        const limit = yield* Effect.fromResult(intOption(args, "limit", 100))
         const dlq = yield* deadLetters
         const depth = yield* dlq.depth
         const letters = yield* dlq.list(limit)
@@ -57,7 +57,7 @@ const replay: Command<AppConfig> = {
     Effect.scoped(
       Effect.gen(function* () {
         if (args.positionals.length > 0) return yield* new UsageError({ message: "dlq replay takes no arguments" })
-        const limit = yield* intOption(args, "limit", Number.MAX_SAFE_INTEGER)
+        const limit = yield* Effect.fromResult(intOption(args, "limit", Number.MAX_SAFE_INTEGER))
         const dlq = yield* deadLetters
         const type = args.options.get("type") ?? null
         const { replayed, skipped } = yield* dlq.replay({ type, limit, apply: change.apply })

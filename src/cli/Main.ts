@@ -1,4 +1,4 @@
-import { Cause, Config, Effect, Either, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Config, Effect, Layer, Logger, Option, References, Result } from "effect"
 import { userInfo } from "node:os"
 import { AppConfig, type AppConfigShape, loadConfig } from "../layers/Config.js"
 import { structuredLogger } from "../layers/Logging.js"
@@ -21,12 +21,12 @@ export interface AdminIO {
 
 /** The service's own configuration, SQL and services: the CLI runs exactly the code the service runs. */
 const servicesLayer = (config: AppConfigShape) =>
-  Layer.mergeAll(OutboxAdmin.Default, Reservations.Default, ReconcileRepair.Default).pipe(
+  Layer.mergeAll(OutboxAdmin.layer, Reservations.layer, ReconcileRepair.layer).pipe(
     Layer.provideMerge(SqlLive),
     Layer.provideMerge(Layer.succeed(AppConfig, config))
   )
 
-type Services = Layer.Layer.Success<ReturnType<typeof servicesLayer>>
+type Services = Layer.Success<ReturnType<typeof servicesLayer>>
 
 const COMMANDS: ReadonlyArray<Command<Services>> = [...outboxCommands, ...dlqCommands, ...reconcileCommands, ...reservationCommands]
 
@@ -77,8 +77,8 @@ const find = (words: ReadonlyArray<string>) => {
 const operator = (given: string | undefined) =>
   Effect.gen(function* () {
     if (given !== undefined && given !== "") return given
-    const fromEnv = yield* Config.option(Config.string("USER")).pipe(
-      Config.orElse(() => Config.option(Config.string("LOGNAME"))),
+    const fromEnv = yield* Config.option(Config.String("USER")).pipe(
+      Config.orElse(() => Config.option(Config.String("LOGNAME"))),
       Effect.orElseSucceed(() => Option.none<string>())
     )
     if (Option.isSome(fromEnv) && fromEnv.value !== "") return fromEnv.value
@@ -108,15 +108,16 @@ export const runAdmin = (argv: ReadonlyArray<string>, io: AdminIO): Effect.Effec
   }
   const { command } = found
   const parsed = parseArgs(found.rest, optionsOf(command))
-  if (Either.isLeft(parsed)) return usage(parsed.left.message, commandHelp(command))
-  const args = parsed.right
+  if (Result.isFailure(parsed)) return usage(parsed.failure.message, commandHelp(command))
+  const args = parsed.success
   if (args.flags.has("help")) return Effect.sync(() => (commandHelp(command).forEach(io.out), ExitCode.ok))
   const apply = args.flags.has("yes") && !args.flags.has("dry-run")
   const reason = args.options.get("reason") ?? null
   if (apply && command.needsReason && reason === null) {
     return usage("--yes needs --reason (why: an incident or ticket id)", commandHelp(command))
   }
-  const logger = Logger.replace(Logger.defaultLogger, Logger.map(structuredLogger, io.err))
+  // Our JSON lines to stderr only: Logger.layer replaces the default loggers.
+  const logger = Logger.layer([Logger.map(structuredLogger, io.err)])
 
   return Effect.gen(function* () {
     const config = yield* loadConfig
@@ -128,12 +129,12 @@ export const runAdmin = (argv: ReadonlyArray<string>, io: AdminIO): Effect.Effec
     return outcome.problem ? ExitCode.problem : ExitCode.ok
   }).pipe(
     Effect.scoped,
-    Effect.catchAll((error) =>
+    Effect.catch((error) =>
       error instanceof UsageError
         ? usage(error.message, commandHelp(command))
         : Effect.sync(() => (io.err(`${BIN} ${command.name}: ${error.message}`), ExitCode.failed))
     ),
-    Effect.catchAllCause((cause) => Effect.sync(() => (io.err(`${BIN} ${command.name} failed: ${Cause.pretty(cause)}`), ExitCode.failed))),
-    Effect.provide(Layer.merge(logger, Logger.minimumLogLevel(LogLevel.Info)))
+    Effect.catchCause((cause) => Effect.sync(() => (io.err(`${BIN} ${command.name} failed: ${Cause.pretty(cause)}`), ExitCode.failed))),
+    Effect.provide(Layer.merge(logger, Layer.succeed(References.MinimumLogLevel, "Info")))
   )
 }

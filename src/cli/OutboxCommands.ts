@@ -1,4 +1,4 @@
-import { Effect, Either } from "effect"
+import { Effect, Result } from "effect"
 import { OutboxAdmin, type TouchedRow } from "../outbox/OutboxAdmin.js"
 import { intOption, UsageError } from "./Args.js"
 import { type ChangeContext, type Command, logChange, type Outcome } from "./Command.js"
@@ -13,7 +13,7 @@ const missing = (ids: ReadonlyArray<string>, rows: ReadonlyArray<TouchedRow>) =>
 
 const parseIds = (positionals: ReadonlyArray<string>) => {
   const bad = positionals.filter((id) => !/^[0-9]+$/.test(id))
-  return bad.length > 0 ? Either.left(new UsageError({ message: `outbox row ids are numbers (the "id" column), got ${bad.join(", ")}` })) : Either.right(positionals)
+  return bad.length > 0 ? Result.fail(new UsageError({ message: `outbox row ids are numbers (the "id" column), got ${bad.join(", ")}` })) : Result.succeed(positionals)
 }
 
 const status: Command<OutboxAdmin> = {
@@ -46,7 +46,7 @@ const parked: Command<OutboxAdmin> = {
   needsReason: false,
   run: ({ args }) =>
     Effect.gen(function* () {
-      const limit = yield* intOption(args, "limit", 100)
+      const limit = yield* Effect.fromResult(intOption(args, "limit", 100))
       const rows = yield* (yield* OutboxAdmin).parked(limit)
       const lines = [
         ...rows.map((r) => `${r.id} ${r.eventType} ${r.aggregateId} attempts=${r.attempts} parked=${r.parkedAt.toISOString()} error=${r.lastError ?? "-"}`),
@@ -68,7 +68,7 @@ const requeue: Command<OutboxAdmin> = {
     Effect.gen(function* () {
       const all = args.flags.has("all")
       if (all === (args.positionals.length > 0)) return yield* new UsageError({ message: "give parked row ids or --all (not both)" })
-      const ids = yield* parseIds(args.positionals)
+      const ids = yield* Effect.fromResult(parseIds(args.positionals))
       const rows = yield* (yield* OutboxAdmin).requeue(all ? "all" : ids, change.apply)
       const notParked = all ? [] : missing(ids, rows)
       yield* logChange("outbox requeue", change, { rows: rows.map((r) => r.id), events: rows.map((r) => r.eventId), notParked })
@@ -91,7 +91,7 @@ const discard: Command<OutboxAdmin> = {
   run: ({ args, change }) =>
     Effect.gen(function* () {
       if (args.positionals.length === 0) return yield* new UsageError({ message: "give the ids of the parked rows to discard" })
-      const ids = yield* parseIds(args.positionals)
+      const ids = yield* Effect.fromResult(parseIds(args.positionals))
       const rows = yield* (yield* OutboxAdmin).discard(ids, change.apply)
       const notParked = missing(ids, rows)
       yield* logChange("outbox discard", change, { rows: rows.map((r) => r.id), discarded: rows, notParked })

@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import { repairPlan } from "../domain/Reconciliation.js"
 import { reconcile as check, type Drift } from "../services/Reconcile.js"
 import { ReconcileRepair, sourcesOf } from "../services/ReconcileRepair.js"
-import type { SqlClient } from "@effect/sql"
+import type { SqlClient } from "effect/sql"
 import { UsageError } from "./Args.js"
 import { type Command, logChange, type Outcome } from "./Command.js"
 
@@ -63,7 +63,7 @@ const reconcile: Command<SqlClient.SqlClient | ReconcileRepair> = {
       for (const variantId of groups.keys()) {
         const outcome = yield* repairer.repair(variantId, change.reason ?? "reconcile --repair").pipe(
           Effect.tap((o) => logChange("reconcile --repair", change, { variantId, steps: o.steps })),
-          Effect.catchAll((error) => Effect.succeed({ variantId, error: error.message }))
+          Effect.catch((error) => Effect.succeed({ variantId, error: error.message }))
         )
         if ("error" in outcome) failures.push(outcome)
         else repairs.push(outcome)

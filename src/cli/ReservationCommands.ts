@@ -50,7 +50,7 @@ const expireDue: Command<Reservations> = {
     Effect.gen(function* () {
       if (args.positionals.length > 0) return yield* new UsageError({ message: "expire-due takes no arguments" })
       if (!change.apply) {
-        const due = yield* (yield* Reservations).due(yield* intOption(args, "limit", 100))
+        const due = yield* (yield* Reservations).due(yield* Effect.fromResult(intOption(args, "limit", 100)))
         yield* logChange("reservations expire-due", change, { due: due.length })
         return {
           problem: false,

@@ -1,4 +1,4 @@
-import { Data, Duration, Effect, Either, Exit, Metric, Random } from "effect"
+import { Data, Duration, Effect, Exit, Metric, Random, Result } from "effect"
 import { type IncomingEnvelope, parseEnvelope } from "../domain/ConsumedEvents.js"
 import { wellFormedCorrelationId } from "../domain/Ids.js"
 import type { LoopControl } from "../layers/BackgroundLoop.js"
@@ -47,8 +47,8 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
     const deadLetter = (delivery: Delivery, eventType: string, reason: string, attempts: number) =>
       Effect.gen(function* () {
         yield* delivery.deadLetter(reason, attempts)
-        yield* Metric.increment(Metric.tagged(messagesDeadLettered, "queue", handler.queue))
-        yield* Metric.increment(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", eventType), "outcome", "dead_lettered"))
+        yield* Metric.update(Metric.withAttributes(messagesDeadLettered, { queue: handler.queue }), 1)
+        yield* Metric.update(Metric.withAttributes(eventsConsumed, { event_type: eventType, outcome: "dead_lettered" }), 1)
         yield* Effect.logError("consumer: message dead-lettered").pipe(Effect.annotateLogs({ reason, attempts }))
       })
 
@@ -67,7 +67,7 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
           const exit = yield* Effect.exit(once)
           if (Exit.isSuccess(exit)) {
             yield* delivery.ack
-            yield* Metric.increment(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", envelope.eventType), "outcome", exit.value))
+            yield* Metric.update(Metric.withAttributes(eventsConsumed, { event_type: envelope.eventType, outcome: exit.value }), 1)
             yield* Effect.logInfo("consumer: message processed").pipe(Effect.annotateLogs({ outcome: exit.value, attempts: attempt }))
             return
           }
@@ -77,7 +77,7 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
             return yield* deadLetter(delivery, envelope.eventType, failure.reason, attempt)
           }
           const delay = retryDelay(attempt, yield* Random.next)
-          yield* Metric.increment(Metric.tagged(Metric.tagged(consumerRetries, "queue", handler.queue), "kind", failure.kind))
+          yield* Metric.update(Metric.withAttributes(consumerRetries, { queue: handler.queue, kind: failure.kind }), 1)
           yield* Effect.logWarning(
             failure.kind === "transient" ? "consumer: database unavailable, message kept for retry" : "consumer: attempt failed, retrying"
           ).pipe(Effect.annotateLogs({ reason: failure.reason, attempt, retryInMs: Duration.toMillis(delay) }))
@@ -91,16 +91,16 @@ export const runConsumer = <R>(handler: EventHandler<R>) =>
     const onDelivery = (delivery: Delivery, loop: LoopControl): Effect.Effect<void, never, R> => {
       const parsed = parseEnvelope(delivery.content.toString("utf8"))
       const base = { consumer: handler.name, queue: handler.queue, messageId: delivery.messageId ?? null }
-      if (Either.isLeft(parsed)) {
-        return deadLetter(delivery, delivery.type ?? "unknown", `unparseable: ${parsed.left}`, 0).pipe(Effect.annotateLogs(base))
+      if (Result.isFailure(parsed)) {
+        return deadLetter(delivery, delivery.type ?? "unknown", `unparseable: ${parsed.failure}`, 0).pipe(Effect.annotateLogs(base))
       }
-      const envelope = parsed.right
+      const envelope = parsed.success
       const headers = stringHeaders(delivery.headers)
       const correlationId = envelope.correlationId ?? wellFormedCorrelationId(headers["x-correlation-id"]) ?? envelope.eventId
       // Continues the trace of the transaction that wrote the event (its traceparent header).
       const traced = Effect.withSpan(process(delivery, envelope, loop), ...consumeSpan(delivery, envelope.eventType))
       return traced.pipe(
-        Effect.locally(CurrentRequest, { correlationId, actor: `consumer:${handler.name}` }),
+        Effect.provideService(CurrentRequest, { correlationId, actor: `consumer:${handler.name}` }),
         Effect.annotateLogs({ ...base, eventType: envelope.eventType, correlationId, redelivered: delivery.redelivered })
       )
     }

@@ -8,7 +8,7 @@ import { orderEvents } from "./OrderEvents.js"
 import { productEvents } from "./ProductEvents.js"
 
 /** The event consumers of EVENTS.md, one fiber per queue. */
-export const ConsumersLive = Layer.scopedDiscard(
+export const ConsumersLive = Layer.effectDiscard(
   Effect.gen(function* () {
     yield* initConsumerMetrics(
       [Topology.orderQueue, Topology.productQueue],
@@ -17,4 +17,4 @@ export const ConsumersLive = Layer.scopedDiscard(
     yield* runConsumer(yield* orderEvents)
     yield* runConsumer(yield* productEvents)
   })
-).pipe(Layer.provide([Inbox.Default, Transactions.Default]))
+).pipe(Layer.provide([Inbox.layer, Transactions.layer]))

@@ -1,5 +1,5 @@
-import { SqlError } from "@effect/sql/SqlError"
-import { Cause, Duration, Option } from "effect"
+import { Cause, Duration, Option, Result } from "effect"
+import { SqlError } from "effect/sql"
 import { classifySqlError, pgCode, type SqlFailureKind } from "../services/Transactions.js"
 
 /**
@@ -20,32 +20,38 @@ export interface ClassifiedFailure {
 const KIND_OF: Record<SqlFailureKind, FailureKind> = { "bad-data": "unprocessable", unavailable: "transient", bug: "unknown" }
 
 /** Class 22 (data exception) is only ever caused by the data; unavailability passes by itself. */
-export const sqlFailureKind = (error: SqlError): FailureKind => KIND_OF[classifySqlError(error)]
+export const sqlFailureKind = (error: SqlError.SqlError): FailureKind => KIND_OF[classifySqlError(error)]
 
 const firstLine = (text: string) => text.split("\n")[0]!.slice(0, 500)
 
-/** `Tag: message (cause) [SQLSTATE]`: a SqlError's own message is generic, its cause says what happened. */
+/**
+ * `Tag: message (cause) [SQLSTATE]`: a SqlError's own message is generic (its reason's, e.g.
+ * "PgConnection: Query failed"); the driver's error behind the reason (`reason.cause`, one level
+ * deeper than in Effect 3) says what happened.
+ */
 const describe = (error: { readonly _tag: string; readonly message: string; readonly cause?: unknown }) => {
-  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : ""
+  const driverError = SqlError.isSqlError(error) ? error.reason.cause : error.cause
+  const cause = driverError instanceof Error ? ` (${driverError.message})` : ""
   const code = pgCode(error)
   return firstLine(`${error._tag}: ${error.message}${cause}${code === undefined ? "" : ` [${code}]`}`)
 }
 
-type Failure = { readonly _tag: string; readonly message: string; readonly reason?: string }
+/** `reason` is Unprocessable's text; a SqlError's `reason` (Effect 4) is its classified cause, not a string. */
+type Failure = { readonly _tag: string; readonly message: string; readonly reason?: unknown }
 
 /** Classifies the cause of one failed attempt (typed failure or defect). */
 export const classifyCause = (cause: Cause.Cause<Failure>): ClassifiedFailure => {
-  const failure = Cause.failureOption(cause)
+  const failure = Cause.findErrorOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value
-    if (error._tag === "Unprocessable") return { kind: "unprocessable", reason: error.reason ?? error.message }
-    if (error instanceof SqlError) return { kind: sqlFailureKind(error), reason: describe(error) }
+    if (error._tag === "Unprocessable") return { kind: "unprocessable", reason: typeof error.reason === "string" ? error.reason : error.message }
+    if (SqlError.isSqlError(error)) return { kind: sqlFailureKind(error), reason: describe(error) }
     // Any other typed failure is a rule of the domain saying no: retrying cannot change it.
     return { kind: "unprocessable", reason: describe(error) }
   }
-  const defect = Cause.dieOption(cause)
-  if (Option.isSome(defect) && defect.value instanceof SqlError) {
-    return { kind: sqlFailureKind(defect.value), reason: describe(defect.value) }
+  const defect = Cause.findDefect(cause)
+  if (Result.isSuccess(defect) && SqlError.isSqlError(defect.success)) {
+    return { kind: sqlFailureKind(defect.success), reason: describe(defect.success) }
   }
   return { kind: "unknown", reason: `defect: ${firstLine(Cause.pretty(cause))}` }
 }

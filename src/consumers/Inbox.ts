@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
 
 /**
  * The consumers' de-duplication: each message id is recorded in the same transaction as its effect,
@@ -7,8 +7,8 @@ import { Effect } from "effect"
  * first one's uncommitted row and then finds it too. Old ids are forgotten by the retention sweep
  * (services/Retention.ts, INBOX_RETENTION_DAYS).
  */
-export class Inbox extends Effect.Service<Inbox>()("inventory/Inbox", {
-  effect: Effect.gen(function* () {
+export class Inbox extends Context.Service<Inbox>()("inventory/Inbox", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
 
     /** Must run inside the effect's transaction; `false` when the message was processed before. */
@@ -24,4 +24,7 @@ export class Inbox extends Effect.Service<Inbox>()("inventory/Inbox", {
 
     return { record } as const
   })
-}) {}
+}) {
+  /** Was `Inbox.Default`; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make)
+}

@@ -18,13 +18,13 @@ export const consumerRetries = Metric.counter("inventory_consumer_retries", {
 export const initConsumerMetrics = (queues: ReadonlyArray<string>, eventTypes: ReadonlyArray<string>) =>
   Effect.all(
     [
-      ...queues.map((queue) => Metric.update(Metric.tagged(messagesDeadLettered, "queue", queue), 0)),
+      ...queues.map((queue) => Metric.update(Metric.withAttributes(messagesDeadLettered, { queue }), 0)),
       ...queues.flatMap((queue) =>
-        ["transient", "unknown"].map((kind) => Metric.update(Metric.tagged(Metric.tagged(consumerRetries, "queue", queue), "kind", kind), 0))
+        ["transient", "unknown"].map((kind) => Metric.update(Metric.withAttributes(consumerRetries, { queue, kind }), 0))
       ),
       ...eventTypes.flatMap((type) =>
         ["applied", "duplicate", "dead_lettered"].map((outcome) =>
-          Metric.update(Metric.tagged(Metric.tagged(eventsConsumed, "event_type", type), "outcome", outcome), 0)
+          Metric.update(Metric.withAttributes(eventsConsumed, { event_type: type, outcome }), 0)
         )
       )
     ],

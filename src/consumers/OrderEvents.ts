@@ -1,4 +1,4 @@
-import { Effect, Either } from "effect"
+import { Effect, Result } from "effect"
 import { decodeData, OrderCancelled, OrderShipped } from "../domain/ConsumedEvents.js"
 import { Topology } from "../layers/Messaging.js"
 import { Reservations } from "../services/Reservations.js"
@@ -25,8 +25,8 @@ export const orderEvents = Effect.gen(function* () {
               : undefined
         if (action === undefined) return "ignored" as const
         const data = decodeData(action.schema, envelope)
-        if (Either.isLeft(data)) return yield* new Unprocessable({ reason: data.left })
-        const { orderId } = data.right
+        if (Result.isFailure(data)) return yield* new Unprocessable({ reason: data.failure })
+        const { orderId } = data.success
         return yield* action.apply(orderId).pipe(
           Effect.as("applied" as const),
           Effect.catchTags({

@@ -1,4 +1,4 @@
-import { Effect, Either } from "effect"
+import { Effect, Result } from "effect"
 import { decodeData, ProductVariantCreated } from "../domain/ConsumedEvents.js"
 import { Topology } from "../layers/Messaging.js"
 import { StockLevels } from "../services/StockLevels.js"
@@ -14,10 +14,10 @@ export const productEvents = Effect.gen(function* () {
       Effect.gen(function* () {
         if (envelope.eventType !== "ProductVariantCreatedEvent") return "ignored" as const
         const data = decodeData(ProductVariantCreated, envelope)
-        if (Either.isLeft(data)) return yield* new Unprocessable({ reason: data.left })
-        const created = yield* stockLevels.createIfAbsent(data.right.variantId, data.right.sku ?? null)
+        if (Result.isFailure(data)) return yield* new Unprocessable({ reason: data.failure })
+        const created = yield* stockLevels.createIfAbsent(data.success.variantId, data.success.sku ?? null)
         yield* Effect.logInfo(created ? "variant created from product event" : "variant already exists").pipe(
-          Effect.annotateLogs("variantId", data.right.variantId)
+          Effect.annotateLogs("variantId", data.success.variantId)
         )
         return "applied" as const
       })

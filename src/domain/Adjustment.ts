@@ -1,4 +1,4 @@
-import { Either, Schema } from "effect"
+import { Result, Schema } from "effect"
 import { InsufficientStock, StockLimitExceeded, VersionConflict } from "./Errors.js"
 import { AdjustmentType, HistoryEntry } from "./History.js"
 import { MAX_QUANTITY } from "./Ids.js"
@@ -19,17 +19,19 @@ export const quantityProblem = (type: AdjustmentType, quantity: number): string 
   }
 }
 
+// Every invalid field is reported, not only the first: in Effect 4 that is the decoder's parse option
+// `errors: "all"` (set where the HTTP API decodes payloads), no longer a schema annotation.
 export class Adjustment extends Schema.Class<Adjustment>("Adjustment")(
   Schema.Struct({
     type: AdjustmentType,
-    quantity: Schema.Int.pipe(Schema.between(-MAX_QUANTITY, MAX_QUANTITY)),
-    reason: Schema.optional(FreeText),
-    reference: Schema.optional(FreeText),
-    expectedVersion: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
-  }).annotations({ parseOptions: { errors: "all" } }).pipe(
-    Schema.filter((adjustment) => {
+    quantity: Schema.Int.check(Schema.isBetween({ minimum: -MAX_QUANTITY, maximum: MAX_QUANTITY })),
+    reason: Schema.optionalKey(FreeText),
+    reference: Schema.optionalKey(FreeText),
+    expectedVersion: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
+  }).check(
+    Schema.makeFilter((adjustment) => {
       const problem = quantityProblem(adjustment.type, adjustment.quantity)
-      return problem === undefined ? true : { path: ["quantity"], message: problem }
+      return problem === undefined ? true : { path: ["quantity"], issue: problem }
     })
   )
 ) {}
@@ -48,9 +50,9 @@ export interface StockCounts {
 export const planAdjustment = (
   current: StockCounts,
   adjustment: Pick<Adjustment, "type" | "quantity" | "expectedVersion">
-): Either.Either<number, InsufficientStock | VersionConflict | StockLimitExceeded> => {
+): Result.Result<number, InsufficientStock | VersionConflict | StockLimitExceeded> => {
   if (adjustment.expectedVersion !== undefined && adjustment.expectedVersion !== current.version) {
-    return Either.left(
+    return Result.fail(
       new VersionConflict({
         variantId: current.variantId,
         expectedVersion: adjustment.expectedVersion,
@@ -61,7 +63,7 @@ export const planAdjustment = (
   const onHandChange = onHandChangeOf(current.onHand, adjustment.type, adjustment.quantity)
   const onHandAfter = current.onHand + onHandChange
   if (onHandAfter < current.reserved) {
-    return Either.left(
+    return Result.fail(
       new InsufficientStock({
         variantId: current.variantId,
         requested: onHandChange < 0 ? -onHandChange : adjustment.quantity,
@@ -70,9 +72,9 @@ export const planAdjustment = (
     )
   }
   if (onHandAfter > MAX_QUANTITY) {
-    return Either.left(new StockLimitExceeded({ variantId: current.variantId, limit: MAX_QUANTITY }))
+    return Result.fail(new StockLimitExceeded({ variantId: current.variantId, limit: MAX_QUANTITY }))
   }
-  return Either.right(onHandChange)
+  return Result.succeed(onHandChange)
 }
 
 const onHandChangeOf = (onHand: number, type: AdjustmentType, quantity: number): number => {

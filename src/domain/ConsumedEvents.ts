@@ -1,14 +1,18 @@
-import { Either, ParseResult, Schema } from "effect"
+import { Result, Schema, SchemaIssue, SchemaTransformation } from "effect"
 import { CorrelationId, OrderId, VariantId, wellFormedCorrelationId } from "./Ids.js"
 import { Sku } from "./StockLevel.js"
 import { FreeText } from "./Text.js"
 
 /** A peer's correlation id, kept when well-formed (as the X-Correlation-Id header is), else dropped. */
-const PeerCorrelationId = Schema.transform(Schema.Unknown, Schema.NullOr(CorrelationId), {
-  strict: true,
-  decode: (u) => wellFormedCorrelationId(u) ?? null,
-  encode: (id) => id
-})
+const PeerCorrelationId = Schema.Unknown.pipe(
+  Schema.decodeTo(
+    Schema.NullOr(CorrelationId),
+    SchemaTransformation.transform({
+      decode: (u: unknown) => wellFormedCorrelationId(u) ?? null,
+      encode: (id: CorrelationId | null): unknown => id
+    })
+  )
+)
 
 /**
  * The envelope of EVENTS.md as our peers send it; `data` is decoded per event type. `eventId` and
@@ -30,22 +34,31 @@ export const OrderCancelled = Schema.Struct({ orderId: OrderId })
 export const OrderShipped = Schema.Struct({ orderId: OrderId })
 export const ProductVariantCreated = Schema.Struct({ variantId: VariantId, sku: Schema.optional(Schema.NullOr(Sku)) })
 
-/** Why a message body cannot be used, as one line for the dead-letter reason. */
-const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).replace(/\s+/g, " ")
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** Why a message body cannot be used, as one line for the dead-letter reason: `["field"] message; ...`. */
+const describe = (error: Schema.SchemaError) =>
+  formatIssues(error.issue)
+    .issues.map((issue) => {
+      const path = (issue.path ?? []).map((p) => JSON.stringify(String(typeof p === "object" ? p.key : p)))
+      return path.length === 0 ? issue.message : `[${path.join("][")}] ${issue.message}`
+    })
+    .join("; ")
+    .replace(/\s+/g, " ")
 
 /** Parses a message body into the envelope, or says why it cannot. */
-export const parseEnvelope = (body: string): Either.Either<IncomingEnvelope, string> => {
+export const parseEnvelope = (body: string): Result.Result<IncomingEnvelope, string> => {
   let json: unknown
   try {
     json = JSON.parse(body)
   } catch (error) {
-    return Either.left(`body is not JSON: ${error instanceof Error ? error.message : String(error)}`)
+    return Result.fail(`body is not JSON: ${error instanceof Error ? error.message : String(error)}`)
   }
-  return Schema.decodeUnknownEither(IncomingEnvelope)(json).pipe(Either.mapLeft((e) => `not an event envelope: ${describe(e)}`))
+  return Schema.decodeUnknownResult(IncomingEnvelope)(json).pipe(Result.mapError((e) => `not an event envelope: ${describe(e)}`))
 }
 
 /** Decodes the `data` of an event, or says why it cannot. */
-export const decodeData = <A, I>(schema: Schema.Schema<A, I>, envelope: IncomingEnvelope): Either.Either<A, string> =>
-  Schema.decodeUnknownEither(schema)(envelope.data).pipe(
-    Either.mapLeft((e) => `invalid ${envelope.eventType} data: ${describe(e)}`)
+export const decodeData = <A>(schema: Schema.Decoder<A>, envelope: IncomingEnvelope): Result.Result<A, string> =>
+  Schema.decodeUnknownResult(schema)(envelope.data).pipe(
+    Result.mapError((e) => `invalid ${envelope.eventType} data: ${describe(e)}`)
   )

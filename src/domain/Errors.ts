@@ -1,5 +1,6 @@
-import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+// The `httpApiStatus` annotation key is declared by the HttpApi modules (a type-only import: no runtime dependency).
+import type {} from "effect/http-api"
 import { OrderId, VariantId } from "./Ids.js"
 
 /**
@@ -15,7 +16,7 @@ export interface ProblemInfo {
 const problem = (status: number, code: string, title: string) => ({
   info: { status, code, title } satisfies ProblemInfo,
   // The HTTP status travels on the schema, so the HttpApi documents and serves it without a table.
-  annotations: <A>() => HttpApiSchema.annotations<A>({ status, description: `${code}: ${title}` })
+  annotations: () => ({ httpApiStatus: status, description: `${code}: ${title}` })
 })
 
 const variantNotFound = problem(404, "variant-not-found", "Variant not found")
@@ -43,7 +44,7 @@ export class InsufficientStock extends Schema.TaggedError<InsufficientStock>()(
   }
 }
 
-export const ReservationFailureReason = Schema.Literal("INSUFFICIENT_STOCK", "UNKNOWN_VARIANT")
+export const ReservationFailureReason = Schema.Literals(["INSUFFICIENT_STOCK", "UNKNOWN_VARIANT"])
 export class ReservationFailure extends Schema.Class<ReservationFailure>("ReservationFailure")({
   variantId: VariantId,
   requested: Schema.Int,

@@ -1,15 +1,15 @@
 import { Schema } from "effect"
 import { OrderId, VariantId } from "./Ids.js"
 
-export const AdjustmentType = Schema.Literal("PURCHASE", "SALE", "RETURN", "ADJUSTMENT", "RECOUNT").annotations({
+export const AdjustmentType = Schema.Literals(["PURCHASE", "SALE", "RETURN", "ADJUSTMENT", "RECOUNT"]).annotate({
   identifier: "AdjustmentType"
 })
 export type AdjustmentType = typeof AdjustmentType.Type
 
-export const ReservationChangeType = Schema.Literal("RESERVE", "RELEASE", "COMMIT", "EXPIRE")
+export const ReservationChangeType = Schema.Literals(["RESERVE", "RELEASE", "COMMIT", "EXPIRE"])
 export type ReservationChangeType = typeof ReservationChangeType.Type
 
-export const HistoryType = Schema.Literal(...AdjustmentType.literals, ...ReservationChangeType.literals).annotations({
+export const HistoryType = Schema.Literals([...AdjustmentType.literals, ...ReservationChangeType.literals]).annotate({
   identifier: "HistoryType"
 })
 export type HistoryType = typeof HistoryType.Type
@@ -27,5 +27,6 @@ export class HistoryEntry extends Schema.Class<HistoryEntry>("HistoryEntry")({
   reference: Schema.NullOr(Schema.String),
   orderId: Schema.NullOr(OrderId),
   correlationId: Schema.NullOr(Schema.String),
-  createdAt: Schema.DateTimeUtc
+  // An ISO string on the wire (and in stored idempotent answers), a DateTime.Utc in the service.
+  createdAt: Schema.DateTimeUtcFromString
 }) {}

@@ -2,12 +2,11 @@ import { Schema } from "effect"
 
 /** Opaque identifiers shared by variants and orders: 1–128 chars of `[A-Za-z0-9._:-]` (API.md). */
 const opaqueId = (identifier: string) =>
-  Schema.String.pipe(
-    Schema.pattern(/^[A-Za-z0-9._:-]{1,128}$/, {
-      message: () => "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-    }),
-    Schema.annotations({ identifier })
-  )
+  Schema.String.check(
+    Schema.isPattern(/^[A-Za-z0-9._:-]{1,128}$/u, {
+      message: "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+    })
+  ).annotate({ identifier })
 
 export const VariantId = opaqueId("VariantId")
 export type VariantId = typeof VariantId.Type

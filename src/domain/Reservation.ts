@@ -1,4 +1,4 @@
-import { Either, Schema } from "effect"
+import { Result, Schema } from "effect"
 import { ReservationFailure, ReservationNotActive } from "./Errors.js"
 import { OrderId, VariantId } from "./Ids.js"
 
@@ -8,14 +8,14 @@ export const MAX_LINE_QUANTITY = 1_000_000
 export const MAX_TTL_SECONDS = 86_400
 export const DEFAULT_TTL_SECONDS = 900
 
-export const ReservationStatus = Schema.Literal("ACTIVE", "COMMITTED", "RELEASED", "EXPIRED").annotations({
+export const ReservationStatus = Schema.Literals(["ACTIVE", "COMMITTED", "RELEASED", "EXPIRED"]).annotate({
   identifier: "ReservationStatus"
 })
 export type ReservationStatus = typeof ReservationStatus.Type
 
 export class ReservationLine extends Schema.Class<ReservationLine>("ReservationLine")({
   variantId: VariantId,
-  quantity: Schema.Int.pipe(Schema.between(1, MAX_LINE_QUANTITY))
+  quantity: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_LINE_QUANTITY }))
 }) {}
 
 /**
@@ -46,14 +46,14 @@ export const sameLines = (
 export class ReservationRequest extends Schema.Class<ReservationRequest>("ReservationRequest")(
   Schema.Struct({
     orderId: OrderId,
-    lines: Schema.Array(ReservationLine).pipe(Schema.minItems(1), Schema.maxItems(MAX_LINES)),
-    ttlSeconds: Schema.optional(Schema.Int.pipe(Schema.between(1, MAX_TTL_SECONDS)))
-  }).pipe(
-    Schema.filter((request) => {
+    lines: Schema.Array(ReservationLine).check(Schema.isMinLength(1), Schema.isMaxLength(MAX_LINES)),
+    ttlSeconds: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_TTL_SECONDS })))
+  }).check(
+    Schema.makeFilter((request) => {
       const tooLarge = lineTotals(request.lines).find(([, quantity]) => quantity > MAX_LINE_QUANTITY)
       return tooLarge === undefined
         ? true
-        : { path: ["lines"], message: `the quantities of variant ${tooLarge[0]} add up to more than ${MAX_LINE_QUANTITY}` }
+        : { path: ["lines"], issue: `the quantities of variant ${tooLarge[0]} add up to more than ${MAX_LINE_QUANTITY}` }
     })
   )
 ) {}
@@ -62,9 +62,10 @@ export class Reservation extends Schema.Class<Reservation>("Reservation")({
   orderId: OrderId,
   status: ReservationStatus,
   lines: Schema.Array(ReservationLine),
-  expiresAt: Schema.DateTimeUtc,
-  createdAt: Schema.DateTimeUtc,
-  updatedAt: Schema.DateTimeUtc
+  // ISO strings on the wire, DateTime.Utc in the service.
+  expiresAt: Schema.DateTimeUtcFromString,
+  createdAt: Schema.DateTimeUtcFromString,
+  updatedAt: Schema.DateTimeUtcFromString
 }) {}
 
 /** What the decision needs of a variant's stock level. */
@@ -80,7 +81,7 @@ export interface Availability {
 export const decideLines = (
   lines: ReadonlyArray<ReservationLine>,
   stock: ReadonlyMap<string, Availability>
-): Either.Either<ReadonlyArray<ReservationLine>, ReadonlyArray<ReservationFailure>> => {
+): Result.Result<ReadonlyArray<ReservationLine>, ReadonlyArray<ReservationFailure>> => {
   const failures = lines.flatMap((line): Array<ReservationFailure> => {
     const level = stock.get(line.variantId)
     if (level === undefined) {
@@ -91,7 +92,7 @@ export const decideLines = (
       ? []
       : [new ReservationFailure({ variantId: line.variantId, requested: line.quantity, available, reason: "INSUFFICIENT_STOCK" })]
   })
-  return failures.length === 0 ? Either.right(lines) : Either.left(failures)
+  return failures.length === 0 ? Result.succeed(lines) : Result.fail(failures)
 }
 
 /**
@@ -116,15 +117,15 @@ export const releaseTransition = (
   orderId: string,
   reservation: { readonly status: ReservationStatus; readonly expiresAt: Date },
   nowMillis: number
-): Either.Either<Transition, ReservationNotActive> => {
+): Result.Result<Transition, ReservationNotActive> => {
   switch (reservation.status) {
     case "ACTIVE":
-      return Either.right(isDue(reservation, nowMillis) ? "expire" : "release")
+      return Result.succeed(isDue(reservation, nowMillis) ? "expire" : "release")
     case "RELEASED":
     case "EXPIRED":
-      return Either.right("unchanged")
+      return Result.succeed("unchanged")
     case "COMMITTED":
-      return Either.left(new ReservationNotActive({ orderId, reservationStatus: reservation.status }))
+      return Result.fail(new ReservationNotActive({ orderId, reservationStatus: reservation.status }))
   }
 }
 
@@ -133,15 +134,15 @@ export const commitTransition = (
   orderId: string,
   reservation: { readonly status: ReservationStatus; readonly expiresAt: Date },
   nowMillis: number
-): Either.Either<Transition, ReservationNotActive> => {
+): Result.Result<Transition, ReservationNotActive> => {
   switch (reservation.status) {
     case "ACTIVE":
-      return isDue(reservation, nowMillis) ? Either.right("expire") : Either.right("commit")
+      return isDue(reservation, nowMillis) ? Result.succeed("expire") : Result.succeed("commit")
     case "COMMITTED":
-      return Either.right("unchanged")
+      return Result.succeed("unchanged")
     case "RELEASED":
     case "EXPIRED":
-      return Either.left(new ReservationNotActive({ orderId, reservationStatus: reservation.status }))
+      return Result.fail(new ReservationNotActive({ orderId, reservationStatus: reservation.status }))
   }
 }
 

@@ -2,7 +2,7 @@ import { Schema } from "effect"
 import { VariantId } from "./Ids.js"
 import { FreeText } from "./Text.js"
 
-export const StockStatus = Schema.Literal("IN_STOCK", "LOW_STOCK", "OUT_OF_STOCK").annotations({
+export const StockStatus = Schema.Literals(["IN_STOCK", "LOW_STOCK", "OUT_OF_STOCK"]).annotate({
   identifier: "StockStatus"
 })
 export type StockStatus = typeof StockStatus.Type
@@ -24,18 +24,17 @@ export class StockLevel extends Schema.Class<StockLevel>("StockLevel")({
   lowStockThreshold: Schema.Int,
   status: StockStatus,
   version: Schema.Int,
-  updatedAt: Schema.DateTimeUtc
+  updatedAt: Schema.DateTimeUtcFromString
 }) {}
 
 /** Body of `PUT /v1/stock-levels/{variantId}`: both fields optional, absent fields keep their value. */
 export const Sku = FreeText
-export const LowStockThreshold = Schema.Int.pipe(
-  Schema.between(0, 1_000_000_000),
-  Schema.annotations({ identifier: "LowStockThreshold" })
-)
-export class VariantSettings extends Schema.Class<VariantSettings>("VariantSettings")(
-  Schema.Struct({
-    sku: Schema.optional(Schema.NullOr(Sku)),
-    lowStockThreshold: Schema.optional(LowStockThreshold)
-  }).annotations({ parseOptions: { errors: "all" } }) // report every invalid field, not only the first
-) {}
+export const LowStockThreshold = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 1_000_000_000 })).annotate({
+  identifier: "LowStockThreshold"
+})
+// Every invalid field is reported, not only the first: in Effect 4 that is the decoder's parse option
+// `errors: "all"` (set where the HTTP API decodes payloads), no longer a schema annotation.
+export class VariantSettings extends Schema.Class<VariantSettings>("VariantSettings")({
+  sku: Schema.optionalKey(Schema.NullOr(Sku)),
+  lowStockThreshold: Schema.optionalKey(LowStockThreshold)
+}) {}

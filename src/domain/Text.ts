@@ -9,7 +9,7 @@ export const MAX_FREE_TEXT = 512
 
 /** U+0000–U+001F and U+007F, the C0 controls and DEL. */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const NO_CONTROL_CHARACTERS = /^[^\u0000-\u001f\u007f]*$/
+const NO_CONTROL_CHARACTERS = /^[^\u0000-\u001f\u007f]*$/u
 
 /** A lone UTF-16 surrogate (JSON `"\ud800"` parses to one): it has no UTF-8 encoding, the driver would store U+FFFD. */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
@@ -24,17 +24,16 @@ export const unprintable = (s: string): string | undefined =>
 
 /** 1–`max` characters of printable Unicode. */
 export const printableText = (max: number) =>
-  Schema.String.pipe(
-    Schema.minLength(1, { message: () => "must not be empty" }),
-    Schema.maxLength(max, { message: () => `must be at most ${max} characters` }),
+  Schema.String.check(
+    Schema.isMinLength(1, { message: "must not be empty" }),
+    Schema.isMaxLength(max, { message: `must be at most ${max} characters` }),
     // The pattern documents the rule in the OpenAPI document; the filter also catches lone surrogates.
-    Schema.pattern(NO_CONTROL_CHARACTERS, { message: () => "must not contain control characters (U+0000-U+001F, U+007F)" }),
-    Schema.filter((s) => unprintable(s) ?? true)
+    Schema.isPattern(NO_CONTROL_CHARACTERS, { message: "must not contain control characters (U+0000-U+001F, U+007F)" }),
+    Schema.makeFilter((s: string) => unprintable(s) ?? true)
   )
 
-export const FreeText = printableText(MAX_FREE_TEXT).annotations({
+export const FreeText = printableText(MAX_FREE_TEXT).annotate({
   identifier: "FreeText",
-  description: "1-512 characters of printable Unicode (no control characters U+0000-U+001F, U+007F)",
-  // The OpenAPI generator describes a refinement by its innermost documented step unless told.
-  jsonSchema: { title: "FreeText", description: "1-512 characters of printable Unicode (no control characters U+0000-U+001F, U+007F)" }
+  title: "FreeText",
+  description: "1-512 characters of printable Unicode (no control characters U+0000-U+001F, U+007F)"
 })

@@ -1,5 +1,5 @@
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Adjustment, AdjustmentResult } from "../domain/Adjustment.js"
 import {
   IdempotencyKeyReused,
@@ -18,14 +18,14 @@ import { Cursor, PageLimit } from "../domain/Pagination.js"
 import { Reservation, ReservationRequest } from "../domain/Reservation.js"
 import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
 import { printableText } from "../domain/Text.js"
-import { documentProblems } from "./OpenApiProblems.js"
-import { InvalidData, Unavailable } from "./Problem.js"
+import { documentProblems, stableComponentNames } from "./OpenApiProblems.js"
+import { Problems } from "./Problem.js"
 import { Authentication, documentScopes, RequiredScope, scopesByRoute } from "./Security.js"
 
 /** The token scope an endpoint needs (API.md); `Authentication` enforces it (http/Auth.ts). */
 export { Authentication, RequiredScope }
 
-const VariantPath = Schema.Struct({ variantId: VariantId })
+const VariantPath = { variantId: VariantId }
 
 export const MAX_BATCH_IDS = 100
 
@@ -34,11 +34,14 @@ export class StockLevelBatch extends Schema.Class<StockLevelBatch>("StockLevelBa
   missing: Schema.Array(Schema.String)
 }) {}
 
-/** Listing pages continue after a variant id; history pages before an entry id. */
-const VariantCursor = Cursor.pipe(Schema.compose(VariantId, { strict: false }))
+/**
+ * Listing pages continue after a variant id; history pages before an entry id. Both travel as the
+ * same opaque `Cursor` (the identifier names their shared wire form in the OpenAPI document).
+ */
+const VariantCursor = Cursor.pipe(Schema.decodeTo(VariantId)).annotate({ identifier: "Cursor" })
 const HistoryCursor = Cursor.pipe(
-  Schema.compose(Schema.String.pipe(Schema.pattern(/^[0-9]{1,18}$/, { message: () => "must be a cursor returned by a previous page" })), { strict: false })
-)
+  Schema.decodeTo(Schema.String.check(Schema.isPattern(/^[0-9]{1,18}$/u, { message: "must be a cursor returned by a previous page" })))
+).annotate({ identifier: "Cursor" })
 
 export class StockLevelPage extends Schema.Class<StockLevelPage>("StockLevelPage")({
   items: Schema.Array(StockLevel),
@@ -52,14 +55,14 @@ export class HistoryPage extends Schema.Class<HistoryPage>("HistoryPage")({
 
 /** `?variantId=a&variantId=b` (batch read) or `?status=&limit=&cursor=` (listing); not both. */
 export const StockLevelQuery = Schema.Struct({
-  variantId: Schema.optional(Schema.Array(VariantId).pipe(Schema.minItems(1), Schema.maxItems(MAX_BATCH_IDS))),
+  variantId: Schema.optional(Schema.Array(VariantId).check(Schema.isMinLength(1), Schema.isMaxLength(MAX_BATCH_IDS))),
   status: Schema.optional(StockStatus),
   limit: Schema.optional(PageLimit),
   cursor: Schema.optional(VariantCursor)
-}).pipe(
-  Schema.filter((query) =>
+}).check(
+  Schema.makeFilter((query) =>
     query.variantId !== undefined && (query.status !== undefined || query.limit !== undefined || query.cursor !== undefined)
-      ? { path: ["variantId"], message: "variantId cannot be combined with status, limit or cursor" }
+      ? { path: ["variantId"], issue: "variantId cannot be combined with status, limit or cursor" }
       : true
   )
 )
@@ -76,34 +79,62 @@ const IDEMPOTENCY_KEY = [
   "Retention: answers are kept IDEMPOTENCY_KEY_RETENTION_HOURS (default 72 h); a retry after that runs again."
 ].join(" ")
 
-const IdempotencyHeaders = Schema.Struct({
-  "idempotency-key": Schema.optional(
-    printableText(255).annotations({ title: "Idempotency-Key", description: IDEMPOTENCY_KEY, jsonSchema: { title: "Idempotency-Key", description: IDEMPOTENCY_KEY } })
-  )
-})
+const IdempotencyHeaders = {
+  "idempotency-key": Schema.optionalKey(printableText(255).annotate({ title: "Idempotency-Key", description: IDEMPOTENCY_KEY }))
+}
 
+/** What the document says of a parameter, beside its schema (Effect 4 describes parameters by schema only). */
+const PARAMETER_DOCS: Record<string, { readonly title: string; readonly description: string }> = {
+  "idempotency-key": { title: "Idempotency-Key", description: IDEMPOTENCY_KEY }
+}
+
+type Json = Record<string, unknown>
+
+/** Each parameter of `PARAMETER_DOCS` gets its title and description, on itself and on its schema. */
+const documentParameters = (spec: Json): Json => {
+  for (const item of Object.values((spec["paths"] as Json | undefined) ?? {})) {
+    for (const operation of Object.values(item as Json)) {
+      for (const parameter of ((operation as Json)["parameters"] as Array<Json> | undefined) ?? []) {
+        const docs = PARAMETER_DOCS[String(parameter["name"])]
+        if (docs === undefined) continue
+        parameter["schema"] = { ...(parameter["schema"] as Json | undefined), ...docs }
+        parameter["description"] = docs.description
+      }
+    }
+  }
+  return spec
+}
+
+// Endpoints use `disableCodecs: true`: the schemas are JSON-ready as declared (as in Effect 3). The
+// automatic JSON codec would also accept `null` for an optional field, which the contract refuses (400).
 export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
   .add(
-    HttpApiEndpoint.put("configure", "/v1/stock-levels/:variantId")
-      .setPath(VariantPath)
-      .setPayload(VariantSettings)
-      .addSuccess(StockLevel)
-      .addSuccess(StockLevel.annotations({ description: "Created with onHand 0" }), { status: 201 })
+    HttpApiEndpoint.put("configure", "/v1/stock-levels/:variantId", {
+      disableCodecs: true,
+      params: VariantPath,
+      payload: VariantSettings,
+      success: [StockLevel, StockLevel.pipe(HttpApiSchema.status(201)).annotate({ description: "Created with onHand 0" })]
+    })
       .annotate(RequiredScope, "inventory:adjust")
       .annotate(OpenApi.Summary, "Create a variant's stock level, or change its sku / lowStockThreshold")
   )
   .add(
-    HttpApiEndpoint.get("get", "/v1/stock-levels/:variantId")
-      .setPath(VariantPath)
-      .addSuccess(StockLevel)
-      .addError(VariantNotFound)
+    HttpApiEndpoint.get("get", "/v1/stock-levels/:variantId", {
+      disableCodecs: true,
+      params: VariantPath,
+      success: StockLevel,
+      error: VariantNotFound
+    })
       .annotate(RequiredScope, "inventory:read")
       .annotate(OpenApi.Summary, "One variant's stock level")
   )
   .add(
-    HttpApiEndpoint.get("list", "/v1/stock-levels")
-      .setUrlParams(StockLevelQuery)
-      .addSuccess(Schema.Union(StockLevelBatch, StockLevelPage))
+    // The one endpoint with the automatic string codecs: its query is checked as a whole (variantId
+    // excludes the listing parameters), which the codec-less form does not accept; it has no body.
+    HttpApiEndpoint.get("list", "/v1/stock-levels", {
+      query: StockLevelQuery,
+      success: Schema.Union([StockLevelBatch, StockLevelPage])
+    })
       .annotate(RequiredScope, "inventory:read")
       .annotate(
         OpenApi.Description,
@@ -112,112 +143,140 @@ export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
       )
   )
   .add(
-    HttpApiEndpoint.post("adjust", "/v1/stock-levels/:variantId/adjustments")
-      .setPath(VariantPath)
-      .setHeaders(IdempotencyHeaders)
-      .setPayload(Adjustment)
-      .addSuccess(AdjustmentResult)
-      .addError(VariantNotFound)
-      .addError(InsufficientStock)
-      .addError(VersionConflict)
-      .addError(StockLimitExceeded)
-      .addError(IdempotencyKeyReused)
+    HttpApiEndpoint.post("adjust", "/v1/stock-levels/:variantId/adjustments", {
+      disableCodecs: true,
+      params: VariantPath,
+      headers: IdempotencyHeaders,
+      payload: Adjustment,
+      success: AdjustmentResult,
+      error: [VariantNotFound, InsufficientStock, VersionConflict, StockLimitExceeded, IdempotencyKeyReused]
+    })
       .annotate(RequiredScope, "inventory:adjust")
       .annotate(OpenApi.Summary, "PURCHASE, SALE, RETURN, ADJUSTMENT or RECOUNT")
   )
   .add(
-    HttpApiEndpoint.get("history", "/v1/stock-levels/:variantId/history")
-      .setPath(VariantPath)
-      .setUrlParams(Schema.Struct({ limit: Schema.optional(PageLimit), cursor: Schema.optional(HistoryCursor) }))
-      .addSuccess(HistoryPage)
-      .addError(VariantNotFound)
+    HttpApiEndpoint.get("history", "/v1/stock-levels/:variantId/history", {
+      disableCodecs: true,
+      params: VariantPath,
+      query: { limit: Schema.optionalKey(PageLimit), cursor: Schema.optionalKey(HistoryCursor) },
+      success: HistoryPage,
+      error: VariantNotFound
+    })
       .annotate(RequiredScope, "inventory:read")
       .annotate(OpenApi.Summary, "A variant's history, newest first")
   )
   .middleware(Authentication) {}
 
-const OrderPath = Schema.Struct({ orderId: OrderId })
+const OrderPath = { orderId: OrderId }
 
 export class ReservationsApi extends HttpApiGroup.make("reservations")
   .add(
-    HttpApiEndpoint.post("create", "/v1/reservations")
-      .setPayload(ReservationRequest)
-      .addSuccess(Reservation.annotations({ description: "The same orderId with the same lines again: the stored reservation, nothing reserved twice" }))
-      .addSuccess(Reservation.annotations({ description: "Reserved: every line, in one transaction" }), { status: 201 })
-      .addError(ReservationRefused)
-      .addError(ReservationConflict)
+    HttpApiEndpoint.post("create", "/v1/reservations", {
+      disableCodecs: true,
+      payload: ReservationRequest,
+      success: [
+        Reservation.annotate({ description: "The same orderId with the same lines again: the stored reservation, nothing reserved twice" }),
+        Reservation.pipe(HttpApiSchema.status(201)).annotate({ description: "Reserved: every line, in one transaction" })
+      ],
+      error: [ReservationRefused, ReservationConflict]
+    })
       .annotate(RequiredScope, "inventory:reserve")
       .annotate(OpenApi.Summary, "Reserve every line of an order, or none (409 lists every failing line)")
   )
   .add(
-    HttpApiEndpoint.get("get", "/v1/reservations/:orderId")
-      .setPath(OrderPath)
-      .addSuccess(Reservation)
-      .addError(ReservationNotFound)
+    HttpApiEndpoint.get("get", "/v1/reservations/:orderId", {
+      disableCodecs: true,
+      params: OrderPath,
+      success: Reservation,
+      error: ReservationNotFound
+    })
       .annotate(RequiredScope, "inventory:read")
       .annotate(OpenApi.Summary, "An order's reservation")
   )
   .add(
-    HttpApiEndpoint.post("release", "/v1/reservations/:orderId/release")
-      .setPath(OrderPath)
-      .addSuccess(Reservation)
-      .addError(ReservationNotFound)
-      .addError(ReservationNotActive)
+    HttpApiEndpoint.post("release", "/v1/reservations/:orderId/release", {
+      disableCodecs: true,
+      params: OrderPath,
+      success: Reservation,
+      error: [ReservationNotFound, ReservationNotActive]
+    })
       .annotate(RequiredScope, "inventory:reserve")
       .annotate(OpenApi.Summary, "Free the reserved units (idempotent; an EXPIRED reservation is answered as is)")
   )
   .add(
-    HttpApiEndpoint.post("commit", "/v1/reservations/:orderId/commit")
-      .setPath(OrderPath)
-      .addSuccess(Reservation)
-      .addError(ReservationNotFound)
-      .addError(ReservationNotActive)
+    HttpApiEndpoint.post("commit", "/v1/reservations/:orderId/commit", {
+      disableCodecs: true,
+      params: OrderPath,
+      success: Reservation,
+      error: [ReservationNotFound, ReservationNotActive]
+    })
       .annotate(RequiredScope, "inventory:reserve")
       .annotate(OpenApi.Summary, "The reserved units leave reserved and onHand (idempotent)")
   )
   .middleware(Authentication) {}
 
 export const DependencyState = Schema.Struct({
-  status: Schema.Literal("up", "down", "disabled"),
-  detail: Schema.optional(Schema.String)
+  status: Schema.Literals(["up", "down", "disabled"]),
+  detail: Schema.optionalKey(Schema.String)
 })
 
 export class Readiness extends Schema.Class<Readiness>("Readiness")({
-  status: Schema.Literal("ready", "not-ready"),
-  checks: Schema.Record({ key: Schema.String, value: DependencyState })
+  status: Schema.Literals(["ready", "not-ready"]),
+  checks: Schema.Record(Schema.String, DependencyState)
 }) {}
+
+const LIVE_FAILING = "A background loop (outbox relay, sweepers, broker connection, consumers) ended or is stuck: restart"
+const LiveFailing = Schema.Struct({ status: Schema.Literal("failing"), loops: Schema.Array(Schema.String) }).annotate({ description: LIVE_FAILING })
+const NOT_READY = "Not ready: shutting down or the database is unavailable"
 
 export class HealthApi extends HttpApiGroup.make("health")
   .add(
-    HttpApiEndpoint.get("live", "/health/live")
-      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
-      .addSuccess(
-        Schema.Struct({ status: Schema.Literal("failing"), loops: Schema.Array(Schema.String) }).annotations({
-          description: "A background loop (outbox relay, sweepers, broker connection, consumers) ended or is stuck: restart"
-        }),
-        { status: 503 }
-      )
+    HttpApiEndpoint.get("live", "/health/live", {
+      disableCodecs: true,
+      success: [Schema.Struct({ status: Schema.Literal("ok") }), LiveFailing.pipe(HttpApiSchema.status(503))]
+    })
   )
   .add(
-    HttpApiEndpoint.get("ready", "/health/ready")
-      .addSuccess(Readiness)
-      .addSuccess(Readiness.annotations({ description: "Not ready: shutting down or the database is unavailable" }), {
-        status: 503
-      })
+    HttpApiEndpoint.get("ready", "/health/ready", {
+      disableCodecs: true,
+      success: [Readiness, Readiness.pipe(HttpApiSchema.status(503)).annotate({ description: NOT_READY })]
+    })
   )
   .annotate(OpenApi.Description, "Probes; no token needed") {}
 
-/** Every group of the contract (the OpenAPI transform below reads their scopes). */
-const groups = HttpApi.make("inventory")
-  .add(StockLevelsApi)
-  .add(ReservationsApi)
-  .add(HealthApi)
+/**
+ * The probes answer 503 with their own bodies (loop and dependency states). Effect 4 documents a
+ * status an endpoint both succeeds and fails with (here the API-wide 503 `unavailable` of
+ * `Problems`) by the error alone; the document shows the probes' bodies, as the contract says.
+ */
+const documentProbes = (spec: Json): Json => {
+  const paths = (spec["paths"] ?? {}) as Record<string, Record<string, Json>>
+  const probes: ReadonlyArray<readonly [string, string, Json]> = [
+    ["/health/live", LIVE_FAILING, { ...(Schema.toJsonSchemaDocument(LiveFailing).schema as Json), additionalProperties: false }],
+    ["/health/ready", NOT_READY, { $ref: "#/components/schemas/Readiness" }]
+  ]
+  for (const [path, description, schema] of probes) {
+    const responses = paths[path]?.["get"]?.["responses"] as Json | undefined
+    if (responses !== undefined) responses["503"] = { description, content: { "application/json": { schema } } }
+  }
+  return spec
+}
 
-/** The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call. */
+/** Every group of the contract (the OpenAPI transform below reads their scopes). */
+const groups = HttpApi.make("inventory").add(StockLevelsApi, ReservationsApi, HealthApi)
+
+/**
+ * The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call.
+ * `Problems` (http/Problem.ts) goes on last, so it is every endpoint's outermost middleware: it
+ * renders every failure as problem+json and declares the 503 `unavailable` and the 400 for data the
+ * database refuses that any endpoint can answer. Payloads report every invalid field, not only the
+ * first (`errors: "all"`, a schema annotation in Effect 3).
+ */
 export class InventoryApi extends groups
-  .addError(Unavailable)
-  .addError(InvalidData)
+  .middleware(Problems)
+  .annotate(HttpApi.PayloadParseOptions, { errors: "all" })
   .annotate(OpenApi.Title, "Inventory Service")
   .annotate(OpenApi.Version, "1.0.0")
   .annotate(OpenApi.Description, "Stock levels and reservations of product variants. Errors are RFC 9457 problem+json.")
-  .annotate(OpenApi.Transform, (spec) => documentScopes(documentProblems(spec), scopesByRoute(groups))) {}
+  .annotate(OpenApi.Transform, (spec) =>
+    documentScopes(documentProbes(documentProblems(documentParameters(stableComponentNames(spec)))), scopesByRoute(groups))) {}

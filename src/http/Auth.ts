@@ -1,6 +1,6 @@
-import { RateLimiter } from "@effect/experimental"
-import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect, FiberRef, HashMap, Layer, Metric, Option, Redacted, Runtime } from "effect"
+import { Context, Duration, Effect, Layer, Metric, Option, Redacted } from "effect"
+import { HttpEffect, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { RateLimiter } from "effect/persistence"
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -18,9 +18,10 @@ import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { failedAuthLimited, initAuthMetrics, jwksStale, staleKeyVerifications } from "./AuthMetrics.js"
+import { CurrentRequestFacts } from "./HttpMetrics.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
 import { makeFailedAuthLimiter } from "./FailedAuthLimiter.js"
-import { Authentication, Forbidden, KeysUnavailable, RateLimited, rateLimitHeaders, scopesByRoute, Unauthenticated } from "./Security.js"
+import { Authentication, CurrentCaller, Forbidden, KeysUnavailable, RateLimited, rateLimitHeaders, scopesByRoute, Unauthenticated } from "./Security.js"
 
 /** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
 export const ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const
@@ -126,7 +127,7 @@ const remoteKeySource = (url: string, config: AppConfigShape, report: Report): K
   }
   let usingStale = false
   const withStale = async (keys: JWTVerifyGetKey, header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]) => {
-    report(Metric.increment(staleKeyVerifications))
+    report(Metric.update(staleKeyVerifications, 1))
     try {
       return await keys(header, token)
     } catch (error) {
@@ -143,7 +144,7 @@ const remoteKeySource = (url: string, config: AppConfigShape, report: Report): K
         const key = await jwks(header, token)
         if (usingStale) {
           usingStale = false
-          report(Effect.zipRight(Metric.set(jwksStale, 0), Effect.logInfo("auth: the JWKS key server answers again; fresh keys in use")))
+          report(Effect.andThen(Metric.update(jwksStale, 0), Effect.logInfo("auth: the JWKS key server answers again; fresh keys in use")))
         }
         return key
       } catch (error) {
@@ -154,7 +155,7 @@ const remoteKeySource = (url: string, config: AppConfigShape, report: Report): K
         if (last === undefined) {
           if (usingStale) {
             usingStale = false
-            report(Effect.zipRight(Metric.set(jwksStale, 0), Effect.logError("auth: JWKS keys past their grace period; tokens cannot be verified").pipe(Effect.annotateLogs("reason", reason))))
+            report(Effect.andThen(Metric.update(jwksStale, 0), Effect.logError("auth: JWKS keys past their grace period; tokens cannot be verified").pipe(Effect.annotateLogs("reason", reason))))
           }
           throw new KeyFetchFailed(reason)
         }
@@ -162,8 +163,8 @@ const remoteKeySource = (url: string, config: AppConfigShape, report: Report): K
         recheckAt = Date.now() + STALE_RECHECK_MS
         const ageSeconds = Math.round((Date.now() - last.uat) / 1000)
         report(
-          Effect.zipRight(
-            Metric.set(jwksStale, 1),
+          Effect.andThen(
+            Metric.update(jwksStale, 1),
             Effect.logWarning("auth: JWKS key server unreachable; verifying with the last fetched keys").pipe(
               Effect.annotateLogs({ reason, keysAgeSeconds: ageSeconds, graceEndsInSeconds: Math.round((last.uat + usableForMs - Date.now()) / 1000) })
             )
@@ -225,11 +226,14 @@ const toRefusal = (error: unknown): Unauthenticated | KeysUnavailable => {
 }
 
 /** Verifies bearer tokens against the configured key source. */
-export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/TokenVerifier", {
-  effect: Effect.gen(function* () {
+export class TokenVerifier extends Context.Service<TokenVerifier>()("inventory/TokenVerifier", {
+  make: Effect.gen(function* () {
     const config = yield* AppConfig
     yield* initAuthMetrics
-    const source = yield* keySource(config, Runtime.runFork(yield* Effect.runtime<never>()))
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    const source = yield* keySource(config, (effect) => {
+      runFork(effect)
+    })
     yield* Effect.logInfo("verifying bearer tokens").pipe(
       Effect.annotateLogs({ keys: source.description, issuer: config.authIssuer, audience: config.authAudience })
     )
@@ -264,7 +268,7 @@ export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/To
         if (known !== undefined) return Effect.succeed(known)
         return Effect.tryPromise({ try: () => jwtVerify(token, source.getKey, options), catch: toRefusal }).pipe(
           Effect.flatMap(({ payload }) =>
-            Option.match(Option.fromNullable(callerOf(payload)), {
+            Option.match(Option.fromNullishOr(callerOf(payload)), {
               onNone: () => Effect.fail(refused("The token names no caller (sub, azp or client_id)")),
               onSome: (caller) => Effect.sync(() => remember(token, caller, payload.exp)).pipe(Effect.as(caller))
             })
@@ -275,11 +279,14 @@ export class TokenVerifier extends Effect.Service<TokenVerifier>()("inventory/To
     const remembered = (token: string) => Effect.sync(() => recalled(token) !== undefined)
     return { verify, remembered } as const
   })
-}) {}
+}) {
+  /** Was `TokenVerifier.Default`: needs AppConfig from outside, as before. */
+  static readonly layer = Layer.effect(this, this.make)
+}
 
 const bearerToken = (header: string | undefined): Option.Option<string> => {
   if (header === undefined || header.length > MAX_TOKEN_LENGTH + 16) return Option.none()
-  return Option.fromNullable(BEARER.exec(header)?.[1])
+  return Option.fromNullishOr(BEARER.exec(header)?.[1])
 }
 
 /**
@@ -306,14 +313,14 @@ export const AuthenticationLive = Layer.effect(
         if (config.authFailuresPerMinute === 0) return
         const wait = failures.retryAfterSeconds(address)
         if (wait === 0 || (yield* verifier.remembered(token))) return
-        yield* Metric.increment(failedAuthLimited)
+        yield* Metric.update(failedAuthLimited, 1)
         return yield* new RateLimited({
           detail: `More than ${config.authFailuresPerMinute} failed authentications per minute from this address`,
           retryAfterSeconds: wait
         })
       })
 
-    const rateLimit = (caller: Caller): Effect.Effect<void, RateLimited> =>
+    const rateLimit = (caller: Caller): Effect.Effect<void, RateLimited, HttpServerRequest.HttpServerRequest> =>
       config.rateLimitRps === 0
         ? Effect.void
         : limiter
@@ -321,7 +328,7 @@ export const AuthenticationLive = Layer.effect(
             .pipe(
               // Every answer of a limited endpoint tells the caller its quota (RateLimit headers).
               Effect.flatMap((quota) =>
-                HttpApp.appendPreResponseHandler((_, response) =>
+                HttpEffect.appendPreResponseHandler((_, response) =>
                   Effect.succeed(
                     HttpServerResponse.setHeaders(
                       response,
@@ -330,26 +337,26 @@ export const AuthenticationLive = Layer.effect(
                   )
                 )
               ),
-              Effect.catchAll((error) =>
+              Effect.catch((error) =>
                 Effect.fail(
                   new RateLimited({
                     limit: config.rateLimitRps,
                     detail: `More than ${config.rateLimitRps} requests per second from this caller`,
-                    retryAfterSeconds: error._tag === "RateLimiterError" && "retryAfter" in error
-                      ? Math.max(1, Math.ceil(Duration.toSeconds(error.retryAfter)))
+                    retryAfterSeconds: error.reason._tag === "RateLimitExceeded"
+                      ? Math.max(1, Math.ceil(Duration.toSeconds(error.reason.retryAfter)))
                       : 1
                   })
                 )
               )
             )
 
-    return Authentication.of({
-      bearer: () =>
+    return {
+      // The credential HttpApiSecurity.bearer decodes is not used: the header is read and checked
+      // here against the RFC 6750 syntax (anything else is "no token", as before).
+      bearer: (httpEffect, { endpoint }) =>
         Effect.gen(function* () {
           const request = yield* HttpServerRequest.HttpServerRequest
-          const { route } = yield* HttpRouter.RouteContext
           const address = Option.getOrElse(request.remoteAddress, () => "unknown")
-          // HttpApiSecurity.bearer hands over the header minus 7 characters, whatever it was: read it ourselves.
           const token = bearerToken(request.headers["authorization"])
           const caller = yield* Effect.gen(function* () {
             if (Option.isNone(token)) {
@@ -362,11 +369,12 @@ export const AuthenticationLive = Layer.effect(
             // A token that does not verify cost a check; a missing one cost nothing and is not counted.
             Effect.tapErrorTag("Unauthenticated", (error) => Effect.sync(() => error.reason === "invalid-token" && failures.failed(address)))
           )
-          yield* FiberRef.update(CurrentRequest, (current) => ({ ...current, actor: caller.id }))
-          yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("actor", caller.id as unknown))
+          // The access log line (written by the server's request middleware, outside this scope) learns the caller here.
+          const facts = yield* CurrentRequestFacts
+          if (facts !== undefined) facts.actor = caller.id
           yield* rateLimit(caller)
           // Fail closed: a route missing from the map (impossible after the start-up check) needs a scope nobody has.
-          const scope = scopes.get(`${route.method} ${route.path}`)
+          const scope = scopes.get(`${endpoint.method} ${endpoint.path}`)
           if (scope === undefined || !hasScope(caller, scope)) {
             return yield* new Forbidden({
               detail: `This endpoint needs the scope ${scope ?? "(unknown)"}`,
@@ -374,7 +382,21 @@ export const AuthenticationLive = Layer.effect(
             })
           }
           return caller
-        }).pipe(Effect.tapError((error) => Effect.logDebug("request refused", error.message)))
-    })
+        }).pipe(
+          Effect.tapError((error) => Effect.logDebug("request refused", error.message)),
+          // The rest of the request runs as the caller: CurrentCaller for handlers, CurrentRequest.actor
+          // (history rows) and the `actor` log annotation.
+          Effect.flatMap((caller) =>
+            Effect.gen(function* () {
+              const current = yield* CurrentRequest
+              return yield* httpEffect.pipe(
+                Effect.provideService(CurrentCaller, caller),
+                Effect.provideService(CurrentRequest, { ...current, actor: caller.id }),
+                Effect.annotateLogs("actor", caller.id)
+              )
+            })
+          )
+        )
+    }
   })
-).pipe(Layer.provide([TokenVerifier.Default, RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]))
+).pipe(Layer.provide([TokenVerifier.layer, RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]))

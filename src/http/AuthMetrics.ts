@@ -16,6 +16,6 @@ export const failedAuthLimited = Metric.counter("inventory_auth_failures_limited
 })
 
 export const initAuthMetrics = Effect.all(
-  [Metric.set(jwksStale, 0), Metric.update(staleKeyVerifications, 0), Metric.update(failedAuthLimited, 0)],
+  [Metric.update(jwksStale, 0), Metric.update(staleKeyVerifications, 0), Metric.update(failedAuthLimited, 0)],
   { discard: true }
 )

@@ -1,6 +1,7 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { SqlClient } from "@effect/sql"
 import { Clock, Duration, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { SqlClient } from "effect/sql"
 import { failingLoops, Lifecycle } from "../layers/Lifecycle.js"
 import { latestAppliedMigration, readMigrations } from "../layers/Migrations.js"
 import { InventoryApi, Readiness } from "./Api.js"
@@ -8,14 +9,17 @@ import { InventoryApi, Readiness } from "./Api.js"
 const CHECK_TIMEOUT = Duration.seconds(2)
 
 /**
- * Runs a check on a daemon fiber and stops *waiting* after the timeout without interrupting it:
- * interrupting a query would make the driver cancel whatever the connection runs next.
+ * Runs a check on a detached fiber and stops *waiting* after the timeout without interrupting it:
+ * with Effect 3's driver, interrupting a query cancelled whatever the connection ran next; the
+ * Effect 4 driver confirms its cancels, but a probe still never cancels a query.
  */
 const bounded = <A>(check: Effect.Effect<A>, onTimeout: A) =>
   Effect.gen(function* () {
-    const fiber = yield* Effect.forkDaemon(check)
+    const fiber = yield* Effect.forkDetach(check)
     // Requests run uninterruptibly: without `interruptible` the timeout could never stop the wait.
-    return yield* Effect.interruptible(Fiber.join(fiber)).pipe(Effect.timeoutTo({ duration: CHECK_TIMEOUT, onTimeout: () => onTimeout, onSuccess: (a) => a }))
+    return yield* Effect.interruptible(Fiber.join(fiber)).pipe(
+      Effect.timeoutOrElse({ duration: CHECK_TIMEOUT, orElse: () => Effect.succeed(onTimeout) })
+    )
   })
 
 /** Registers the database check: it answers and holds every migration this build knows. */
@@ -34,13 +38,13 @@ export const DatabaseCheckLive = Layer.effectDiscard(
             ? { status: "up" as const }
             : { status: "down" as const, detail: `migrations pending: at ${latest}, need ${expected}` }
         ),
-        Effect.catchAll((error) => Effect.succeed({ status: "down" as const, detail: error.message }))
+        Effect.catch((error) => Effect.succeed({ status: "down" as const, detail: error.message }))
       )
     })
   })
 )
 
-const encodeReadiness = Schema.encode(Readiness)
+const encodeReadiness = Schema.encodeEffect(Readiness)
 
 export const HealthHttpLive = HttpApiBuilder.group(InventoryApi, "health", (handlers) =>
   Effect.gen(function* () {
@@ -52,7 +56,7 @@ export const HealthHttpLive = HttpApiBuilder.group(InventoryApi, "health", (hand
         Effect.gen(function* () {
           const failing = failingLoops(yield* lifecycle.loops, yield* Clock.currentTimeMillis)
           if (failing.length === 0) return { status: "ok" as const }
-          return HttpServerResponse.unsafeJson({ status: "failing", loops: failing }, { status: 503 })
+          return HttpServerResponse.jsonUnsafe({ status: "failing", loops: failing }, { status: 503 })
         })
       )
       .handle("ready", () =>
@@ -69,11 +73,11 @@ export const HealthHttpLive = HttpApiBuilder.group(InventoryApi, "health", (hand
             status: ready ? "ready" : "not-ready",
             checks: Object.fromEntries([
               ["shutdown", draining ? { status: "down" as const, detail: "shutting down" } : { status: "up" as const }],
-              ...results.map(([c, r]) => [c.name, Option.fromNullable(r.detail).pipe(Option.match({ onNone: () => ({ status: r.status }), onSome: (detail) => ({ status: r.status, detail }) }))])
+              ...results.map(([c, r]) => [c.name, Option.fromNullishOr(r.detail).pipe(Option.match({ onNone: () => ({ status: r.status }), onSome: (detail) => ({ status: r.status, detail }) }))])
             ])
           })
           if (ready) return body
-          return HttpServerResponse.unsafeJson(yield* encodeReadiness(body).pipe(Effect.orDie), { status: 503 })
+          return HttpServerResponse.jsonUnsafe(yield* encodeReadiness(body).pipe(Effect.orDie), { status: 503 })
         })
       )
   })

@@ -1,23 +1,35 @@
-import { Effect, Metric, MetricBoundaries, MetricLabel, Option, type Tracer } from "effect"
+import { Context, Effect, Metric, Option, type Tracer } from "effect"
 
 /** Latency buckets in seconds: 5 ms to 10 s, dense around the 100 ms–2 s range the alerts use. */
-export const LATENCY_BOUNDARIES = MetricBoundaries.fromIterable([
-  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10
-])
+export const LATENCY_BOUNDARIES: ReadonlyArray<number> = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10]
 
 export const httpRequests = Metric.counter("inventory_http_requests", {
   description: "HTTP requests answered, by route template, method, status code and status class (2xx..5xx)",
   incremental: true
 })
 
-export const httpRequestDuration = Metric.histogram(
-  "inventory_http_request_duration_seconds",
-  LATENCY_BOUNDARIES,
-  "Time from receiving a request to its response, by route template and method"
-)
+export const httpRequestDuration = Metric.histogram("inventory_http_request_duration_seconds", {
+  boundaries: LATENCY_BOUNDARIES,
+  description: "Time from receiving a request to its response, by route template and method"
+})
 
 /** Requests that never get a span (probes, scrapes): their paths are their own templates. */
 export const UNTRACED_PATHS: ReadonlyArray<string> = ["/health/live", "/health/ready", "/metrics"]
+
+/**
+ * What the access log line and the request metrics learn from inside a request, whose own scope
+ * (provided services, log annotations) ends before they are written: the route template the
+ * HttpApi matched and the authenticated caller. One mutable record per request, provided by the
+ * server's request middleware (http/Server.ts); undefined outside a request.
+ */
+export interface RequestFacts {
+  route: string | undefined
+  actor: string | null
+}
+
+export const CurrentRequestFacts = Context.Reference<RequestFacts | undefined>("inventory/RequestFacts", {
+  defaultValue: () => undefined
+})
 
 /** Unmatched paths (404s, scans) share one label so a scanner cannot create series. */
 export const UNMATCHED_ROUTE = "unmatched"
@@ -29,7 +41,7 @@ const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", 
  * writes it on the request's server span as `http.route`.
  */
 export const routeOf = (span: Option.Option<Tracer.AnySpan>, path: string): string => {
-  const fromSpan = Option.flatMap(span, (s) => (s._tag === "Span" ? Option.fromNullable(s.attributes.get("http.route")) : Option.none()))
+  const fromSpan = Option.flatMap(span, (s) => (s._tag === "Span" ? Option.fromNullishOr(s.attributes.get("http.route")) : Option.none()))
   if (Option.isSome(fromSpan) && typeof fromSpan.value === "string") return fromSpan.value
   return UNTRACED_PATHS.includes(path) ? path : UNMATCHED_ROUTE
 }
@@ -46,11 +58,8 @@ export const statusLabel = (status: number) => (Number.isInteger(status) && stat
 export const methodLabel = (method: string) => (KNOWN_METHODS.has(method) ? method : "_OTHER")
 
 /** A metric with these labels (each combination is its own series). */
-export const labelled = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, labels: Record<string, string>) =>
-  Metric.taggedWithLabels(
-    metric,
-    Object.entries(labels).map(([key, value]) => MetricLabel.make(key, value))
-  )
+export const labelled = <Input, State>(metric: Metric.Metric<Input, State>, labels: Record<string, string>) =>
+  Metric.withAttributes(metric, labels)
 
 export const recordRequest = (request: { route: string; method: string; status: number; seconds: number }) =>
   Effect.all(

@@ -50,7 +50,7 @@ interface Refusal {
   readonly fields: Json | undefined
 }
 
-/** Every typed error is described `<code>: <title>` (domain/Errors.ts, http/Security.ts). */
+/** Every typed error is described `<code>: <title>` (domain/Errors.ts, http/Security.ts, http/Problem.ts). */
 const CODE_AND_TITLE = /^([a-z][a-z0-9-]*): (.+)$/
 
 /** Problems answered by the HTTP layer itself, for responses that have no typed error. */
@@ -59,16 +59,23 @@ const layerProblem = (status: number): Refusal | undefined => {
   return info === undefined ? undefined : { code: info.code, title: info.title, fields: status === 400 ? validationErrors : undefined }
 }
 
-const refusalsOf = (content: Json | undefined, status: number, components: Json): ReadonlyArray<Refusal> => {
+/**
+ * The refusals a response documents. Effect 4 puts each error's description (`<code>: <title>`) not
+ * on its schema but on the response, joined with " | " in the order of the schemas (a repeated
+ * description once): the codes come from there, an error's fields from its schema at the same place.
+ */
+const refusalsOf = (content: Json | undefined, status: number, components: Json, description: unknown): ReadonlyArray<Refusal> => {
   if (status === 400) return [layerProblem(400)!]
   const schemas = Object.values(content ?? {}).map((media) => (media as Json)["schema"] as Json | undefined)
   const alternatives = schemas.flatMap((schema) => ((schema?.["anyOf"] as Array<Json> | undefined) ?? [schema]))
-  const refusals = alternatives.flatMap((schema) => {
-    const match = CODE_AND_TITLE.exec(String(resolve(schema, components)?.["description"] ?? ""))
+  const parts = typeof description === "string" ? description.split(" | ") : []
+  const aligned = parts.length === alternatives.length
+  const refusals = parts.flatMap((part, i) => {
+    const match = CODE_AND_TITLE.exec(part)
     if (!match) return []
     // The HTTP layer's errors describe themselves at length; their title is the one on the wire.
     const title = Object.values(problems).find((p) => p.code === match[1])?.title ?? match[2]!
-    return [{ code: match[1]!, title, fields: extras(schema, components) }]
+    return [{ code: match[1]!, title, fields: aligned ? extras(alternatives[i], components) : undefined }]
   })
   if (refusals.length > 0) return refusals
   const fallback = layerProblem(status)
@@ -137,6 +144,43 @@ const toProblem = (all: ReadonlyArray<Refusal>, status: number, components: Json
 const describe = (refusals: ReadonlyArray<Refusal>, fallback: unknown) =>
   refusals.length === 0 ? fallback : refusals.map((r) => `${r.code}: ${r.title}`).join("; ")
 
+/** Every `$ref` below `node` through `rename` (component names are the last segment). */
+const renameRefs = (node: unknown, rename: ReadonlyMap<string, string>): void => {
+  if (Array.isArray(node)) {
+    for (const item of node) renameRefs(item, rename)
+  } else if (typeof node === "object" && node !== null) {
+    const json = node as Json
+    const ref = json["$ref"]
+    if (typeof ref === "string") {
+      const name = ref.split("/").pop()!
+      const renamed = rename.get(name)
+      if (renamed !== undefined) json["$ref"] = ref.slice(0, ref.length - name.length) + renamed
+    }
+    for (const value of Object.values(json)) renameRefs(value, rename)
+  }
+}
+
+/**
+ * Effect 4 names the component of a class's wire form `<Identifier>Encoded`; the published document
+ * keeps the names of the schemas themselves (`StockLevel`, `Reservation`, ...), so clients generated
+ * from it keep their type names. A name already taken is left as is.
+ */
+export const stableComponentNames = (spec: Json): Json => {
+  const components = (spec["components"] as Json | undefined)?.["schemas"] as Json | undefined
+  if (components === undefined) return spec
+  const rename = new Map<string, string>()
+  for (const name of Object.keys(components)) {
+    const stable = /^(.+)Encoded$/.exec(name)?.[1]
+    if (stable !== undefined && !(stable in components) && ![...rename.values()].includes(stable)) rename.set(name, stable)
+  }
+  const renamed: Json = {}
+  for (const [name, schema] of Object.entries(components)) renamed[rename.get(name) ?? name] = schema
+  ;(spec["components"] as Json)["schemas"] = renamed
+  renameRefs(spec["paths"], rename)
+  renameRefs(renamed, rename)
+  return spec
+}
+
 /**
  * The generated document shows errors as their schema classes; on the wire every error is a
  * problem+json body (http/Problem.ts). This rewrites each 4xx/5xx response to say so.
@@ -151,9 +195,13 @@ export const documentProblems = (spec: Json): Json => {
         const r = response as Json
         // The probes answer 503 with their own bodies (dependency and loop states), not a problem.
         if (status < 400 || (status === 503 && ["health.ready", "health.live"].includes(String((operation as Json)["operationId"])))) continue
-        const refusals = refusalsOf(r["content"] as Json | undefined, status, components)
-        // Keep a hand-written single-error description (it may say more than the title).
+        const refusals = refusalsOf(r["content"] as Json | undefined, status, components, r["description"])
+        // Keep a hand-written single-error description (it may say more than the title); of several
+        // errors with one code, the last one's (the API-wide problem, declared outermost).
         if (byCode(refusals).length > 1) r["description"] = describe(byCode(refusals), r["description"])
+        else if (typeof r["description"] === "string") r["description"] = r["description"].split(" | ").pop()
+        // Request decoding failures have no schema of their own in Effect 4; their text as before.
+        if (status === 400) r["description"] = "The request did not match the expected schema"
         r["content"] = toProblem(refusals, status, components)
       }
       if (responses && (operation as Json)["requestBody"] !== undefined) {
@@ -164,8 +212,8 @@ export const documentProblems = (spec: Json): Json => {
   }
   const componentsOut = (spec["components"] ?? {}) as Json
   componentsOut["schemas"] = { ...components, Problem: problemSchema }
-  // Both are 400 validation-failed problems on the wire (the body above), not their schema classes.
-  delete (componentsOut["schemas"] as Json)["HttpApiDecodeError"]
+  // A 400 validation-failed problem on the wire (the body above), not its schema class. (Request
+  // decoding failures have no schema in the document in Effect 4: HttpApiSchemaError is not one.)
   delete (componentsOut["schemas"] as Json)["InvalidData"]
   spec["components"] = componentsOut
   return spec

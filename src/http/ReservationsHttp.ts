@@ -1,11 +1,12 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
 import { Reservation } from "../domain/Reservation.js"
 import { Reservations } from "../services/Reservations.js"
 import { InventoryApi } from "./Api.js"
 import { databaseFailures } from "./Problem.js"
 
-const encodeReservation = Schema.encode(Reservation)
+const encodeReservation = Schema.encodeEffect(Reservation)
 
 export const ReservationsHttpLive = HttpApiBuilder.group(InventoryApi, "reservations", (handlers) =>
   Effect.gen(function* () {
@@ -15,11 +16,11 @@ export const ReservationsHttpLive = HttpApiBuilder.group(InventoryApi, "reservat
         Effect.gen(function* () {
           const { reservation, created } = yield* reservations.create(payload)
           if (!created) return reservation
-          return HttpServerResponse.unsafeJson(yield* encodeReservation(reservation).pipe(Effect.orDie), { status: 201 })
+          return HttpServerResponse.jsonUnsafe(yield* encodeReservation(reservation).pipe(Effect.orDie), { status: 201 })
         }).pipe(databaseFailures)
       )
-      .handle("get", ({ path }) => databaseFailures(reservations.get(path.orderId)))
-      .handle("release", ({ path }) => databaseFailures(reservations.release(path.orderId)))
-      .handle("commit", ({ path }) => databaseFailures(reservations.commit(path.orderId)))
+      .handle("get", ({ params }) => databaseFailures(reservations.get(params.orderId)))
+      .handle("release", ({ params }) => databaseFailures(reservations.release(params.orderId)))
+      .handle("commit", ({ params }) => databaseFailures(reservations.commit(params.orderId)))
   })
 )

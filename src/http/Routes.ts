@@ -1,4 +1,4 @@
-import { HttpApi, type HttpApiGroup } from "@effect/platform"
+import { HttpApi, type HttpApiGroup } from "effect/http-api"
 
 /**
  * What the router serves, by path template, so that a request it cannot route gets the right
@@ -10,8 +10,8 @@ export interface Route {
 }
 
 /** Every endpoint of an HttpApi, read from the contract itself (a new endpoint needs nothing here). */
-export const routesOf = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
-  api: HttpApi.HttpApi<Id, Groups, E, R>
+export const routesOf = <Id extends string, Groups extends HttpApiGroup.Constraint>(
+  api: HttpApi.HttpApi<Id, Groups>
 ): ReadonlyArray<Route> => {
   const routes: Array<Route> = []
   HttpApi.reflect(api, {

@@ -1,5 +1,5 @@
-import { HttpApi, type HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Option, Schema } from "effect"
+import { HttpApi, type HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "effect/http-api"
 import type { Caller, Scope } from "../domain/Caller.js"
 import { problems } from "./Problem.js"
 
@@ -10,10 +10,10 @@ import { problems } from "./Problem.js"
  */
 
 /** The token scope an endpoint needs; `Authentication` enforces whatever this annotation says. */
-export class RequiredScope extends Context.Tag("inventory/RequiredScope")<RequiredScope, Scope>() {}
+export class RequiredScope extends Context.Service<RequiredScope, Scope>()("inventory/RequiredScope") {}
 
 /** The verified caller of the current request, for handlers that want more than `CurrentRequest.actor`. */
-export class CurrentCaller extends Context.Tag("inventory/CurrentCaller")<CurrentCaller, Caller>() {}
+export class CurrentCaller extends Context.Service<CurrentCaller, Caller>()("inventory/CurrentCaller") {}
 
 /** RFC 6750 `WWW-Authenticate` challenge. */
 const challenge = (params: Record<string, string>) =>
@@ -22,8 +22,8 @@ const challenge = (params: Record<string, string>) =>
 /** 401: no token, or one that does not verify (signature, algorithm, issuer, audience, time). */
 export class Unauthenticated extends Schema.TaggedError<Unauthenticated>()(
   "Unauthenticated",
-  { detail: Schema.String, reason: Schema.Literal("missing-token", "invalid-token") },
-  HttpApiSchema.annotations({ status: 401, description: "unauthenticated: missing, invalid or expired bearer token" })
+  { detail: Schema.String, reason: Schema.Literals(["missing-token", "invalid-token"]) },
+  { httpApiStatus: 401, description: "unauthenticated: missing, invalid or expired bearer token" }
 ) {
   readonly problem = problems.unauthenticated
   override get message() {
@@ -43,7 +43,7 @@ export class Unauthenticated extends Schema.TaggedError<Unauthenticated>()(
 export class Forbidden extends Schema.TaggedError<Forbidden>()(
   "Forbidden",
   { detail: Schema.String, requiredScope: Schema.String },
-  HttpApiSchema.annotations({ status: 403, description: "forbidden: the token lacks the endpoint's scope" })
+  { httpApiStatus: 403, description: "forbidden: the token lacks the endpoint's scope" }
 ) {
   readonly problem = problems.forbidden
   override get message() {
@@ -70,8 +70,8 @@ export const rateLimitHeaders = (quota: { readonly limit: number; readonly remai
 export class RateLimited extends Schema.TaggedError<RateLimited>()(
   "RateLimited",
   // `limit`: the per-caller quota (RATE_LIMIT_RPS); absent for the per-address failed-authentication budget.
-  { detail: Schema.String, retryAfterSeconds: Schema.Int, limit: Schema.optional(Schema.Int) },
-  HttpApiSchema.annotations({ status: 429, description: "rate-limited: too many requests from this caller; see Retry-After and RateLimit" })
+  { detail: Schema.String, retryAfterSeconds: Schema.Int, limit: Schema.optionalKey(Schema.Int) },
+  { httpApiStatus: 429, description: "rate-limited: too many requests from this caller; see Retry-After and RateLimit" }
 ) {
   readonly problem = problems.rateLimited
   override get message() {
@@ -89,7 +89,7 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()(
 export class KeysUnavailable extends Schema.TaggedError<KeysUnavailable>()(
   "KeysUnavailable",
   { detail: Schema.String },
-  HttpApiSchema.annotations({ status: 503, description: "unavailable: the token keys cannot be fetched; retry later" })
+  { httpApiStatus: 503, description: "unavailable: the token keys cannot be fetched; retry later" }
 ) {
   readonly problem = problems.unavailable
   override get message() {
@@ -107,12 +107,12 @@ const bearer = HttpApiSecurity.bearer.pipe(
 
 /**
  * Every endpoint of a group with `.middleware(Authentication)` needs a valid bearer token holding
- * the scope of its `RequiredScope` annotation.
+ * the scope of its `RequiredScope` annotation. The implementation (http/Auth.ts) runs the endpoint
+ * with `CurrentCaller` provided.
  */
-export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("inventory/Authentication", {
+export class Authentication extends HttpApiMiddleware.Service<Authentication, { provides: CurrentCaller }>()("inventory/Authentication", {
   security: { bearer },
-  provides: CurrentCaller,
-  failure: Schema.Union(Unauthenticated, Forbidden, RateLimited, KeysUnavailable)
+  error: [Unauthenticated, Forbidden, RateLimited, KeysUnavailable]
 }) {}
 
 export interface ProtectedRoute {
@@ -127,17 +127,18 @@ export interface ProtectedRoute {
  * needs only `.middleware(Authentication)` and its `RequiredScope` annotations. An endpoint behind it
  * without a scope is a bug, thrown at start-up.
  */
-export const scopesByRoute = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
-  api: HttpApi.HttpApi<Id, Groups, E, R>
+export const scopesByRoute = <Id extends string, Groups extends HttpApiGroup.Constraint>(
+  api: HttpApi.HttpApi<Id, Groups>
 ): ReadonlyArray<ProtectedRoute> => {
   const routes: Array<ProtectedRoute> = []
   HttpApi.reflect(api, {
     onGroup: () => undefined,
     onEndpoint: ({ endpoint, group, mergedAnnotations, middleware }) => {
-      if (!middleware.has(Authentication as unknown as HttpApiMiddleware.TagClassAny)) return
+      // The class is the key in the endpoint's middleware set; its static type lacks the set's `provides` member.
+      if (!middleware.has(Authentication as unknown as HttpApiMiddleware.AnyService)) return
       const scope = Context.getOption(mergedAnnotations, RequiredScope)
       if (Option.isNone(scope)) throw new Error(`${endpoint.method} ${endpoint.path} uses Authentication but has no RequiredScope annotation`)
-      routes.push({ method: endpoint.method, path: endpoint.path, operationId: `${group.identifier}.${endpoint.name}`, scope: scope.value })
+      routes.push({ method: endpoint.method, path: endpoint.path, operationId: `${group.identifier}.${endpoint.identifier}`, scope: scope.value })
     }
   })
   return routes
@@ -156,6 +157,11 @@ export const documentScopes = (spec: Json, routes: ReadonlyArray<ProtectedRoute>
       op["security"] = [{ bearer: [scope] }]
       op["description"] = [op["description"], `Requires a bearer token with scope \`${scope}\`.`].filter(Boolean).join("\n\n")
     }
+  }
+  // HTTP auth scheme names are case-insensitive (RFC 9110); the document keeps Effect 3's "bearer".
+  const schemes = (spec["components"] as Json | undefined)?.["securitySchemes"] as Record<string, Json> | undefined
+  for (const scheme of Object.values(schemes ?? {})) {
+    if (scheme["type"] === "http" && typeof scheme["scheme"] === "string") scheme["scheme"] = scheme["scheme"].toLowerCase()
   }
   return spec
 }

@@ -1,6 +1,7 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Exit, Fiber, FiberRef, Layer, Option } from "effect"
+import { ByteSize, Context, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { HttpEffect, HttpMiddleware, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder, HttpApiSwagger } from "effect/http-api"
 import { randomUUID } from "node:crypto"
 import { createServer, type Server } from "node:http"
 import { wellFormedCorrelationId } from "../domain/Ids.js"
@@ -11,9 +12,9 @@ import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { AuthenticationLive } from "./Auth.js"
 import { HealthHttpLive } from "./HealthHttp.js"
-import { recordRequest, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
-import { MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
-import { causeToProblem, problemResponse, problems } from "./Problem.js"
+import { CurrentRequestFacts, recordRequest, type RequestFacts, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
+import { logListening, MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
+import { Problems, problemResponse, problems, renderProblems, unroutedProblems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { allowedMethods, routesOf } from "./Routes.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
@@ -86,34 +87,35 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
 
 /**
  * REQUEST_TIMEOUT_MS: at the deadline the client gets 503, but the work is NOT interrupted. It runs
- * on to its end on its own fiber, because interrupting a fiber inside a SQL query makes the driver
- * cancel "the query on that connection", which may by then be another request's (EFFECT-NOTES.md).
- * The database bounds the work instead (statement_timeout, idle_in_transaction_session_timeout).
- * A change may therefore still commit after the 503: clients retry with their Idempotency-Key.
+ * on to its end on its own fiber. With Effect 3's driver, interrupting a fiber inside a SQL query
+ * cancelled "the query on that connection", which could by then be another request's
+ * (EFFECT-NOTES.md); the Effect 4 driver confirms its cancels, but the design stays: a started
+ * change is never cut midway by a client-facing deadline. The database bounds the work instead
+ * (statement_timeout, idle_in_transaction_session_timeout). A change may therefore still commit
+ * after the 503: clients retry with their Idempotency-Key.
  */
 const withDeadline = <R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>, timeoutMs: number, correlationId: string) =>
   Effect.gen(function* () {
     // Whichever comes first: the handler's answer or the deadline. The request fiber waits on a plain
     // timer and the work fiber's exit observer (no second fiber per request), so shutdown still waits
     // for it, at most until the deadline.
-    const work = yield* Effect.forkDaemon(app)
-    const first = yield* Effect.async<"answered" | "late">((resume) => {
+    const work = yield* Effect.forkDetach(app)
+    const first = yield* Effect.callback<"answered" | "late">((resume) => {
       const timer = setTimeout(() => resume(Effect.succeed("late")), timeoutMs)
-      const answered = () => {
+      const removeObserver = work.addObserver(() => {
         clearTimeout(timer)
         resume(Effect.succeed("answered"))
-      }
-      work.addObserver(answered)
+      })
       return Effect.sync(() => {
         clearTimeout(timer)
-        work.removeObserver(answered)
+        removeObserver()
       })
     })
     if (first === "answered") {
-      // Already done: returns its response and brings its FiberRefs (the caller) to this fiber.
+      // Already done: returns its response (the caller reaches the access log through RequestFacts).
       return yield* Fiber.join(work)
     }
-    yield* Effect.forkDaemon(
+    yield* Effect.forkDetach(
       Effect.flatMap(Fiber.await(work), (exit) =>
         Effect.logWarning("request finished after its deadline").pipe(
           Effect.annotateLogs({ status: Exit.isSuccess(exit) ? exit.value.status : "failed", correlationId })
@@ -148,29 +150,37 @@ const securityHeaders = (path: string) => ({
       : "default-src 'none'; frame-ancestors 'none'"
 })
 
+/** Served beside the HttpApi's own endpoints (see HttpLive), by exact path. */
+const EXTRA_ROUTES = [{ method: "GET", path: "/openapi.json" }, { method: "GET", path: "/docs" }]
+
 /**
  * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
  * log line, stored with history and events), URL and body limits, security headers, and per
  * request one access log line (with the caller once authenticated) and the HTTP metrics, both by
- * route template. No bodies, no headers are logged.
+ * route template. No bodies, no headers are logged. It is the server's middleware
+ * (`HttpRouter.serve({ middleware })`): it wraps the writing of the response too, so the duration
+ * includes it and the response it sees is the one sent.
  */
-const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
-  HttpMiddleware.make((app) =>
+const requestMiddleware =
+  (config: AppConfigShape, lifecycle: Lifecycle["Service"]) =>
+  <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const correlationId = correlationIdOf(request)
       const path = request.url.split("?")[0] ?? "/"
       const started = process.hrtime.bigint()
       const headers = { ...securityHeaders(path), "x-correlation-id": correlationId }
+      // Filled in from inside the request: the route the HttpApi matched, the authenticated caller.
+      const facts: RequestFacts = { route: undefined, actor: null }
       const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, config.bodyLimitBytes, correlationId))
-      const [response, actor] = yield* Option.match(rejected, {
+      const response = yield* Option.match(rejected, {
         onSome: (response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)),
-        // The app's responses are written before this middleware sees them: its headers go on via a
-        // pre-response handler. While the process drains, `Connection: close` makes keep-alive
-        // clients stop reusing this socket.
+        // The app's responses are written inside `app`: its headers go on via a pre-response
+        // handler. While the process drains, `Connection: close` makes keep-alive clients stop
+        // reusing this socket.
         onNone: () =>
-          Effect.zipRight(
-            HttpApp.appendPreResponseHandler((_, response) =>
+          Effect.andThen(
+            HttpEffect.appendPreResponseHandler((_, response) =>
               Effect.map(lifecycle.isDraining, (draining) =>
                 HttpServerResponse.setHeaders(response, { ...headers, ...(draining ? { connection: "close" } : {}) })
               )
@@ -178,19 +188,22 @@ const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
             app
           )
       }).pipe(
-        // The authentication middleware sets the caller on this fiber; read it before `locally` ends.
-        Effect.zip(Effect.map(FiberRef.get(CurrentRequest), (current) => current.actor)),
-        HttpServerRequest.withMaxBodySize(Option.some(config.bodyLimitBytes)),
-        Effect.locally(CurrentRequest, { correlationId, actor: null }),
+        Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(config.bodyLimitBytes)),
+        Effect.provideService(CurrentRequestFacts, facts),
+        Effect.provideService(CurrentRequest, { correlationId, actor: null }),
         Effect.annotateLogs("correlationId", correlationId)
       )
       const seconds = Number(process.hrtime.bigint() - started) / 1e9
-      const route = routeOf(yield* Effect.option(Effect.currentSpan), path)
+      const route =
+        facts.route ??
+        (EXTRA_ROUTES.some((r) => r.path === path) && (request.method === "GET" || request.method === "HEAD") && response.status !== 404
+          ? path
+          : routeOf(yield* Effect.option(Effect.currentSpan), path))
       yield* recordRequest({ route, method: request.method, status: response.status, seconds })
       yield* Effect.logInfo("http request").pipe(
         Effect.annotateLogs({
           correlationId,
-          actor,
+          actor: facts.actor,
           method: request.method,
           route,
           path: loggedPath(path),
@@ -200,49 +213,47 @@ const requestMiddleware = (config: AppConfigShape, lifecycle: Lifecycle) =>
       )
       return response
     })
-  )
 
 /**
- * Inside the HttpApi: every failure becomes problem+json before the default encoder sees it, and
- * the whole of it is bounded by REQUEST_TIMEOUT_MS (the deadline sits here, inside the server's
- * response writing, so exactly one response is written: the handler's or the 503).
+ * `Problems` (http/Problem.ts) as this server runs it: every failure becomes problem+json before the
+ * HttpApi's own encoder sees it, and the whole of it is bounded by REQUEST_TIMEOUT_MS (the deadline
+ * sits here, inside the server's response writing, so exactly one response is written: the
+ * handler's or the 503). It also tells the access log the matched route template.
  */
-const ApiMiddlewareLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) => {
-    // Served beside the HttpApi's own endpoints (see HttpLive).
-    const extra = [{ method: "GET", path: "/openapi.json" }, { method: "GET", path: "/docs" }]
-    const allowed = allowedMethods([...routesOf(InventoryApi), ...extra, ...(Option.isNone(config.metricsPort) ? [{ method: "GET", path: "/metrics" }] : [])])
-    return HttpApiBuilder.middleware((app) =>
-      Effect.flatMap(FiberRef.get(CurrentRequest), ({ correlationId }) =>
-        withDeadline(
-          Effect.catchAllCause(app, (cause) => causeToProblem(cause, correlationId, allowed)),
-          config.requestTimeoutMs,
-          correlationId ?? "unknown"
-        )
-      )
+const ProblemsWithDeadlineLive = Layer.effect(
+  Problems,
+  Effect.map(Effect.service(AppConfig), (config) =>
+    Problems.of((httpEffect) =>
+      Effect.gen(function* () {
+        const { route } = yield* HttpRouter.RouteContext
+        const facts = yield* CurrentRequestFacts
+        if (facts !== undefined) facts.route = route.path
+        const { correlationId } = yield* CurrentRequest
+        return yield* withDeadline(renderProblems(httpEffect), config.requestTimeoutMs, correlationId ?? "unknown")
+      })
     )
-  })
+  )
 )
 
 /** Every group behind `.middleware(Authentication)` gets its implementation from AuthenticationLive. */
-export const ApiLive = HttpApiBuilder.api(InventoryApi).pipe(
+export const ApiLive = HttpApiBuilder.layer(InventoryApi, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, HealthHttpLive]),
-  Layer.provide(AuthenticationLive)
+  Layer.provide([AuthenticationLive, ProblemsWithDeadlineLive])
 )
 
 /**
  * The Node server itself, so that shutdown can stop accepting and wait for in-flight requests
- * while their handler is still installed (the platform's own finalizer removes it first).
+ * while their handler is still installed (the platform's own finalizer removes it).
  */
-export class NodeServer extends Context.Tag("inventory/NodeServer")<NodeServer, Server>() {}
+export class NodeServer extends Context.Service<NodeServer, Server>()("inventory/NodeServer") {}
 
 const NodeServerLive = Layer.sync(NodeServer, () => createServer())
 
 /** Shutdown's drain step: stop accepting, close idle keep-alive sockets, wait for in-flight requests. */
 const InFlightDrainLive = Layer.effect(
   InFlightDrain,
-  Effect.map(NodeServer, (server) => ({
-    drain: Effect.async<void>((resume) => {
+  Effect.map(Effect.service(NodeServer), (server) => ({
+    drain: Effect.callback<void>((resume) => {
       if (!server.listening) return resume(Effect.void)
       server.close(() => resume(Effect.void))
       server.closeIdleConnections()
@@ -254,24 +265,34 @@ const InFlightDrainLive = Layer.effect(
  * The HTTP server on PORT serving the API, `/openapi.json`, `/docs` and `/metrics` (the latter on its
  * own server when METRICS_PORT is set). Probes and scrapes are not traced.
  */
-export const HttpLive = Layer.unwrapEffect(
+export const HttpLive = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* AppConfig
     const lifecycle = yield* Lifecycle
     const server = yield* NodeServer
-    return HttpApiBuilder.serve(requestMiddleware(config, lifecycle)).pipe(
-      Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
-      Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-      Layer.provide(Option.isNone(config.metricsPort) ? MetricsRouteLive : Layer.empty),
-      Layer.provide(ApiMiddlewareLive),
-      Layer.provide(ApiLive),
+    const metricsRoute = Option.isNone(config.metricsPort) ? [{ method: "GET", path: "/metrics" }] : []
+    const allowed = allowedMethods([...routesOf(InventoryApi), ...EXTRA_ROUTES, ...metricsRoute])
+    const app = Layer.mergeAll(
+      ApiLive,
+      HttpApiSwagger.layer(InventoryApi, { path: "/docs" }),
+      Option.isNone(config.metricsPort) ? MetricsRouteLive : Layer.empty,
+      // No route (404, or 405 with Allow) and failures outside the HttpApi, as problem+json.
+      unroutedProblems(allowed)
+    )
+    const serve = HttpRouter.serve(app, {
+      // Our access log line replaces the platform's, our listening line (logListening) its own.
+      disableLogger: true,
+      disableListenLog: true,
       // find-my-way refuses path parameters over 100 characters as "no route"; ids may be 128 and
       // longer ones must reach validation to get a 400, not a 404.
-      Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
-      HttpServer.withLogAddress,
+      routerConfig: { maxParamLength: 1024 },
+      middleware: requestMiddleware(config, lifecycle)
+    })
+    return Layer.effectDiscard(logListening).pipe(
+      Layer.provideMerge(serve),
+      Layer.provide(HttpMiddleware.layerTracerDisabledForUrls(UNTRACED_PATHS)),
       Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port })),
-      Layer.merge(Option.match(config.metricsPort, { onNone: () => Layer.empty, onSome: MetricsServerLive })),
-      HttpMiddleware.withTracerDisabledForUrls(UNTRACED_PATHS)
+      Layer.merge(Option.match(config.metricsPort, { onNone: () => Layer.empty, onSome: MetricsServerLive }))
     )
   })
 ).pipe(Layer.merge(InFlightDrainLive), Layer.provideMerge(NodeServerLive))

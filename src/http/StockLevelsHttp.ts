@@ -1,5 +1,6 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Option, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
 import { DEFAULT_PAGE_LIMIT } from "../domain/Pagination.js"
 import { StockLevel } from "../domain/StockLevel.js"
 import { Adjustments } from "../services/Adjustments.js"
@@ -8,7 +9,7 @@ import { StockLevels } from "../services/StockLevels.js"
 import { databaseFailures } from "./Problem.js"
 import { HistoryPage, InventoryApi, StockLevelBatch, StockLevelPage } from "./Api.js"
 
-const encodeStockLevel = Schema.encode(StockLevel)
+const encodeStockLevel = Schema.encodeEffect(StockLevel)
 
 export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLevels", (handlers) =>
   Effect.gen(function* () {
@@ -16,36 +17,36 @@ export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLeve
     const adjustments = yield* Adjustments
     const history = yield* History
     return handlers
-      .handle("configure", ({ path, payload }) =>
+      .handle("configure", ({ params, payload }) =>
         Effect.gen(function* () {
-          const { level, created } = yield* stockLevels.configure(path.variantId, payload)
+          const { level, created } = yield* stockLevels.configure(params.variantId, payload)
           if (!created) return level
-          return HttpServerResponse.unsafeJson(yield* encodeStockLevel(level).pipe(Effect.orDie), { status: 201 })
+          return HttpServerResponse.jsonUnsafe(yield* encodeStockLevel(level).pipe(Effect.orDie), { status: 201 })
         }).pipe(databaseFailures)
       )
-      .handle("get", ({ path }) => databaseFailures(stockLevels.get(path.variantId)))
-      .handle("list", ({ urlParams }) =>
+      .handle("get", ({ params }) => databaseFailures(stockLevels.get(params.variantId)))
+      .handle("list", ({ query }) =>
         databaseFailures<StockLevelBatch | StockLevelPage, never, never>(
-          urlParams.variantId !== undefined
-          ? Effect.map(stockLevels.getMany(urlParams.variantId), (batch) => new StockLevelBatch(batch))
+          query.variantId !== undefined
+          ? Effect.map(stockLevels.getMany(query.variantId), (batch) => new StockLevelBatch(batch))
           : Effect.map(
               stockLevels.list({
-                status: Option.fromNullable(urlParams.status),
-                limit: urlParams.limit ?? DEFAULT_PAGE_LIMIT,
-                after: Option.fromNullable(urlParams.cursor)
+                status: Option.fromNullishOr(query.status),
+                limit: query.limit ?? DEFAULT_PAGE_LIMIT,
+                after: Option.fromNullishOr(query.cursor)
               }),
               (page) => new StockLevelPage({ items: page.items, nextCursor: Option.getOrNull(page.nextAfter) })
             )
         )
       )
-      .handle("adjust", ({ path, payload, headers }) =>
-        databaseFailures(adjustments.adjust(path.variantId, payload, Option.fromNullable(headers["idempotency-key"])))
+      .handle("adjust", ({ params, payload, headers }) =>
+        databaseFailures(adjustments.adjust(params.variantId, payload, Option.fromNullishOr(headers["idempotency-key"])))
       )
-      .handle("history", ({ path, urlParams }) =>
+      .handle("history", ({ params, query }) =>
         Effect.map(
-          history.list(path.variantId, {
-            limit: urlParams.limit ?? DEFAULT_PAGE_LIMIT,
-            before: Option.fromNullable(urlParams.cursor)
+          history.list(params.variantId, {
+            limit: query.limit ?? DEFAULT_PAGE_LIMIT,
+            before: Option.fromNullishOr(query.cursor)
           }),
           (page) => new HistoryPage({ items: page.items, nextCursor: Option.getOrNull(page.nextAfter) })
         ).pipe(databaseFailures)

@@ -11,9 +11,9 @@ export interface LoopOptions {
   /** Bounded label: the metric's `loop` and the log lines' `loop`. */
   readonly name: string
   /** Longest one iteration's work (outside `idle`) may take before liveness calls the loop stalled. */
-  readonly stallAfter: Duration.DurationInput
+  readonly stallAfter: Duration.Input
   /** Backoff after consecutive failures: `initial` doubling, jittered, at most `max` (default 200 ms .. 5 s). */
-  readonly backoff?: { readonly initial: Duration.DurationInput; readonly max: Duration.DurationInput }
+  readonly backoff?: { readonly initial: Duration.Input; readonly max: Duration.Input }
 }
 
 export interface LoopControl {
@@ -24,7 +24,7 @@ export interface LoopControl {
 const errorLine = (cause: Cause.Cause<unknown>) => Cause.pretty(cause).split("\n")[0]!.slice(0, 300)
 
 /** The delay after the `n`-th consecutive failure: initial·2^(n-1), capped, times a jitter in [0.5, 1). */
-export const backoffDelay = (n: number, initial: Duration.DurationInput, max: Duration.DurationInput, jitter: number) =>
+export const backoffDelay = (n: number, initial: Duration.Input, max: Duration.Input, jitter: number) =>
   Duration.millis(
     Math.min(Duration.toMillis(max), Duration.toMillis(initial) * 2 ** Math.min(30, Math.max(0, n - 1))) * (0.5 + jitter / 2)
   )
@@ -47,7 +47,7 @@ export const runBackgroundLoop = <E, R>(
     const stallAfterMs = Duration.toMillis(options.stallAfter)
     const initial = options.backoff?.initial ?? Duration.millis(200)
     const max = options.backoff?.max ?? Duration.seconds(5)
-    const failed = Metric.tagged(loopFailures, "loop", name)
+    const failed = Metric.withAttributes(loopFailures, { loop: name })
     let consecutiveFailures = 0
     let lastError: string | undefined
     let stopping = false
@@ -57,7 +57,7 @@ export const runBackgroundLoop = <E, R>(
         lifecycle.reportLoop(name, { status, since, stallAfterMs, consecutiveFailures, ...(lastError === undefined ? {} : { lastError }) })
       )
     const control: LoopControl = {
-      idle: (effect) => Effect.zipRight(report("idle"), Effect.ensuring(effect, report("running")))
+      idle: (effect) => Effect.andThen(report("idle"), Effect.ensuring(effect, report("running")))
     }
 
     const onFailure = (cause: Cause.Cause<unknown>) =>
@@ -65,7 +65,7 @@ export const runBackgroundLoop = <E, R>(
         consecutiveFailures += 1
         lastError = errorLine(cause)
         const delay = backoffDelay(consecutiveFailures, initial, max, yield* Random.next)
-        yield* Metric.increment(failed)
+        yield* Metric.update(failed, 1)
         yield* Effect.logWarning(`${name}: iteration failed, retrying`, cause).pipe(
           Effect.annotateLogs({ loop: name, consecutiveFailures, retryInMs: Math.round(Duration.toMillis(delay)) })
         )
@@ -73,14 +73,14 @@ export const runBackgroundLoop = <E, R>(
         yield* Effect.sleep(delay)
       })
 
-    const once = Effect.zipRight(report("running"), iteration(control)).pipe(
+    const once = Effect.andThen(report("running"), iteration(control)).pipe(
       Effect.matchCauseEffect({
         onSuccess: () =>
           Effect.sync(() => {
             consecutiveFailures = 0
             lastError = undefined
           }),
-        onFailure: (cause) => (Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : onFailure(cause))
+        onFailure: (cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : onFailure(cause))
       })
     )
 

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs"
-import { Config, ConfigError, ConfigProvider, Context, Data, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
+import { Config, ConfigProvider, Context, Data, Effect, Layer, type LogLevel, Option, Redacted, Schema, SchemaIssue } from "effect"
 
 /**
  * Every setting of ARCHITECTURE.md, read once at start-up. Secrets stay `Redacted` and may come from
@@ -61,103 +61,110 @@ export interface RetentionConfig {
   readonly historyDays: number
 }
 
-export class AppConfig extends Context.Tag("inventory/AppConfig")<AppConfig, AppConfigShape>() {}
+export class AppConfig extends Context.Service<AppConfig, AppConfigShape>()("inventory/AppConfig") {}
+
+/**
+ * A configuration error at one variable, rendered by `describeConfigError` as `NAME: message`
+ * (Effect 4's ConfigError wraps a Schema issue; the variable is the issue's path).
+ */
+const invalidAt = (name: string, message: string): Config.ConfigError =>
+  new Config.ConfigError(new Schema.SchemaError(new SchemaIssue.Pointer([name], new SchemaIssue.InvalidValue({ message }))))
+
+/** An integer variable that must pass `valid`, else fails with `message` at that variable. */
+const checkedInt = (name: string, message: string, valid: (n: number) => boolean) =>
+  Config.schema(Schema.Int.check(Schema.makeFilter((n: number) => valid(n) || message)), name)
 
 /** An optional variable; an empty value (common in manifests) counts as unset. */
 const optionalString = (name: string) =>
-  Config.option(Config.string(name)).pipe(Config.map(Option.filter((value) => value.trim() !== "")))
+  Config.option(Config.String(name)).pipe(Config.map(Option.filter((value) => value.trim() !== "")))
 
 /** `NAME` or the contents of the file named by `NAME_FILE`, as a secret. */
 const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =>
-  optionalString(`${name}_FILE`).pipe(
-    Config.mapOrFail((file) =>
-      Option.match(file, {
-        onNone: () => Either.right(Option.none<string>()),
-        onSome: (path) =>
-          Either.try({
-            try: () => Option.some(readFileSync(path, "utf8").trim()),
-            catch: () => ConfigError.InvalidData([`${name}_FILE`], `cannot read file ${path}`)
-          })
-      })
+  Config.all([
+    optionalString(`${name}_FILE`).pipe(
+      Config.mapEffect((file) =>
+        Option.match(file, {
+          onNone: () => Effect.succeed(Option.none<string>()),
+          onSome: (path) =>
+            Effect.try({
+              try: () => Option.some(readFileSync(path, "utf8").trim()),
+              catch: () => invalidAt(`${name}_FILE`, `cannot read file ${path}`)
+            })
+        })
+      )
     ),
-    Config.zipWith(optionalString(name), (fromFile, fromEnv) =>
-      Option.map(Option.orElse(fromFile, () => fromEnv), Redacted.make)
-    )
-  )
+    optionalString(name)
+  ]).pipe(Config.map(([fromFile, fromEnv]) => Option.map(Option.orElse(fromFile, () => fromEnv), (value) => Redacted.make(value))))
 
 /** 0 asks the operating system for a free port (tests). */
-const port = (name: string) =>
-  Config.integer(name).pipe(Config.validate({ message: "must be a port number 0-65535", validation: (n) => n >= 0 && n <= 65535 }))
+const port = (name: string) => checkedInt(name, "must be a port number 0-65535", (n) => n >= 0 && n <= 65535)
 
 const positiveInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(fallback)
-  )
+  checkedInt(name, "must be a positive integer", (n) => n > 0).pipe(Config.withDefault(fallback))
 
 /** 0 means "keep forever" for retention periods. */
 const nonNegativeInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "must be 0 (keep forever) or a positive integer", validation: (n) => n >= 0 }),
-    Config.withDefault(fallback)
-  )
+  checkedInt(name, "must be 0 (keep forever) or a positive integer", (n) => n >= 0).pipe(Config.withDefault(fallback))
 
 /** 0 turns the feature off. */
 const zeroOrPositiveInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
-    Config.withDefault(fallback)
-  )
+  checkedInt(name, "must be 0 (off) or a positive integer", (n) => n >= 0).pipe(Config.withDefault(fallback))
 
 /** An optional absolute URL. */
 const optionalUrl = (name: string) =>
   optionalString(name).pipe(
-    Config.mapOrFail((value) =>
-      Option.isNone(value) || URL.canParse(value.value)
-        ? Either.right(value)
-        : Either.left(ConfigError.InvalidData([name], "must be an absolute URL"))
+    Config.mapEffect((value) =>
+      Option.isNone(value) || URL.canParse(value.value) ? Effect.succeed(value) : Effect.fail(invalidAt(name, "must be an absolute URL"))
     )
   )
 
-const logLevel = Config.literal("debug", "info", "warn", "error")("LOG_LEVEL").pipe(
+const logLevel: Config.Config<LogLevel.LogLevel> = Config.Literals(["debug", "info", "warn", "error"], "LOG_LEVEL").pipe(
   Config.withDefault("info" as const),
-  Config.map((level) => LogLevel.fromLiteral(level === "warn" ? "Warning" : level === "debug" ? "Debug" : level === "error" ? "Error" : "Info"))
+  // Effect 4's LogLevel is a string literal; the JSON lines still print it lower-case (Logging.ts).
+  Config.map((level): LogLevel.LogLevel => (level === "warn" ? "Warn" : level === "debug" ? "Debug" : level === "error" ? "Error" : "Info"))
 )
 
 /** Development defaults of the token claims; production must name the platform's real ones. */
 export const DEV_ISSUER = "inventory-dev"
 export const DEV_AUDIENCE = "inventory-service"
 
-export const appConfig: Config.Config<AppConfigShape> = Config.all({
-  nodeEnv: Config.literal("development", "production", "test")("NODE_ENV").pipe(Config.withDefault("development" as const)),
+const retentionFields = {
+  sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
+  batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),
+  outboxHours: nonNegativeInt("OUTBOX_RETENTION_HOURS", 168),
+  inboxDays: nonNegativeInt("INBOX_RETENTION_DAYS", 30),
+  idempotencyKeyHours: nonNegativeInt("IDEMPOTENCY_KEY_RETENTION_HOURS", 72),
+  historyDays: nonNegativeInt("HISTORY_RETENTION_DAYS", 0)
+}
+
+const fields = {
+  nodeEnv: Config.Literals(["development", "production", "test"], "NODE_ENV").pipe(Config.withDefault("development" as const)),
   port: port("PORT").pipe(Config.withDefault(8080)),
   metricsPort: optionalString("METRICS_PORT").pipe(
-    Config.mapOrFail((value) => {
-      if (Option.isNone(value)) return Either.right(Option.none<number>())
+    Config.mapEffect((value) => {
+      if (Option.isNone(value)) return Effect.succeed(Option.none<number>())
       const n = Number(value.value)
       return Number.isInteger(n) && n >= 0 && n <= 65535
-        ? Either.right(Option.some(n))
-        : Either.left(ConfigError.InvalidData(["METRICS_PORT"], "must be a port number 0-65535"))
+        ? Effect.succeed(Option.some(n))
+        : Effect.fail(invalidAt("METRICS_PORT", "must be a port number 0-65535"))
     })
   ),
   databaseUrl: secret("DATABASE_URL"),
-  dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("./.data")),
+  dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./.data")),
   dbPoolMax: positiveInt("DB_POOL_MAX", 10),
   dbStatementTimeoutMs: positiveInt("DB_STATEMENT_TIMEOUT_MS", 5_000),
   dbConnectTimeoutMs: positiveInt("DB_CONNECT_TIMEOUT_MS", 5_000),
   amqpUrl: secret("AMQP_URL"),
-  eventsLogOnly: Config.boolean("EVENTS_LOG_ONLY").pipe(Config.withDefault(false)),
+  eventsLogOnly: Config.Boolean("EVENTS_LOG_ONLY").pipe(Config.withDefault(false)),
   authJwksUrl: optionalUrl("AUTH_JWKS_URL"),
   authPublicKey: secret("AUTH_PUBLIC_KEY"),
-  authIssuer: Config.string("AUTH_ISSUER").pipe(Config.withDefault(DEV_ISSUER)),
-  authAudience: Config.string("AUTH_AUDIENCE").pipe(Config.withDefault(DEV_AUDIENCE)),
-  authClockSkewSeconds: Config.integer("AUTH_CLOCK_SKEW_SECONDS").pipe(
-    Config.validate({ message: "must be an integer 0-300", validation: (n) => n >= 0 && n <= 300 }),
+  authIssuer: Config.String("AUTH_ISSUER").pipe(Config.withDefault(DEV_ISSUER)),
+  authAudience: Config.String("AUTH_AUDIENCE").pipe(Config.withDefault(DEV_AUDIENCE)),
+  authClockSkewSeconds: checkedInt("AUTH_CLOCK_SKEW_SECONDS", "must be an integer 0-300", (n) => n >= 0 && n <= 300).pipe(
     Config.withDefault(30)
   ),
   authJwksTimeoutMs: positiveInt("AUTH_JWKS_TIMEOUT_MS", 2_000),
-  authJwksCooldownMs: Config.integer("AUTH_JWKS_COOLDOWN_MS").pipe(
-    Config.validate({ message: "must be 0 or a positive integer", validation: (n) => n >= 0 }),
+  authJwksCooldownMs: checkedInt("AUTH_JWKS_COOLDOWN_MS", "must be 0 or a positive integer", (n) => n >= 0).pipe(
     Config.withDefault(30_000)
   ),
   authJwksMaxAgeMs: positiveInt("AUTH_JWKS_MAX_AGE_MS", 600_000),
@@ -165,31 +172,37 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   authFailuresPerMinute: zeroOrPositiveInt("AUTH_FAILURES_PER_MINUTE", 600),
   logLevel,
   otlpEndpoint: optionalUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
-  deploymentEnvironment: Config.option(Config.string("DEPLOYMENT_ENVIRONMENT")),
+  deploymentEnvironment: Config.option(Config.String("DEPLOYMENT_ENVIRONMENT")),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
-  rateLimitRps: Config.integer("RATE_LIMIT_RPS").pipe(
-    Config.validate({ message: "must be 0 (off) or a positive integer", validation: (n) => n >= 0 }),
-    Config.withDefault(1000)
-  ),
+  rateLimitRps: checkedInt("RATE_LIMIT_RPS", "must be 0 (off) or a positive integer", (n) => n >= 0).pipe(Config.withDefault(1000)),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
   reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000),
   amqpPrefetch: positiveInt("AMQP_PREFETCH", 20),
   amqpConsumerMaxAttempts: positiveInt("AMQP_CONSUMER_MAX_ATTEMPTS", 5),
-  orderEventsExchange: Config.string("ORDER_EVENTS_EXCHANGE").pipe(Config.withDefault("order.events")),
-  productEventsExchange: Config.string("PRODUCT_EVENTS_EXCHANGE").pipe(Config.withDefault("product.events")),
+  orderEventsExchange: Config.String("ORDER_EVENTS_EXCHANGE").pipe(Config.withDefault("order.events")),
+  productEventsExchange: Config.String("PRODUCT_EVENTS_EXCHANGE").pipe(Config.withDefault("product.events")),
   outboxPollIntervalMs: positiveInt("OUTBOX_POLL_INTERVAL_MS", 300),
   outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
   outboxMaxAttempts: positiveInt("OUTBOX_MAX_ATTEMPTS", 10),
-  retention: Config.all({
-    sweepIntervalMs: positiveInt("RETENTION_SWEEP_INTERVAL_MS", 300_000),
-    batchSize: positiveInt("RETENTION_BATCH_SIZE", 1000),
-    outboxHours: nonNegativeInt("OUTBOX_RETENTION_HOURS", 168),
-    inboxDays: nonNegativeInt("INBOX_RETENTION_DAYS", 30),
-    idempotencyKeyHours: nonNegativeInt("IDEMPOTENCY_KEY_RETENTION_HOURS", 72),
-    historyDays: nonNegativeInt("HISTORY_RETENTION_DAYS", 0)
-  })
-})
+  retention: Config.all(retentionFields)
+}
+export const appConfig: Config.Config<AppConfigShape> = Config.all(fields)
+
+/**
+ * Every invalid variable, not only the first: Effect 4's `Config.all` stops at the first error,
+ * Effect 3's reported them all, so on failure each setting is read once more on its own.
+ */
+const describeAllErrors = (env: ConfigProvider.ConfigProvider, first: Config.ConfigError): Effect.Effect<string> => {
+  const { retention: _, ...top } = fields
+  const settings: ReadonlyArray<Config.Config<unknown>> = [...Object.values(top), ...Object.values(retentionFields)]
+  return Effect.forEach(settings, (config) => Effect.result(config.parse(env))).pipe(
+    Effect.map((results) => {
+      const messages = results.flatMap((result) => (result._tag === "Failure" ? [describeConfigError(result.failure)] : []))
+      return messages.length > 0 ? messages.join("; ") : describeConfigError(first)
+    })
+  )
+}
 
 /**
  * What a process needs: the service ("serve") verifies tokens; a one-shot database tool
@@ -228,39 +241,45 @@ const ambiguities = (config: AppConfigShape): ReadonlyArray<string> =>
 
 export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{ readonly message: string }> {}
 
-/** One line naming the variable, e.g. `PORT: Expected an integer value but received abc`. */
-export const describeConfigError = (error: ConfigError.ConfigError): string =>
-  ConfigError.reduceWithContext(error, undefined, {
-    andCase: (_, left: string, right: string) => `${left}; ${right}`,
-    orCase: (_, left: string, right: string) => `${left}; ${right}`,
-    invalidDataCase: (_, path, message) => `${path.join(".")}: ${message}`,
-    missingDataCase: (_, path, message) => `${path.join(".")}: ${message}`,
-    sourceUnavailableCase: (_, path, message) => `${path.join(".")}: ${message}`,
-    unsupportedCase: (_, path, message) => `${path.join(".")}: ${message}`
-  })
-
-/** Whether the variable is given at all (defaults do not count). */
-const isSet = (env: ConfigProvider.ConfigProvider, name: string) =>
-  Effect.runSync(Effect.isSuccess(env.load(Config.string(name))))
-
-export const loadConfigFor = (purpose: ConfigPurpose): Effect.Effect<AppConfigShape, InvalidConfig> => appConfig.pipe(
-  Effect.mapError((error) => new InvalidConfig({ message: `Invalid configuration: ${describeConfigError(error)}` })),
-  Effect.flatMap((config) =>
-    Effect.flatMap(Effect.configProviderWith(Effect.succeed), (env) => {
-      const problems = [...ambiguities(config), ...productionProblems(config, env, purpose)]
-      return problems.length === 0
-        ? Effect.succeed(config)
-        : Effect.fail(new InvalidConfig({ message: `Invalid configuration: ${problems.join("; ")}` }))
+/**
+ * One line naming the variable, e.g. `PORT: Expected a string representing a finite number`.
+ * Effect 4's ConfigError holds either a source error (the provider could not be read) or a Schema
+ * issue whose path is the variable; every leaf issue becomes `NAME: message`, joined by "; ".
+ */
+export const describeConfigError = (error: Config.ConfigError): string => {
+  const cause = error.cause
+  if (!Schema.isSchemaError(cause)) return cause.message
+  const issues = SchemaIssue.makeFormatterStandardSchemaV1()(cause.issue).issues
+  return issues
+    .map((issue) => {
+      const path = (issue.path ?? []).map((p) => String(typeof p === "object" && p !== null && "key" in p ? p.key : p))
+      return path.length > 0 ? `${path.join(".")}: ${issue.message}` : issue.message
     })
-  )
-)
+    .join("; ")
+}
+
+/** Whether the variable is given at all (defaults do not count; an empty value counts as unset). */
+const isSet = (env: ConfigProvider.ConfigProvider, name: string) =>
+  Effect.runSync(Effect.isSuccess(Config.String(name).parse(env)))
+
+export const loadConfigFor = (purpose: ConfigPurpose): Effect.Effect<AppConfigShape, InvalidConfig> =>
+  Effect.gen(function* () {
+    const env = yield* ConfigProvider.ConfigProvider
+    const config = yield* appConfig.parse(env).pipe(
+      Effect.catch((error) =>
+        Effect.flatMap(describeAllErrors(env, error), (text) => Effect.fail(new InvalidConfig({ message: `Invalid configuration: ${text}` })))
+      )
+    )
+    const problems = [...ambiguities(config), ...productionProblems(config, env, purpose)]
+    return problems.length === 0
+      ? config
+      : yield* Effect.fail(new InvalidConfig({ message: `Invalid configuration: ${problems.join("; ")}` }))
+  })
 
 export const loadConfig: Effect.Effect<AppConfigShape, InvalidConfig> = loadConfigFor("serve")
 
 export const AppConfigLive = Layer.effect(AppConfig, loadConfig)
 
 /** For tests and tools: a configuration with overrides, everything else at its defaults. */
-export const configFromMap = (values: Record<string, string>) =>
-  Layer.effect(AppConfig, loadConfig).pipe(
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(values)))))
-  )
+export const configFromMap = (values: Record<string, string>): Layer.Layer<AppConfig, InvalidConfig> =>
+  Layer.effect(AppConfig, loadConfig).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: values }))))

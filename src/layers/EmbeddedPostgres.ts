@@ -1,5 +1,5 @@
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
+import { SqlError } from "effect/sql"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -13,6 +13,9 @@ import { join, resolve } from "node:path"
  * while others send parameterised queries, clients were handed each other's results. So the pool in
  * front of it MUST hold exactly one connection (see Sql.ts); transactions then queue on the pool.
  */
+/** A start-up failure of the embedded database, as a `SqlError` (like any failure to reach a database). */
+const failure = (cause: unknown, message: string) => new SqlError.SqlError({ reason: new SqlError.ConnectionError({ cause, message, operation: "open" }) })
+
 /**
  * PGlite is an optional dependency, loaded only here: the production image is installed without it
  * (`npm ci --omit=optional`), and production refuses the embedded database before reaching this.
@@ -23,7 +26,7 @@ const loadPglite = Effect.tryPromise({
     return { PGlite, PGLiteSocketServer }
   },
   catch: (cause) =>
-    new SqlError({ cause, message: "DATABASE_URL is unset and the embedded database (@electric-sql/pglite, an optional dependency) is not installed" })
+    failure(cause, "DATABASE_URL is unset and the embedded database (@electric-sql/pglite, an optional dependency) is not installed")
 })
 
 export const embeddedPostgres = (dataDir: string) =>
@@ -32,12 +35,12 @@ export const embeddedPostgres = (dataDir: string) =>
     const pgdata = resolve(dataDir, "pgdata")
     yield* Effect.try({
       try: () => mkdirSync(pgdata, { recursive: true }),
-      catch: (cause) => new SqlError({ cause, message: `cannot create DATA_DIR ${dataDir}` })
+      catch: (cause) => failure(cause, `cannot create DATA_DIR ${dataDir}`)
     })
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => PGlite.create(pgdata),
-        catch: (cause) => new SqlError({ cause, message: `cannot open the embedded database in ${pgdata}` })
+        catch: (cause) => failure(cause, `cannot open the embedded database in ${pgdata}`)
       }),
       (db) => Effect.promise(() => db.close()).pipe(Effect.ignore)
     )
@@ -50,7 +53,7 @@ export const embeddedPostgres = (dataDir: string) =>
     yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => server.start(),
-        catch: (cause) => new SqlError({ cause, message: "cannot start the embedded database socket" })
+        catch: (cause) => failure(cause, "cannot start the embedded database socket")
       }),
       () => Effect.promise(() => server.stop()).pipe(Effect.ignore)
     )

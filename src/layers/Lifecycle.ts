@@ -1,4 +1,4 @@
-import { Effect, Ref } from "effect"
+import { Context, Effect, Layer, Ref } from "effect"
 
 export type DependencyStatus = "up" | "down" | "disabled"
 
@@ -28,8 +28,8 @@ export interface LoopState {
  * that layers (database, broker, outbox) register for `/health/ready`, and the state of every
  * background loop for `/health/live`.
  */
-export class Lifecycle extends Effect.Service<Lifecycle>()("inventory/Lifecycle", {
-  effect: Effect.gen(function* () {
+export class Lifecycle extends Context.Service<Lifecycle>()("inventory/Lifecycle", {
+  make: Effect.gen(function* () {
     const draining = yield* Ref.make(false)
     const checks = yield* Ref.make<ReadonlyArray<DependencyCheck>>([])
     const loops = yield* Ref.make<ReadonlyMap<string, LoopState>>(new Map())
@@ -42,7 +42,10 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("inventory/Lifecycle"
       loops: Ref.get(loops)
     } as const
   })
-}) {}
+}) {
+  /** Was `Lifecycle.Default`: no dependencies. */
+  static readonly layer = Layer.effect(this, this.make)
+}
 
 /** Loops that are dead, or stuck in one iteration's work past their bound: what makes liveness fail. */
 export const failingLoops = (loops: ReadonlyMap<string, LoopState>, now: number): ReadonlyArray<string> =>

@@ -1,13 +1,15 @@
-import { Cause, Context, FiberRefs, FiberRef, HashMap, Layer, Logger, LogLevel, Option, Tracer } from "effect"
+import { Cause, Context, Layer, Logger, type LogLevel, Option, References, Tracer } from "effect"
 import { CurrentRequest } from "../services/RequestContext.js"
 
 const SERVICE = "inventory-service"
 
-const levelName = (level: LogLevel.LogLevel) => level.label.toLowerCase()
+/** Effect 4's levels are "Debug" | "Info" | "Warn" | "Error" | …; the JSON keeps "debug", "info", "warn", "error". */
+const levelName = (level: LogLevel.LogLevel) => level.toLowerCase()
 
 /** Fields every line has; annotations cannot overwrite them. */
 const CORE_FIELDS = new Set(["timestamp", "level", "message", "service", "correlationId", "traceId", "spanId", "error"])
 
+/** Effect 4 hands the logger the array of `Effect.log*` arguments (causes removed): one string. */
 const messageText = (message: unknown): string => {
   const parts = Array.isArray(message) ? message : [message]
   return parts.map((part) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
@@ -19,10 +21,11 @@ const messageText = (message: unknown): string => {
  * The correlation id is the request's (or consumed message's) from `CurrentRequest`, else a
  * `correlationId` annotation (the access line is written after the request's scope has ended).
  */
-export const structuredLogger = Logger.make<unknown, string>(({ logLevel, message, annotations, cause, context, date }) => {
-  const span = Context.getOption(FiberRefs.getOrDefault(context, FiberRef.currentContext), Tracer.ParentSpan)
-  const annotated = HashMap.get(annotations, "correlationId").pipe(Option.filter((id) => typeof id === "string"))
-  const correlationId = FiberRefs.getOrDefault(context, CurrentRequest).correlationId ?? Option.getOrNull(annotated)
+export const structuredLogger: Logger.Logger<unknown, string> = Logger.make<unknown, string>(({ logLevel, message, cause, fiber, date }) => {
+  const span = Context.getOption(fiber.context, Tracer.ParentSpan)
+  const annotations = fiber.getRef(References.CurrentLogAnnotations)
+  const annotated = annotations["correlationId"]
+  const correlationId = fiber.getRef(CurrentRequest).correlationId ?? (typeof annotated === "string" ? annotated : null)
   const line: Record<string, unknown> = {
     timestamp: date.toISOString(),
     level: levelName(logLevel),
@@ -32,8 +35,9 @@ export const structuredLogger = Logger.make<unknown, string>(({ logLevel, messag
     traceId: Option.match(span, { onNone: () => null, onSome: (s) => s.traceId }),
     spanId: Option.match(span, { onNone: () => null, onSome: (s) => s.spanId })
   }
-  for (const [key, value] of HashMap.toEntries(annotations)) if (!CORE_FIELDS.has(key)) line[key] = value
-  if (!Cause.isEmpty(cause)) line["error"] = Cause.pretty(cause, { renderErrorCause: true })
+  for (const [key, value] of Object.entries(annotations)) if (!CORE_FIELDS.has(key)) line[key] = value
+  // Cause.pretty renders nested `Error.cause` chains too (Effect 3 needed `renderErrorCause: true`).
+  if (cause.reasons.length > 0) line["error"] = Cause.pretty(cause)
   return JSON.stringify(line)
 })
 
@@ -41,7 +45,6 @@ const writeLine = Logger.map(structuredLogger, (line) => {
   process.stdout.write(line + "\n")
 })
 
-/** The service's only logger, at the configured minimum level. */
-export const LoggingLive = (minimum: LogLevel.LogLevel) =>
-  Layer.merge(Logger.replace(Logger.defaultLogger, writeLine), Logger.minimumLogLevel(minimum))
-
+/** The service's only logger (it replaces Effect's default loggers), at the configured minimum level. */
+export const LoggingLive = (minimum: LogLevel.LogLevel): Layer.Layer<never> =>
+  Layer.mergeAll(Logger.layer([writeLine]), Layer.succeed(References.MinimumLogLevel, minimum))

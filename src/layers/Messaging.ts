@@ -1,6 +1,6 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib"
-import { Clock, Data, Deferred, Duration, Effect, Either, Exit, FiberId, Option, Queue, Redacted, Ref, Runtime, Schedule, Scope, Stream, SubscriptionRef, type Tracer } from "effect"
-import { Headers, HttpTraceContext } from "@effect/platform"
+import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Redacted, Ref, Result, Schedule, Scope, Stream, SubscriptionRef, type Tracer } from "effect"
+import { Headers, HttpTraceContext } from "effect/http"
 import { hostname } from "node:os"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { type LoopControl, runBackgroundLoop } from "./BackgroundLoop.js"
@@ -68,7 +68,7 @@ export interface MessagingShape {
   readonly awaitConnected: Effect.Effect<void>
   readonly publish: (message: OutgoingMessage) => Effect.Effect<void, PublishFailed>
   /** Publishes in order, pipelined (one broker round trip for all); one outcome per message, in order. */
-  readonly publishAll: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<ReadonlyArray<Either.Either<void, PublishFailed>>>
+  readonly publishAll: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<ReadonlyArray<Result.Result<void, PublishFailed>>>
   /**
    * Consumes `queue` (declared with the topology) on every connection, one message at a time per
    * queue; each handler run is uninterruptible. Closing the scope cancels the consumer and waits for
@@ -168,11 +168,11 @@ interface Subscription {
 
 const errorText = (u: unknown) => (u instanceof Error ? u.message : String(u))
 
-/** Reconnection: 200 ms doubling with jitter, at most 10 s apart, forever. */
-const reconnectSchedule = Schedule.exponential(Duration.millis(200), 2).pipe(
-  Schedule.jittered,
-  Schedule.union(Schedule.spaced(Duration.seconds(10)))
-)
+/** Reconnection: 200 ms doubling with jitter, at most 10 s apart, forever (`min` = Effect 3's `union`: the shorter delay). */
+const reconnectSchedule = Schedule.min([
+  Schedule.exponential(Duration.millis(200), 2).pipe(Schedule.jittered),
+  Schedule.spaced(Duration.seconds(10))
+])
 
 const CONFIRM_TIMEOUT = Duration.seconds(15)
 const CLOSE_TIMEOUT = Duration.seconds(2)
@@ -180,12 +180,12 @@ const CLOSE_TIMEOUT = Duration.seconds(2)
 const closeQuietly = (label: string, close: () => Promise<void>) =>
   Effect.tryPromise(close).pipe(
     Effect.timeout(CLOSE_TIMEOUT),
-    Effect.catchAll((error) => Effect.logDebug(`broker: closing ${label}`, errorText(error)))
+    Effect.catch((error) => Effect.logDebug(`broker: closing ${label}`, errorText(error)))
   )
 
 /** amqplib's connect, made interruptible: a connection that opens after interruption is closed. */
 const openConnection = (url: string) =>
-  Effect.async<ChannelModel, Error>((resume) => {
+  Effect.callback<ChannelModel, Error>((resume) => {
     let cancelled = false
     // Heartbeats find a silently dead TCP connection within ~20 s; a URL may set its own.
     const target = new URL(url)
@@ -210,8 +210,9 @@ const openConnection = (url: string) =>
 
 const amqpMessaging = (url: string, config: AppConfigShape) =>
   Effect.gen(function* () {
-    const runtime = yield* Effect.runtime<never>()
-    const runFork = Runtime.runFork(runtime)
+    // amqplib's event callbacks run their log lines with the services (logger, annotations) of this layer.
+    const context = yield* Effect.context<never>()
+    const runFork = Effect.runForkWith(context)
     const lifecycle = yield* Lifecycle
     const state = yield* SubscriptionRef.make<ConnectionState>({ _tag: "Down", reason: "connecting" })
     const subscriptions = yield* Ref.make<ReadonlyArray<Subscription>>([])
@@ -223,10 +224,10 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
      * returns what settles with the broker's confirm: ack and no basic.return, or a failure.
      */
     const send = (session: Session, message: OutgoingMessage) => {
-      const confirm = Deferred.unsafeMake<void, PublishFailed>(FiberId.none)
+      const confirm = Deferred.makeUnsafe<void, PublishFailed>()
       const settle = (exit: Exit.Exit<void, PublishFailed>) => {
         clearTimeout(timer)
-        Deferred.unsafeDone(confirm, exit)
+        Deferred.doneUnsafe(confirm, exit)
       }
       const fail = (reason: PublishFailed["reason"], text: string) => settle(Exit.fail(new PublishFailed({ reason, message: text })))
       // A plain timer, not Effect.timeout: this runs for every event and must stay cheap.
@@ -260,7 +261,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             }
           }
         )
-        if (!ok && session.gate.drained === undefined) session.gate.drained = Deferred.unsafeMake<void>(FiberId.none)
+        if (!ok && session.gate.drained === undefined) session.gate.drained = Deferred.makeUnsafe<void>()
       } catch (error) {
         fail("unavailable", errorText(error))
       }
@@ -276,7 +277,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         const current = yield* SubscriptionRef.get(state)
         if (current._tag !== "Connected") {
           const down = new PublishFailed({ reason: "unavailable", message: `broker unavailable: ${current.reason}` })
-          return messages.map(() => Either.left(down))
+          return messages.map(() => Result.fail(down))
         }
         const { session } = current
         const inFlight: Array<{ readonly span: Tracer.Span; readonly confirm: Deferred.Deferred<void, PublishFailed> }> = []
@@ -305,18 +306,18 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         return yield* Effect.forEach(inFlight, ({ confirm, span }) =>
           Deferred.await(confirm).pipe(
             Effect.onExit((exit) => Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.end(now, exit)))),
-            Effect.either
+            Effect.result
           )
         )
       })
 
     const publish = (message: OutgoingMessage) =>
-      Effect.flatMap(publishAll([message]), ([outcome]) => (outcome!._tag === "Left" ? Effect.fail(outcome!.left) : Effect.void))
+      Effect.flatMap(publishAll([message]), ([outcome]) => (Result.isFailure(outcome!) ? Effect.fail(outcome.failure) : Effect.void))
 
     const toDelivery = (session: Session, queue: string, msg: ConsumeMessage): Delivery => {
       const ack = Effect.try(() => session.consumer.ack(msg)).pipe(
         // The channel is gone: the broker redelivers the message and the inbox makes that harmless.
-        Effect.catchAll((error) => Effect.logWarning("broker: ack failed, the message will be redelivered", errorText(error)))
+        Effect.catch((error) => Effect.logWarning("broker: ack failed, the message will be redelivered", errorText(error)))
       )
       const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
       return {
@@ -345,11 +346,11 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
               "x-attempts": String(attempts)
             }
           }).pipe(
-            Effect.zipRight(ack),
+            Effect.andThen(ack),
             // Without the dead-letter exchange, reject: the queue's own DLX keeps the message (without our reason).
-            Effect.catchAll((error) =>
+            Effect.catch((error) =>
               Effect.logWarning("broker: dead-lettering by publish failed, rejecting instead", error.message).pipe(
-                Effect.zipRight(Effect.try(() => session.consumer.nack(msg, false, false)).pipe(Effect.ignore))
+                Effect.andThen(Effect.try(() => session.consumer.nack(msg, false, false)).pipe(Effect.ignore))
               )
             )
           )
@@ -363,7 +364,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             runFork(Effect.logWarning("broker: consumer cancelled by the broker").pipe(Effect.annotateLogs("queue", subscription.queue)))
             return
           }
-          subscription.mailbox.unsafeOffer(toDelivery(session, subscription.queue, msg))
+          Queue.offerUnsafe(subscription.mailbox, toDelivery(session, subscription.queue, msg))
         })
       ).pipe(
         Effect.flatMap(({ consumerTag }) =>
@@ -377,7 +378,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
         closeQuietly("connection", () => connection.close())
       )
       const closed = yield* Deferred.make<void>()
-      const markClosed = () => Deferred.unsafeDone(closed, Exit.void)
+      const markClosed = () => Deferred.doneUnsafe(closed, Exit.void)
       connection.on("error", (error: Error) => runFork(Effect.logWarning("broker: connection error", error.message)))
       connection.on("close", markClosed)
       connection.on("blocked", (reason: string) => runFork(Effect.logWarning("broker: connection blocked", reason)))
@@ -401,7 +402,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
       publisher.on("drain", () => {
         const drained = session.gate.drained
         session.gate.drained = undefined
-        if (drained !== undefined) Deferred.unsafeDone(drained, Exit.void)
+        if (drained !== undefined) Deferred.doneUnsafe(drained, Exit.void)
       })
       yield* Effect.tryPromise(() => declareTopology(publisher, config))
       yield* Effect.tryPromise(() => consumer.prefetch(config.amqpPrefetch))
@@ -416,7 +417,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             // Waiting for the broker (each attempt bounded by the connect timeout) is not a stall.
             const session = yield* loop.idle(acquireSession.pipe(
               Effect.tapError((error) =>
-                Effect.zipRight(
+                Effect.andThen(
                   SubscriptionRef.set(state, { _tag: "Down", reason: errorText(error.cause ?? error) }),
                   Effect.logWarning("broker: cannot connect, retrying", errorText(error.cause ?? error))
                 )
@@ -429,10 +430,11 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             yield* loop.idle(Deferred.await(session.closed))
             yield* SubscriptionRef.set(state, { _tag: "Down", reason: "connection lost, reconnecting" })
             yield* Ref.set(consumerTags, new Map())
-            // Unacked deliveries of the dead channel come again on the next one.
-            for (const subscription of yield* Ref.get(subscriptions)) yield* Queue.takeAll(subscription.mailbox)
+            // Unacked deliveries of the dead channel come again on the next one (`clear` takes what is
+            // buffered without waiting; `takeAll` waits for one in Effect 4).
+            for (const subscription of yield* Ref.get(subscriptions)) yield* Queue.clear(subscription.mailbox)
             yield* Effect.logWarning("broker: connection lost, reconnecting")
-          }).pipe(Effect.catchAll((error) => Effect.logWarning("broker: session failed", errorText(error))))
+          }).pipe(Effect.catch((error) => Effect.logWarning("broker: session failed", errorText(error))))
         )
         yield* loop.idle(Effect.sleep(Duration.millis(100)))
       })
@@ -470,7 +472,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
             ? { status: "up" }
             : { status: "down", detail: `${current.reason}; events wait in the outbox` }
       ),
-      awaitConnected: state.changes.pipe(
+      awaitConnected: SubscriptionRef.changes(state).pipe(
         Stream.filter((s) => s._tag === "Connected"),
         Stream.take(1),
         Stream.runDrain
@@ -502,7 +504,7 @@ const logMessaging: MessagingShape = {
   status: Effect.succeed({ status: "disabled", detail: "AMQP_URL is unset: events are written to the log" }),
   awaitConnected: Effect.void,
   publish: logPublish,
-  publishAll: (messages) => Effect.forEach(messages, (message) => Effect.as(logPublish(message), Either.right(undefined))),
+  publishAll: (messages) => Effect.forEach(messages, (message) => Effect.as(logPublish(message), Result.succeed<void>(undefined))),
   consume: (queue) => Effect.logInfo("AMQP_URL is unset: not consuming").pipe(Effect.annotateLogs("queue", queue))
 }
 
@@ -510,8 +512,8 @@ const logMessaging: MessagingShape = {
  * The Messaging Layer: one broker connection with a confirm channel that reconnects by itself, or
  * the log publisher when AMQP_URL is unset. Registers the (non-critical) "broker" readiness check.
  */
-export class Messaging extends Effect.Service<Messaging>()("inventory/Messaging", {
-  scoped: Effect.gen(function* () {
+export class Messaging extends Context.Service<Messaging>()("inventory/Messaging", {
+  make: Effect.gen(function* () {
     const config = yield* AppConfig
     const lifecycle = yield* Lifecycle
     const messaging: MessagingShape = Option.isSome(config.amqpUrl)
@@ -520,4 +522,7 @@ export class Messaging extends Effect.Service<Messaging>()("inventory/Messaging"
     yield* lifecycle.register({ name: "broker", critical: false, check: messaging.status })
     return messaging
   })
-}) {}
+}) {
+  /** Was `Messaging.Default`; needs AppConfig and Lifecycle (its scope is the layer's: the connection closes with it). */
+  static readonly layer = Layer.effect(this, this.make)
+}

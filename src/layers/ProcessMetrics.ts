@@ -28,7 +28,7 @@ const US_PER_S = 1e6
  * CPU, memory and event-loop lag of this process, sampled at each scrape. The event-loop delay is
  * measured by `perf_hooks.monitorEventLoopDelay` (10 ms resolution) and reset after every scrape.
  */
-export const ProcessMetricsLive = Layer.scopedDiscard(
+export const ProcessMetricsLive = Layer.effectDiscard(
   Effect.gen(function* () {
     const metrics = yield* Metrics
     const histogram = yield* Effect.acquireRelease(
@@ -39,7 +39,7 @@ export const ProcessMetricsLive = Layer.scopedDiscard(
       }),
       (h) => Effect.sync(() => h.disable())
     )
-    yield* Metric.set(startTime, Math.round(Date.now() / 1000 - process.uptime()))
+    yield* Metric.update(startTime, Math.round(Date.now() / 1000 - process.uptime()))
     yield* metrics.addSampler(
       Effect.gen(function* () {
         const { user, system } = process.cpuUsage()
@@ -48,14 +48,14 @@ export const ProcessMetricsLive = Layer.scopedDiscard(
         const shown = yield* Metric.value(cpuSeconds)
         yield* Metric.update(cpuSeconds, Math.max(0, total - shown.count))
         const memory = process.memoryUsage()
-        yield* Metric.set(residentMemory, memory.rss)
-        yield* Metric.set(heapUsed, memory.heapUsed)
-        yield* Metric.set(heapTotal, memory.heapTotal)
+        yield* Metric.update(residentMemory, memory.rss)
+        yield* Metric.update(heapUsed, memory.heapUsed)
+        yield* Metric.update(heapTotal, memory.heapTotal)
         // No samples yet (a scrape right after the last) reads as NaN: report 0 instead.
         const ok = histogram.count > 0
-        yield* Metric.set(lagMean, ok ? histogram.mean / NS_PER_S : 0)
-        yield* Metric.set(lagP99, ok ? histogram.percentile(99) / NS_PER_S : 0)
-        yield* Metric.set(lagMax, ok ? histogram.max / NS_PER_S : 0)
+        yield* Metric.update(lagMean, ok ? histogram.mean / NS_PER_S : 0)
+        yield* Metric.update(lagP99, ok ? histogram.percentile(99) / NS_PER_S : 0)
+        yield* Metric.update(lagMax, ok ? histogram.max / NS_PER_S : 0)
         histogram.reset()
       })
     )

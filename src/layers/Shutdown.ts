@@ -7,10 +7,7 @@ import { Lifecycle } from "./Lifecycle.js"
  * provides it (src/http/Server.ts), so this layer knows no HTTP module and any other front end
  * (or a test) can plug in its own.
  */
-export class InFlightDrain extends Context.Tag("inventory/InFlightDrain")<
-  InFlightDrain,
-  { readonly drain: Effect.Effect<void> }
->() {}
+export class InFlightDrain extends Context.Service<InFlightDrain, { readonly drain: Effect.Effect<void> }>()("inventory/InFlightDrain") {}
 
 /**
  * The first finalizer to run on SIGTERM (it is built after the HTTP server): readiness turns 503 so
@@ -19,7 +16,7 @@ export class InFlightDrain extends Context.Tag("inventory/InFlightDrain")<
  * background fibers stop, the broker and the pool close. The process's hard deadline
  * (SHUTDOWN_GRACE_MS) belongs to main.ts, which owns the process; in-process users (tests) have none.
  */
-export const ShutdownLive = Layer.scopedDiscard(
+export const ShutdownLive = Layer.effectDiscard(
   Effect.gen(function* () {
     const lifecycle = yield* Lifecycle
     const inFlight = yield* InFlightDrain

@@ -1,29 +1,14 @@
-import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Option, Redacted, Runtime, String as Str } from "effect"
-import pg from "pg"
+import { Duration, Effect, Layer, Option, Redacted, type Scope, String as Str } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { SqlClient, type SqlConnection, SqlError, Statement } from "effect/sql"
+import { join } from "node:path"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { embeddedPostgres } from "./EmbeddedPostgres.js"
-import { instrumentPool } from "./SqlMetrics.js"
+import { instrumentPool, makePoolStats, timeStatements } from "./SqlMetrics.js"
 
-
-const acquirePool = (options: pg.PoolConfig, instrumented = true) =>
-  Effect.gen(function* () {
-    const runtime = yield* Effect.runtime<never>()
-    const pool = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const pool = new pg.Pool(options)
-        // node-postgres emits errors of idle clients on the pool; unlogged they would vanish.
-        pool.on("error", (error) =>
-          Runtime.runFork(runtime)(Effect.logWarning("database pool: idle client error", error.message))
-        )
-        return pool
-      }),
-      (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
-    )
-    if (instrumented) yield* instrumentPool(pool, options.max ?? 10)
-    return pool
-  })
+/** A connection unused this long is closed by the pool (and no longer counted idle, SqlMetrics.ts). */
+const IDLE_TIMEOUT_MS = 30_000
 
 const clientOptions = {
   transformResultNames: Str.snakeToCamel,
@@ -34,43 +19,156 @@ const clientOptions = {
 } as const
 
 /**
- * `SqlClient` (and `PgClient`) for the whole service: a `pg.Pool` of `DB_POOL_MAX` connections to
- * `DATABASE_URL`, or, when it is unset, the embedded PGlite database behind a pool of exactly one.
+ * `SqlClient` for the whole service: a pool of `DB_POOL_MAX` connections to `DATABASE_URL`, or, when
+ * it is unset, the embedded PGlite database behind a pool of exactly one.
  */
-const basePoolOptions = (config: AppConfigShape): pg.PoolConfig => ({
-  connectionTimeoutMillis: config.dbConnectTimeoutMs,
-  idleTimeoutMillis: 30_000,
-  application_name: "inventory-service",
+const baseOptions = (config: AppConfigShape): PgClient.PgPoolConfig => ({
+  ...clientOptions,
+  // Opening a connection; waiting for a free one is bounded in `checkout` below.
+  connectTimeout: Duration.millis(config.dbConnectTimeoutMs),
+  idleTimeout: Duration.millis(IDLE_TIMEOUT_MS),
   // A database that vanished without closing the socket (network partition) is otherwise only
   // noticed by the next query on that connection; keepalive probes find dead idle connections.
-  keepAlive: true,
-  keepAliveInitialDelayMillis: 10_000
+  keepAlive: Duration.seconds(10)
 })
 
-const serverPoolOptions = (config: AppConfigShape, url: Redacted.Redacted, max: number): pg.PoolConfig => ({
-  ...basePoolOptions(config),
-  connectionString: Redacted.value(url),
-  max,
-  // Bound every statement in the database itself: interrupting a query from the client can
-  // cancel the wrong statement once the pool reuses the connection (EFFECT-NOTES.md).
-  statement_timeout: config.dbStatementTimeoutMs,
-  idle_in_transaction_session_timeout: config.dbStatementTimeoutMs * 2
+const serverOptions = (config: AppConfigShape, url: Redacted.Redacted, max: number): PgClient.PgPoolConfig => ({
+  ...baseOptions(config),
+  url,
+  maxConnections: max,
+  // Bound every statement in the database itself: it reports a retryable `StatementTimeoutError`
+  // and does not depend on the client interrupting the query (EFFECT-NOTES.md).
+  startupParameters: {
+    statement_timeout: String(config.dbStatementTimeoutMs),
+    idle_in_transaction_session_timeout: String(config.dbStatementTimeoutMs * 2)
+  }
 })
 
-export const SqlLive = Layer.unwrapScoped(
+/** PgClient's own COMMIT (not exported by sql-pg): a COMMIT the server answers with ROLLBACK is an error. */
+const commit = (connection: SqlConnection.Connection): Effect.Effect<void, SqlError.SqlError> =>
+  Effect.flatMap(connection.executeRaw("COMMIT", []), (result) =>
+    (result as { readonly command?: unknown }).command === "ROLLBACK"
+      ? Effect.fail(
+          new SqlError.SqlError({
+            reason: new SqlError.UnknownError({
+              cause: new Error("COMMIT rolled back an aborted transaction"),
+              message: "PgClient: COMMIT rolled back an aborted transaction",
+              operation: "commit"
+            })
+          })
+        )
+      : Effect.void
+  )
+
+/** The backend of a checked-out connection, to count open connections (SqlMetrics.ts). */
+const backendOf = (connection: SqlConnection.Connection): number | undefined => {
+  // sql-pg's Connection wraps the driver's PgConnection in a public `connection` field (not in its types).
+  const pid = (connection as { readonly connection?: { readonly processId?: unknown } }).connection?.processId
+  return typeof pid === "number" ? pid : undefined
+}
+
+/**
+ * A pooled client whose every connection checkout (statement outside a transaction, transaction,
+ * `sql.reserve`) goes through `checkout`, the ONE place that bounds waiting for a connection:
+ * @effect/sql-pg 4 bounds only opening one (`connectTimeout`), while node-postgres'
+ * `connectionTimeoutMillis` covered waiting in a full pool too. A caller that has no connection
+ * after `DB_CONNECT_TIMEOUT_MS` fails with a `ConnectionError` reason ("timeout exceeded when
+ * trying to connect"), which Transactions.ts classifies as the database being unavailable (503).
+ * `checkout` also keeps the pool's counts for the gauges and times statements (SqlMetrics.ts).
+ *
+ * The statements, transactions and row transforms are sql-pg's own (`SqlClient.make` with the
+ * compiler, COMMIT and savepoints PgClient uses); only the acquisition is wrapped, around the
+ * sql-pg pool's exclusive `reserve`.
+ */
+const makeClient = (
+  options: PgClient.PgPoolConfig,
+  acquireTimeoutMs: number,
+  instrumented: boolean
+): Effect.Effect<SqlClient.SqlClient, SqlError.SqlError, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function* () {
+    // sql-pg's own pooled client: its pool (dead-connection handling, idle timeout) and `reserve`.
+    const pooled = yield* PgClient.make(options)
+    const stats = makePoolStats(IDLE_TIMEOUT_MS)
+    if (instrumented) yield* instrumentPool(stats, options.maxConnections ?? 10)
+    const unavailable = () =>
+      new SqlError.SqlError({
+        reason: new SqlError.ConnectionError({
+          message: `no database connection within ${acquireTimeoutMs} ms`,
+          operation: "acquire",
+          cause: new Error("timeout exceeded when trying to connect")
+        })
+      })
+    // A wall-clock deadline (a timer, like node-postgres'), not Effect's Clock: a test clock that
+    // stands still or jumps must not decide whether the database is unavailable.
+    const acquireDeadline = Effect.callback<never, SqlError.SqlError>((resume) => {
+      const timer = setTimeout(() => resume(Effect.fail(unavailable())), acquireTimeoutMs)
+      return Effect.sync(() => clearTimeout(timer))
+    })
+    const checkout: SqlConnection.Acquirer = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        stats.waiting += 1
+        const connection = yield* restore(Effect.raceFirst(pooled.reserve, acquireDeadline)).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              stats.waiting -= 1
+            })
+          )
+        )
+        const backend = backendOf(connection)
+        stats.inUse += 1
+        if (backend !== undefined) stats.checkedOut.add(backend)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            stats.inUse -= 1
+            if (backend !== undefined) {
+              stats.checkedOut.delete(backend)
+              stats.seen.set(backend, Date.now())
+            }
+          })
+        )
+        return instrumented ? timeStatements(connection) : connection
+      })
+    )
+    return yield* SqlClient.make({
+      acquirer: checkout,
+      transactionAcquirer: checkout,
+      driver: "pg",
+      compiler: PgClient.makeCompiler(clientOptions.transformQueryNames),
+      transformRows: Statement.defaultTransforms(clientOptions.transformResultNames).array,
+      prepareTransactionControls: true,
+      commit,
+      releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
+      // Not the db.system.name / db.namespace / server.address PgClient would add: in 4 a statement
+      // span is named after the first of those present (Statement.spanName), and the runbooks and
+      // trace queries of ops key on the Effect 3 name `sql.execute`, kept by leaving them out.
+      spanAttributes: Object.entries(options.spanAttributes ?? {})
+    })
+  })
+
+const clientLayer = (options: PgClient.PgPoolConfig, acquireTimeoutMs: number, instrumented: boolean) =>
+  Layer.effect(SqlClient.SqlClient, makeClient(options, acquireTimeoutMs, instrumented)).pipe(Layer.provide(Reactivity.layer))
+
+export const SqlLive: Layer.Layer<SqlClient.SqlClient, SqlError.SqlError, AppConfig> = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* AppConfig
-    const base = basePoolOptions(config)
     if (Option.isSome(config.databaseUrl)) {
-      const pool = acquirePool(serverPoolOptions(config, config.databaseUrl.value, config.dbPoolMax))
-      return PgClient.layerFromPool({ acquire: pool, ...clientOptions })
+      return clientLayer(serverOptions(config, config.databaseUrl.value, config.dbPoolMax), config.dbConnectTimeoutMs, true)
     }
     const embedded = yield* embeddedPostgres(config.dataDir)
     yield* Effect.logInfo("DATABASE_URL is unset: using the embedded PostgreSQL (PGlite)").pipe(
       Effect.annotateLogs("dataDir", embedded.pgdata)
     )
-    const pool = acquirePool({ ...base, host: embedded.socketDir, user: "postgres", database: "postgres", max: 1 })
-    return PgClient.layerFromPool({ acquire: pool, ...clientOptions })
+    return clientLayer(
+      {
+        ...baseOptions(config),
+        path: join(embedded.socketDir, ".s.PGSQL.5432"),
+        username: "postgres",
+        database: "postgres",
+        maxConnections: 1
+      },
+      config.dbConnectTimeoutMs,
+      true
+    )
   })
 )
 
@@ -82,13 +180,21 @@ export const RELAY_POOL_SIZE = 2
  * request traffic on the main pool (commit-to-confirm latency). On the embedded database, which
  * must have exactly one connection, the relay shares the main client.
  */
-export const RelaySqlLive = Layer.unwrapScoped(
+export const RelaySqlLive: Layer.Layer<SqlClient.SqlClient, SqlError.SqlError, AppConfig | SqlClient.SqlClient> = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* AppConfig
     if (Option.isNone(config.databaseUrl)) {
-      return Layer.effectContext(Effect.context<PgClient.PgClient | SqlClient.SqlClient>())
+      return Layer.effect(
+        SqlClient.SqlClient,
+        Effect.gen(function* () {
+          return yield* SqlClient.SqlClient
+        })
+      )
     }
-    const pool = acquirePool(serverPoolOptions(config, config.databaseUrl.value, RELAY_POOL_SIZE), false)
-    return PgClient.layerFromPool({ acquire: pool, ...clientOptions, applicationName: "inventory-service-relay" })
+    return clientLayer(
+      { ...serverOptions(config, config.databaseUrl.value, RELAY_POOL_SIZE), applicationName: "inventory-service-relay" },
+      config.dbConnectTimeoutMs,
+      false
+    )
   })
 )

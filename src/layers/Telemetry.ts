@@ -1,4 +1,4 @@
-import { NodeSdk } from "@effect/opentelemetry"
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
@@ -35,7 +35,7 @@ export interface MetricsShape {
   readonly render: Effect.Effect<string>
 }
 
-export class Metrics extends Context.Tag("inventory/Metrics")<Metrics, MetricsShape>() {}
+export class Metrics extends Context.Service<Metrics, MetricsShape>()("inventory/Metrics") {}
 
 const makeMetrics = (exporter: PrometheusExporter) =>
   Effect.gen(function* () {
@@ -63,7 +63,7 @@ const makeMetrics = (exporter: PrometheusExporter) =>
  * id); the resource names the service, its version and the deployment environment. Metrics are
  * read by the Prometheus exporter, which serves nothing itself: `/metrics` is ours (see MetricsHttp).
  */
-export const TelemetryLive = Layer.unwrapEffect(
+export const TelemetryLive = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* AppConfig
     const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })

@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, FiberRef, Option, PubSub } from "effect"
+import { Array as Arr, Context, Effect, Layer, Option, PubSub } from "effect"
+import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
 import { type DomainEvent, type EventEnvelope, routingKeys } from "../domain/Events.js"
 import { CurrentRequest } from "../services/RequestContext.js"
@@ -17,15 +17,15 @@ const currentTraceparent = Effect.map(Effect.currentSpan.pipe(Effect.option), (s
  * `committed` is called after that transaction commits and wakes this process's relay at once (other
  * replicas' rows are found by the relay's polling). No NOTIFY: it takes a global lock at commit.
  */
-export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
-  scoped: Effect.gen(function* () {
+export class Outbox extends Context.Service<Outbox>()("inventory/Outbox", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const commits = yield* PubSub.sliding<void>(1)
 
     /** The outbox rows of events, for writers that insert them together with other rows in one statement. */
     const rows = (events: ReadonlyArray<DomainEvent>) =>
       Effect.gen(function* () {
-        const current = yield* FiberRef.get(CurrentRequest)
+        const current = yield* CurrentRequest
         const traceparent = yield* currentTraceparent
         const occurredAt = new Date().toISOString()
         return events.map((event) => {
@@ -56,7 +56,10 @@ export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
     const write = (events: ReadonlyArray<DomainEvent>) =>
       Effect.gen(function* () {
         if (events.length === 0) return
-        yield* sql`INSERT INTO outbox ${sql.insert(yield* rows(events))}`
+        const all = yield* rows(events)
+        // sql.insert takes a non-empty tuple in Effect 4; no events, no statement (as before).
+        if (!Arr.isArrayNonEmpty(all)) return
+        yield* sql`INSERT INTO outbox ${sql.insert(all)}`
       })
 
     return {
@@ -68,4 +71,7 @@ export class Outbox extends Effect.Service<Outbox>()("inventory/Outbox", {
       subscribe: PubSub.subscribe(commits)
     } as const
   })
-}) {}
+}) {
+  /** Was `Outbox.Default`; needs SqlClient. One instance per layer build: the relay hears the commits of this process. */
+  static readonly layer = Layer.effect(this, this.make)
+}

@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
 
 /** Unpublished rows of one event type, as `outbox status` shows them. */
 export interface OutboxTypeStatus {
@@ -40,16 +40,18 @@ export interface TouchedRow {
   readonly aggregateId: string
 }
 
-const PARKED_COLUMNS = "id, event_id, event_type, routing_key, aggregate_id, attempts, last_error, correlation_id, created_at, parked_at"
-const TOUCHED_COLUMNS = "id, event_id, event_type, aggregate_id"
+// `id::text`: the driver returns bigint columns as JS bigint (pg returned a string); ids stay strings.
+// Hence `ORDER BY outbox.id` below: a bare `id` would sort by the text alias.
+const PARKED_COLUMNS = "id::text AS id, event_id, event_type, routing_key, aggregate_id, attempts, last_error, correlation_id, created_at, parked_at"
+const TOUCHED_COLUMNS = "id::text AS id, event_id, event_type, aggregate_id"
 
 /**
  * What operators do to the outbox (docs/runbooks/outbox-backlog.md, parked-events.md), as the admin
  * CLI runs it. Every change has a dry run (`apply: false`) that selects exactly the rows the change
  * would touch, by the same condition.
  */
-export class OutboxAdmin extends Effect.Service<OutboxAdmin>()("inventory/OutboxAdmin", {
-  effect: Effect.gen(function* () {
+export class OutboxAdmin extends Context.Service<OutboxAdmin>()("inventory/OutboxAdmin", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
 
     const status = Effect.gen(function* () {
@@ -87,7 +89,7 @@ export class OutboxAdmin extends Effect.Service<OutboxAdmin>()("inventory/Outbox
       sql<ParkedRow>`
         SELECT ${sql.literal(PARKED_COLUMNS)} FROM outbox
          WHERE parked_at IS NOT NULL AND published_at IS NULL
-         ORDER BY id
+         ORDER BY outbox.id
          LIMIT ${limit}`.pipe(Effect.withSpan("OutboxAdmin.parked"))
 
     /** Parked rows: all of them, or those of `ids` (ids that are not parked rows are not touched). */
@@ -103,7 +105,7 @@ export class OutboxAdmin extends Effect.Service<OutboxAdmin>()("inventory/Outbox
             UPDATE outbox SET parked_at = NULL, attempts = 0, next_attempt_at = now()
              WHERE ${parkedRows(ids)}
             RETURNING ${sql.literal(TOUCHED_COLUMNS)}`
-        : sql<TouchedRow>`SELECT ${sql.literal(TOUCHED_COLUMNS)} FROM outbox WHERE ${parkedRows(ids)} ORDER BY id`
+        : sql<TouchedRow>`SELECT ${sql.literal(TOUCHED_COLUMNS)} FROM outbox WHERE ${parkedRows(ids)} ORDER BY outbox.id`
       ).pipe(Effect.withSpan("OutboxAdmin.requeue"))
 
     /** Deletes parked rows for good (never a pending one); returns them with their payload for the record. */
@@ -113,7 +115,7 @@ export class OutboxAdmin extends Effect.Service<OutboxAdmin>()("inventory/Outbox
             DELETE FROM outbox WHERE ${parkedRows(ids)}
             RETURNING ${sql.literal(TOUCHED_COLUMNS)}, payload`
         : sql<TouchedRow & { payload: unknown }>`
-            SELECT ${sql.literal(TOUCHED_COLUMNS)}, payload FROM outbox WHERE ${parkedRows(ids)} ORDER BY id`
+            SELECT ${sql.literal(TOUCHED_COLUMNS)}, payload FROM outbox WHERE ${parkedRows(ids)} ORDER BY outbox.id`
       ).pipe(Effect.withSpan("OutboxAdmin.discard"))
 
     /**
@@ -128,12 +130,15 @@ export class OutboxAdmin extends Effect.Service<OutboxAdmin>()("inventory/Outbox
             UPDATE outbox o SET claimed_by = NULL, claimed_until = NULL
               FROM leased
              WHERE o.id = leased.id
-            RETURNING o.id, o.event_id, o.event_type, o.aggregate_id, leased.claimed_by AS relay`
+            RETURNING o.id::text AS id, o.event_id, o.event_type, o.aggregate_id, leased.claimed_by AS relay`
         : sql<TouchedRow & { relay: string }>`
-            SELECT ${sql.literal(TOUCHED_COLUMNS)}, claimed_by AS relay FROM outbox WHERE ${leased} ORDER BY id`
+            SELECT ${sql.literal(TOUCHED_COLUMNS)}, claimed_by AS relay FROM outbox WHERE ${leased} ORDER BY outbox.id`
       ).pipe(Effect.withSpan("OutboxAdmin.releaseLeases"))
     }
 
     return { status, parked, requeue, discard, releaseLeases } as const
   })
-}) {}
+}) {
+  /** Was `OutboxAdmin.Default`; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make)
+}

@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Chunk, Clock, Duration, Effect, FiberSet, Layer, Metric, Option, Queue, Ref, Schedule } from "effect"
+import { Clock, Duration, Effect, FiberSet, Layer, Metric, PubSub, Queue, Ref, Schedule, Semaphore } from "effect"
+import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { type LoopControl, loopFailures, runBackgroundLoop } from "../layers/BackgroundLoop.js"
@@ -43,17 +43,28 @@ export const toMessage = (row: OutboxRow): OutgoingMessage => {
   }
 }
 
-/** Refused publishes are tried again after 1 s, 2 s, 4 s … (jittered), at most 5 minutes apart. */
-export const retrySchedule = Schedule.exponential(Duration.seconds(1), 2).pipe(
-  Schedule.jittered,
-  Schedule.union(Schedule.spaced(Duration.minutes(5)))
-)
+/**
+ * Refused publishes are tried again after 1 s, 2 s, 4 s … (jittered), at most 5 minutes apart
+ * (`Schedule.min` is Effect 3's `union`: recur while either does, with the shorter delay).
+ */
+export const retrySchedule = Schedule.min([
+  Schedule.exponential(Duration.seconds(1), 2).pipe(Schedule.jittered),
+  Schedule.spaced(Duration.minutes(5))
+])
 
-/** The schedule's delay after the `attempts`-th failure. */
-export const retryDelay = (attempts: number) =>
-  Schedule.run(Schedule.delays(retrySchedule), 0, Array.from({ length: Math.max(1, attempts) }, () => undefined)).pipe(
-    Effect.map((delays) => Option.getOrElse(Chunk.last(delays), () => Duration.seconds(1)))
-  )
+/** The schedule's delay after the `attempts`-th failure (its `attempts`-th step; 1 s if it ended before). */
+export const retryDelay = (attempts: number): Effect.Effect<Duration.Duration> =>
+  Effect.gen(function* () {
+    const step = yield* Schedule.toStep(retrySchedule)
+    let delay = Duration.seconds(1)
+    for (let i = 0; i < Math.max(1, attempts); i++) {
+      const next = yield* Effect.exit(step(0, undefined))
+      // The schedule never ends; a `Done` (or anything else) keeps the last delay, as Chunk.last did.
+      if (next._tag === "Failure") break
+      delay = next.value[1]
+    }
+    return delay
+  })
 
 /** How long a claim keeps other replicas' relays off an aggregate; far longer than a batch takes. */
 const LEASE_SECONDS = 60
@@ -121,7 +132,7 @@ export const outboxHealth = (
  * transaction is held while waiting for the broker) and uninterruptibly, so shutdown waits for it.
  * Published rows are deleted by the retention sweep (services/Retention.ts, OUTBOX_RETENTION_HOURS).
  */
-export const RelayLive = Layer.scopedDiscard(
+export const RelayLive = Layer.effectDiscard(
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const outbox = yield* Outbox
@@ -205,6 +216,11 @@ export const RelayLive = Layer.scopedDiscard(
      */
     const claim = (busy: ReadonlyArray<string>) =>
       Effect.gen(function* () {
+        // @effect/sql-pg 4 prepares statements (node-postgres sent them unnamed): after five runs
+        // PostgreSQL may switch these to a generic plan, which ignores the LIMITs' values and reads the
+        // whole pending backlog (18,700 tuples per claim behind a stuck aggregate instead of < 6,000).
+        // Custom plans, as before, for this transaction only.
+        yield* sql`SET LOCAL plan_cache_mode = force_custom_plan`
         const first = yield* lockHeads(busy)
         const locked = first.locked.length === 0 && first.scanned === window ? (yield* lockHeadsByAggregate(busy)).locked : first.locked
         if (locked.length === 0) return []
@@ -234,7 +250,8 @@ export const RelayLive = Layer.scopedDiscard(
              SET claimed_by = ${me}, claimed_until = now() + make_interval(secs => ${LEASE_SECONDS})
            -- ARRAY(…) runs once (an InitPlan): the update then goes by primary key, not a scan of the table.
            WHERE id = ANY(ARRAY(SELECT id FROM taken))
-          RETURNING id, event_id, event_type, routing_key, aggregate_id, payload, correlation_id,
+          -- id as text: the driver returns bigint columns as JS bigint (pg returned a string).
+          RETURNING id::text AS id, event_id, event_type, routing_key, aggregate_id, payload, correlation_id,
                     traceparent, tracestate, attempts, created_at`
       }).pipe(sql.withTransaction, Effect.withSpan("Relay.claim"))
 
@@ -243,14 +260,14 @@ export const RelayLive = Layer.scopedDiscard(
         ? Effect.void
         : sql`
             UPDATE outbox SET published_at = now(), claimed_by = NULL, claimed_until = NULL
-             WHERE id = ANY(${rows.map((row) => row.id)})`
+             WHERE id = ANY(${rows.map((row) => row.id)}::bigint[])`
 
     const release = (rows: ReadonlyArray<OutboxRow>) =>
       rows.length === 0
         ? Effect.void
         : sql`
             UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-             WHERE id = ANY(${rows.map((row) => row.id)}) AND claimed_by = ${me}`
+             WHERE id = ANY(${rows.map((row) => row.id)}::bigint[]) AND claimed_by = ${me}`
 
     /** A refusal or confirm timeout counts as an attempt: retry after the schedule's delay, or park after OUTBOX_MAX_ATTEMPTS. */
     const recordRefusal = (row: OutboxRow, error: PublishFailed) =>
@@ -267,7 +284,7 @@ export const RelayLive = Layer.scopedDiscard(
            WHERE id = ${row.id}`
         const fields = { eventId: row.eventId, eventType: row.eventType, aggregateId: row.aggregateId, attempts, reason: error.message }
         if (park) {
-          yield* Metric.increment(outboxParked)
+          yield* Metric.update(outboxParked, 1)
           yield* Effect.logError("outbox: event parked after repeated refusals").pipe(Effect.annotateLogs(fields))
         } else {
           yield* Effect.logWarning(
@@ -292,7 +309,7 @@ export const RelayLive = Layer.scopedDiscard(
         for (const row of published) yield* Metric.update(publishLatency, Math.max(0, confirmedAt - row.createdAt.getTime()) / 1000)
         const byType = new Map<string, number>()
         for (const row of published) byType.set(row.eventType, (byType.get(row.eventType) ?? 0) + 1)
-        for (const [eventType, n] of byType) yield* Metric.incrementBy(Metric.tagged(eventsPublished, "event_type", eventType), n)
+        for (const [eventType, n] of byType) yield* Metric.update(Metric.withAttributes(eventsPublished, { event_type: eventType }), n)
         // One line per confirmed event (checklist: type, id, outcome, destination); the log publisher
         // already writes its own line per event.
         if (messaging.kind !== "log") {
@@ -311,7 +328,7 @@ export const RelayLive = Layer.scopedDiscard(
         }
 
         for (const { row, failure } of failed) {
-          yield* Metric.increment(publishFailures)
+          yield* Metric.update(publishFailures, 1)
           // A refusal or a missing confirm counts as an attempt (backoff, parked after OUTBOX_MAX_ATTEMPTS);
           // a lost connection is not the event's fault, so no attempt is counted.
           if (failure.reason === "unavailable") yield* release([row])
@@ -335,25 +352,25 @@ export const RelayLive = Layer.scopedDiscard(
      * again until its batch has settled, and other relays are kept off by the lease.
      */
     const inFlight = yield* Ref.make<ReadonlySet<string>>(new Set())
-    const batchSlots = yield* Effect.makeSemaphore(MAX_BATCHES_IN_FLIGHT)
+    const batchSlots = yield* Semaphore.make(MAX_BATCHES_IN_FLIGHT)
     const batches = yield* FiberSet.make()
     /** Rung when a batch settles: its aggregates (and their next rows) can be claimed again. */
     const settled = yield* Queue.sliding<void>(1)
 
     const relayAndSettle = (rows: ReadonlyArray<OutboxRow>, aggregates: ReadonlySet<string>, claimMs: number) =>
       relayBatch(rows, claimMs).pipe(
-        // Typed errors and defects alike (a failed COMMIT is a defect in @effect/sql): the rows stay
-        // leased to this relay, which claims them again at once.
-        Effect.catchAllCause((cause) =>
-          Effect.zipRight(
-            Metric.increment(Metric.tagged(loopFailures, "loop", RELAY_LOOP)),
+        // Typed errors and defects alike (a failed COMMIT is a typed SqlError in Effect 4, a failed
+        // ROLLBACK still a defect): the rows stay leased to this relay, which claims them again at once.
+        Effect.catchCause((cause) =>
+          Effect.andThen(
+            Metric.update(Metric.withAttributes(loopFailures, { loop: RELAY_LOOP }), 1),
             Effect.logWarning("outbox: relay batch failed", cause).pipe(Effect.annotateLogs({ loop: RELAY_LOOP, rows: rows.length }))
           )
         ),
         Effect.ensuring(
           Ref.update(inFlight, (current) => new Set([...current].filter((id) => !aggregates.has(id)))).pipe(
-            Effect.zipRight(batchSlots.release(1)),
-            Effect.zipRight(Queue.offer(settled, undefined))
+            Effect.andThen(batchSlots.release(1)),
+            Effect.andThen(Queue.offer(settled, undefined))
           )
         ),
         // Shutdown waits for a batch in flight to be confirmed and marked.
@@ -382,11 +399,14 @@ export const RelayLive = Layer.scopedDiscard(
       })
     )
 
-    /** A commit here, a settled batch, or the poll interval (other replicas' commits); takes every signal waiting. */
+    /**
+     * A commit here, a settled batch, or the poll interval (other replicas' commits); takes every signal
+     * waiting, without waiting for more (`takeUpTo` / `clear`: Effect 4's `takeAll` waits for one).
+     */
     const waitForWork = Effect.raceFirst(
-      Effect.raceFirst(commits.take, Queue.take(settled)),
+      Effect.raceFirst(PubSub.take(commits), Queue.take(settled)),
       Effect.sleep(Duration.millis(config.outboxPollIntervalMs))
-    ).pipe(Effect.zipRight(commits.takeAll), Effect.zipRight(Queue.takeAll(settled)))
+    ).pipe(Effect.andThen(PubSub.takeUpTo(commits, Number.MAX_SAFE_INTEGER)), Effect.andThen(Queue.clear(settled)))
 
     const relayIteration = (loop: LoopControl) =>
       Effect.gen(function* () {
@@ -406,8 +426,8 @@ export const RelayLive = Layer.scopedDiscard(
                  AS since_publish_seconds
           FROM outbox
          WHERE published_at IS NULL AND parked_at IS NULL`
-      yield* Metric.set(outboxPendingRows, row?.pending ?? 0)
-      yield* Metric.set(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
+      yield* Metric.update(outboxPendingRows, row?.pending ?? 0)
+      yield* Metric.update(outboxOldestPendingAge, row?.oldestSeconds ?? 0)
       yield* Ref.set(drain, {
         at: yield* Clock.currentTimeMillis,
         pending: row?.pending ?? 0,
@@ -427,7 +447,7 @@ export const RelayLive = Layer.scopedDiscard(
     // A claim waits at most for a batch's confirms (15 s) and short statements: two minutes is a wedge.
     yield* runBackgroundLoop({ name: RELAY_LOOP, stallAfter: Duration.minutes(2) }, relayIteration)
     yield* runBackgroundLoop({ name: GAUGE_LOOP, stallAfter: Duration.minutes(2), backoff: { initial: GAUGE_INTERVAL, max: Duration.seconds(30) } }, (loop) =>
-      Effect.zipRight(updateGauges, loop.idle(Effect.sleep(GAUGE_INTERVAL)))
+      Effect.andThen(updateGauges, loop.idle(Effect.sleep(GAUGE_INTERVAL)))
     )
     yield* Effect.logInfo("outbox relay started").pipe(
       Effect.annotateLogs({ relay: me, publisher: messaging.kind, batchSize, pollIntervalMs: config.outboxPollIntervalMs })

@@ -1,7 +1,7 @@
-import { Either } from "effect"
+import { Result } from "effect"
 
 /** What the broker said of one published row. */
-export type Outcome<F> = Either.Either<void, F>
+export type Outcome<F> = Result.Result<void, F>
 
 export interface Settlement<R, F> {
   /** Confirmed, with every earlier row of its aggregate in the batch confirmed too: mark published. */
@@ -29,10 +29,10 @@ export const settle = <R extends { readonly aggregateId: string }, F>(
   rows.forEach((row, i) => {
     const outcome = outcomes[i]!
     if (blocked.has(row.aggregateId)) heldBack.push(row)
-    else if (Either.isRight(outcome)) published.push(row)
+    else if (Result.isSuccess(outcome)) published.push(row)
     else {
       blocked.add(row.aggregateId)
-      failed.push({ row, failure: outcome.left })
+      failed.push({ row, failure: outcome.failure })
     }
   })
   return { published, failed, heldBack }

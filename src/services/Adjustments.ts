@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, FiberRef, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
+import { SqlClient } from "effect/sql"
 import { Adjustment, AdjustmentResult, planAdjustment } from "../domain/Adjustment.js"
 import { VariantNotFound } from "../domain/Errors.js"
 import { Idempotency } from "./Idempotency.js"
@@ -9,8 +9,8 @@ import { STOCK_COLUMNS, toStockLevel, type StockRow } from "./StockRows.js"
 import { Transactions } from "./Transactions.js"
 
 /** The five adjustment types of API.md, each one transaction: row, history entry, outbox events. */
-export class Adjustments extends Effect.Service<Adjustments>()("inventory/Adjustments", {
-  effect: Effect.gen(function* () {
+export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjustments", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const transactions = yield* Transactions
     const stockChanges = yield* StockChanges
@@ -23,7 +23,7 @@ export class Adjustments extends Effect.Service<Adjustments>()("inventory/Adjust
         const [current] = yield* sql<StockRow>`
           SELECT ${columns} FROM stock_levels WHERE variant_id = ${variantId} FOR UPDATE`
         if (!current) return yield* new VariantNotFound({ variantId })
-        const onHandChange = yield* planAdjustment(current, adjustment)
+        const onHandChange = yield* Effect.fromResult(planAdjustment(current, adjustment))
         const [after] = yield* sql<StockRow>`
           UPDATE stock_levels
              SET on_hand = on_hand + ${onHandChange}, version = version + 1, updated_at = now()
@@ -48,7 +48,7 @@ export class Adjustments extends Effect.Service<Adjustments>()("inventory/Adjust
       idempotencyKey: Option.Option<string>
     ) {
       yield* Effect.annotateCurrentSpan({ "inventory.variant_id": variantId, "inventory.adjustment_type": adjustment.type })
-      const { actor } = yield* FiberRef.get(CurrentRequest)
+      const { actor } = yield* CurrentRequest
       const result = yield* transactions.run(
         Option.match(idempotencyKey, {
           onNone: () => Effect.map(apply(variantId, adjustment), (value) => ({ replayed: false, value })),
@@ -65,7 +65,7 @@ export class Adjustments extends Effect.Service<Adjustments>()("inventory/Adjust
         })
       ).pipe(
         Effect.tapError((error) =>
-          Effect.zipRight(
+          Effect.andThen(
             Effect.annotateCurrentSpan({ "inventory.outcome": "refused", "inventory.refusal": error._tag }),
             Effect.logInfo("stock adjustment refused").pipe(
               Effect.annotateLogs({ variantId, type: adjustment.type, quantity: adjustment.quantity, refusal: error._tag })
@@ -81,6 +81,8 @@ export class Adjustments extends Effect.Service<Adjustments>()("inventory/Adjust
     })
 
     return { adjust } as const
-  }),
-  dependencies: [Transactions.Default, StockChanges.Default, Idempotency.Default]
-}) {}
+  })
+}) {
+  /** Was `Adjustments.Default`: the service with its dependencies provided; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make).pipe(Layer.provide([Transactions.layer, StockChanges.layer, Idempotency.layer]))
+}

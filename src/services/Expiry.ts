@@ -23,7 +23,7 @@ export const sweepOnce = Effect.gen(function* () {
  * through `FOR UPDATE SKIP LOCKED`. Closing the layer's scope (shutdown) interrupts it between
  * batches: each batch (`expireDue`) is uninterruptible, so shutdown never cancels one of its queries.
  */
-export const ExpiryLive = Layer.scopedDiscard(
+export const ExpiryLive = Layer.effectDiscard(
   Effect.gen(function* () {
     const { reservationSweepIntervalMs } = yield* AppConfig
     const sweep = sweepOnce.pipe(
@@ -31,7 +31,7 @@ export const ExpiryLive = Layer.scopedDiscard(
     )
     // A failed sweep (database away) is logged, counted and tried again after a backoff (BackgroundLoop).
     yield* runBackgroundLoop({ name: "expiry-sweeper", stallAfter: Duration.minutes(5) }, (loop) =>
-      Effect.zipRight(sweep, loop.idle(Effect.sleep(Duration.millis(reservationSweepIntervalMs))))
+      Effect.andThen(sweep, loop.idle(Effect.sleep(Duration.millis(reservationSweepIntervalMs))))
     )
   })
 )

@@ -1,13 +1,13 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
+import { SqlClient } from "effect/sql"
 import { VariantNotFound } from "../domain/Errors.js"
 import type { HistoryEntry } from "../domain/History.js"
 import { HISTORY_COLUMNS, toHistoryEntry, type HistoryRow } from "./StockRows.js"
 import type { Page } from "./StockLevels.js"
 
 /** The history of one variant, newest first, by keyset on the entry id. */
-export class History extends Effect.Service<History>()("inventory/History", {
-  effect: Effect.gen(function* () {
+export class History extends Context.Service<History>()("inventory/History", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
 
     const list = Effect.fn("History.list")(function* (
@@ -34,4 +34,7 @@ export class History extends Effect.Service<History>()("inventory/History", {
 
     return { list } as const
   })
-}) {}
+}) {
+  /** Was `History.Default`; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make)
+}

@@ -1,6 +1,6 @@
-import { HttpApp, HttpServerResponse } from "@effect/platform"
-import { SqlClient } from "@effect/sql"
-import { Effect, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
+import { HttpEffect, HttpServerResponse } from "effect/http"
+import { SqlClient } from "effect/sql"
 import { createHash } from "node:crypto"
 import { IdempotencyKeyReused } from "../domain/Errors.js"
 
@@ -13,11 +13,15 @@ export const REPLAYED_HEADER = "idempotent-replayed"
 
 /**
  * On the HTTP response of this request, if there is one: every endpoint that takes an
- * Idempotency-Key gets the header from here, not from its handler. Outside a request it is inert.
+ * Idempotency-Key gets the header from here, not from its handler. Outside a request it is inert
+ * (the unsafe variant reads the request from the fiber's context and does nothing without one).
  */
-const markReplayed = HttpApp.appendPreResponseHandler((_, response) =>
-  Effect.succeed(HttpServerResponse.setHeader(response, REPLAYED_HEADER, "true"))
-)
+const markReplayed = Effect.withFiber((fiber) => {
+  HttpEffect.appendPreResponseHandlerUnsafe(fiber.context, (_, response) =>
+    Effect.succeed(HttpServerResponse.setHeader(response, REPLAYED_HEADER, "true"))
+  )
+  return Effect.void
+})
 
 /**
  * `Idempotency-Key` handling, inside the caller's transaction: the first request with a key runs and
@@ -26,12 +30,12 @@ const markReplayed = HttpApp.appendPreResponseHandler((_, response) =>
  * two simultaneous first attempts run one after the other. Refusals are not stored: a retry may
  * succeed once the situation changed.
  */
-export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempotency", {
-  effect: Effect.gen(function* () {
+export class Idempotency extends Context.Service<Idempotency>()("inventory/Idempotency", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
 
     const once = <A, I, E, R>(
-      options: { readonly scope: string; readonly key: string; readonly request: unknown; readonly schema: Schema.Schema<A, I> },
+      options: { readonly scope: string; readonly key: string; readonly request: unknown; readonly schema: Schema.Codec<A, I> },
       effect: Effect.Effect<A, E, R>
     ) =>
       Effect.gen(function* () {
@@ -43,10 +47,10 @@ export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempo
         if (stored) {
           if (stored.requestHash !== requestHash) return yield* new IdempotencyKeyReused({ key: options.key })
           yield* markReplayed
-          return { replayed: true, value: yield* Schema.decodeUnknown(options.schema)(stored.responseBody).pipe(Effect.orDie) }
+          return { replayed: true, value: yield* Schema.decodeUnknownEffect(options.schema)(stored.responseBody).pipe(Effect.orDie) }
         }
         const value = yield* effect
-        const body = yield* Schema.encode(options.schema)(value).pipe(Effect.orDie)
+        const body = yield* Schema.encodeEffect(options.schema)(value).pipe(Effect.orDie)
         yield* sql`
           INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body)
           VALUES (${options.scope}, ${options.key}, ${requestHash}, 200, ${JSON.stringify(body)}::jsonb)`
@@ -55,4 +59,7 @@ export class Idempotency extends Effect.Service<Idempotency>()("inventory/Idempo
 
     return { once } as const
   })
-}) {}
+}) {
+  /** Was `Idempotency.Default`; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make)
+}

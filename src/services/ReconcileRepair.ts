@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
 import { repairPlan, type CounterSources, type RepairStep } from "../domain/Reconciliation.js"
 import { driftsOf, type Drift } from "./Reconcile.js"
 import { StockChanges } from "./StockChanges.js"
@@ -28,8 +28,8 @@ export interface RepairOutcome {
  * row lock (so the drift is measured again on what no one else can change meanwhile), with history
  * entries and events written by StockChanges like every other change (rule: domain/Reconciliation.ts).
  */
-export class ReconcileRepair extends Effect.Service<ReconcileRepair>()("inventory/ReconcileRepair", {
-  effect: Effect.gen(function* () {
+export class ReconcileRepair extends Context.Service<ReconcileRepair>()("inventory/ReconcileRepair", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const transactions = yield* Transactions
     const stockChanges = yield* StockChanges
@@ -61,6 +61,8 @@ export class ReconcileRepair extends Effect.Service<ReconcileRepair>()("inventor
     })
 
     return { repair } as const
-  }),
-  dependencies: [Transactions.Default, StockChanges.Default]
-}) {}
+  })
+}) {
+  /** Was `ReconcileRepair.Default`: the service with its dependencies provided; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make).pipe(Layer.provide([Transactions.layer, StockChanges.layer]))
+}

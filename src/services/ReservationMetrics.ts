@@ -9,12 +9,14 @@ const reservations = Metric.counter("inventory_reservations", {
   incremental: true
 })
 
+const reservationsWith = (outcome: ReservationOutcome) => Metric.withAttributes(reservations, { outcome })
+
 export const countReservations = (outcome: ReservationOutcome, count = 1) =>
-  count > 0 ? Metric.incrementBy(Metric.tagged(reservations, "outcome", outcome), count) : Effect.void
+  count > 0 ? Metric.update(reservationsWith(outcome), count) : Effect.void
 
 /** Every outcome at 0 from the start, so rates and alerts see the series before the first reservation. */
 export const initReservationMetrics = Effect.forEach(
   reservationOutcomes,
-  (outcome) => Metric.update(Metric.tagged(reservations, "outcome", outcome), 0),
+  (outcome) => Metric.update(reservationsWith(outcome), 0),
   { discard: true }
 )

@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { DateTime, Effect, Either, FiberRef } from "effect"
+import { Context, DateTime, Effect, Layer, Result } from "effect"
+import { SqlClient } from "effect/sql"
 import { ReservationConflict, ReservationNotActive, ReservationNotFound, ReservationRefused, type ReservationFailure } from "../domain/Errors.js"
 import {
   correlatedWith,
@@ -49,6 +49,9 @@ interface LineRow {
   readonly quantity: number
 }
 
+/** Class construction without re-running the schema's checks (see toReservation). */
+const SKIP_CHECKS = { disableChecks: true } as const
+
 const RESERVATION_COLUMNS = "order_id, status, expires_at, correlation_id, created_at, updated_at"
 
 /** Most due reservations one lazy expiry (inside a refused reservation) takes on. */
@@ -57,8 +60,9 @@ const LAZY_EXPIRY_LIMIT = 500
 /**
  * The answer about a reservation at `at` (the database's time of the answer): its status is derived
  * there, so an ACTIVE row past `expiresAt` reads EXPIRED before the sweeper reaches it.
- * Built from validated requests and rows the database's constraints hold to the same rules, so not
- * validated again (that cost a noticeable share of a reservation's CPU); the response is still encoded
+ * Built from validated requests and rows the database's constraints hold to the same rules, so their
+ * checks (id patterns, quantity ranges) are not run again (that cost a noticeable share of a
+ * reservation's CPU; Effect 4 still checks the types and shape); the response is still encoded
  * through the schema.
  */
 const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: string; quantity: number }>, at: Date) =>
@@ -66,12 +70,12 @@ const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: st
     {
       orderId: row.orderId,
       status: statusAt(row, at.getTime()),
-      lines: lines.map((line) => new ReservationLine({ variantId: line.variantId, quantity: line.quantity }, true)),
-      expiresAt: DateTime.unsafeFromDate(row.expiresAt),
-      createdAt: DateTime.unsafeFromDate(row.createdAt),
-      updatedAt: DateTime.unsafeFromDate(row.updatedAt)
+      lines: lines.map((line) => new ReservationLine({ variantId: line.variantId, quantity: line.quantity }, SKIP_CHECKS)),
+      expiresAt: DateTime.fromDateUnsafe(row.expiresAt),
+      createdAt: DateTime.fromDateUnsafe(row.createdAt),
+      updatedAt: DateTime.fromDateUnsafe(row.updatedAt)
     },
-    true
+    SKIP_CHECKS
   )
 
 type Applied = Exclude<Transition, "unchanged"> | "reserve"
@@ -151,8 +155,8 @@ type CreateOutcome =
  * variant and the outbox events. Every time (expiresAt, "due", the status of an answer) is the
  * database's `inventory_now()`: one clock for all replicas, whatever their own clocks say.
  */
-export class Reservations extends Effect.Service<Reservations>()("inventory/Reservations", {
-  effect: Effect.gen(function* () {
+export class Reservations extends Context.Service<Reservations>()("inventory/Reservations", {
+  make: Effect.gen(function* () {
     yield* initReservationMetrics
     const sql = yield* SqlClient.SqlClient
     const transactions = yield* Transactions
@@ -267,7 +271,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
           const after = final.get(row.variantId)!
           const moved = row.afterVersion !== null
           if (moved ? row.afterOnHand !== after.onHand || row.afterReserved !== after.reserved || row.afterVersion !== after.version : after.version !== row.version) {
-            return yield* Effect.dieMessage(`stock row ${row.variantId} changed although it was locked`)
+            return yield* Effect.die(new Error(`stock row ${row.variantId} changed although it was locked`))
           }
         }
         yield* recorded
@@ -284,7 +288,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         const variantIds = [...new Set(reservations.flatMap((r) => r.lines.map((line) => line.variantId)))].sort()
         const locked = lockedRows ?? (yield* lockStock(variantIds))
         const result = yield* applyIfUnchanged(applied, reservations, locked)
-        if (!result.applied) return yield* Effect.dieMessage(`stock rows of ${variantIds.join(", ")} changed although they were locked`)
+        if (!result.applied) return yield* Effect.die(new Error(`stock rows of ${variantIds.join(", ")} changed although they were locked`))
       })
 
     /**
@@ -371,7 +375,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
 
     const createInTransaction = (orderId: string, lines: ReadonlyArray<ReservationLine>, ttlSeconds: number) =>
       Effect.gen(function* () {
-        const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
+        const { correlationId, actor } = yield* CurrentRequest
         const variantIds = lines.map((line) => line.variantId)
         // One statement: claim the orderId and read the variants (no lock yet). The claim makes a
         // concurrent duplicate wait (on the primary key) until this transaction ends, then find the
@@ -409,15 +413,15 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
         })
         let locked: ReadonlyMap<string, StockRow> | undefined
         let decision = decideLines(lines, seen)
-        if (Either.isRight(decision)) {
+        if (Result.isSuccess(decision)) {
           const attempt = yield* applyIfUnchanged("reserve", [{ orderId, lines, expiresAt }], seen)
           if (attempt.applied) return created(0)
           locked = attempt.locked
           decision = decideLines(lines, locked)
         }
         let expired = 0
-        if (Either.isLeft(decision)) {
-          const short = decision.left.filter((f) => f.reason === "INSUFFICIENT_STOCK").map((f) => f.variantId)
+        if (Result.isFailure(decision)) {
+          const short = decision.failure.filter((f) => f.reason === "INSUFFICIENT_STOCK").map((f) => f.variantId)
           if (short.length > 0) {
             const lazy = yield* expireDueOf(short, variantIds, locked)
             expired = lazy.expired
@@ -425,13 +429,13 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
             if (expired > 0) decision = decideLines(lines, lazy.locked!)
           }
         }
-        if (Either.isLeft(decision)) {
+        if (Result.isFailure(decision)) {
           // A refusal stores nothing (a retry may succeed later) but is published: one statement.
-          const events = yield* outbox.rows([inventoryReservationFailed(orderId, decision.left)])
+          const [event, ...more] = yield* outbox.rows([inventoryReservationFailed(orderId, decision.failure)])
           yield* sql`
             WITH unclaim AS (DELETE FROM reservations WHERE order_id = ${orderId})
-            INSERT INTO outbox ${sql.insert(events)}`
-          return { _tag: "Refused", failures: decision.left, expired } as CreateOutcome
+            INSERT INTO outbox ${sql.insert([event!, ...more])}`
+          return { _tag: "Refused", failures: decision.failure, expired } as CreateOutcome
         }
         yield* applyToStock("reserve", [{ orderId, lines, expiresAt }], locked)
         return created(expired)
@@ -452,7 +456,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
           ...(outcome === "refused" || outcome === "conflict"
             ? { "inventory.refusal": outcome === "refused" ? "ReservationRefused" : "ReservationConflict" }
             : {})
-        }).pipe(Effect.zipRight(Effect.logInfo("reservation attempt").pipe(Effect.annotateLogs({ orderId, lines, outcome, ...extra }))))
+        }).pipe(Effect.andThen(Effect.logInfo("reservation attempt").pipe(Effect.annotateLogs({ orderId, lines, outcome, ...extra }))))
       const outcome = yield* transactions
         .run(createInTransaction(orderId, lines, request.ttlSeconds ?? DEFAULT_TTL_SECONDS))
         .pipe(Effect.tapErrorTag("ReservationConflict", () => log("conflict")))
@@ -491,7 +495,7 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
             const found = yield* load(orderId, true)
             if (!found) return yield* new ReservationNotFound({ orderId })
             const { now } = found
-            const decided = yield* rule(orderId, found.row, now.getTime())
+            const decided = yield* Effect.fromResult(rule(orderId, found.row, now.getTime()))
             if (decided === "unchanged") return { decided, reservation: toReservation(found.row, found.lines, now) }
             yield* applyToStock(decided, [{ orderId, lines: found.lines, expiresAt: found.row.expiresAt }])
             const status = statusAfter(decided)
@@ -564,6 +568,8 @@ export class Reservations extends Effect.Service<Reservations>()("inventory/Rese
     })
 
     return { create, get, release, commit, expireDue, due } as const
-  }),
-  dependencies: [Transactions.Default, StockChanges.Default, Outbox.Default]
-}) {}
+  })
+}) {
+  /** Was `Reservations.Default`: the service with its dependencies provided; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make).pipe(Layer.provide([Transactions.layer, StockChanges.layer, Outbox.layer]))
+}

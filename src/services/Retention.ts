@@ -1,6 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import type { SqlError } from "@effect/sql/SqlError"
-import { Duration, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
 import { runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
 import { countRemoved } from "./RetentionMetrics.js"
@@ -71,14 +70,14 @@ export const historyDrift = historyDriftOf(null)
  * transaction), so reconciliation stays exact. Works in batches by the age index, each in a short
  * transaction guarded by a per-table try-lock, so several replicas may run it at once.
  */
-export class Retention extends Effect.Service<Retention>()("inventory/Retention", {
-  effect: Effect.gen(function* () {
+export class Retention extends Context.Service<Retention>()("inventory/Retention", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const { retention } = yield* AppConfig
     const limit = retention.batchSize
 
     /** One batch per table: delete (or archive) up to `limit` rows past the retention, count them. */
-    const statements: Record<RetentionTable, Effect.Effect<ReadonlyArray<{ removed: number }>, SqlError>> = {
+    const statements: Record<RetentionTable, Effect.Effect<ReadonlyArray<{ removed: number }>, SqlError.SqlError>> = {
       // Only published rows: pending and parked rows are the relay's and the operator's business.
       outbox: sql`
         WITH doomed AS (
@@ -192,14 +191,17 @@ export class Retention extends Effect.Service<Retention>()("inventory/Retention"
 
     return { sweepOnce } as const
   })
-}) {}
+}) {
+  /** Was `Retention.Default`; needs SqlClient and AppConfig. */
+  static readonly layer = Layer.effect(this, this.make)
+}
 
 /**
  * The background sweep: every RETENTION_SWEEP_INTERVAL_MS (first run one interval after start, so
  * replicas starting together do not all sweep at once). A failed sweep is logged, counted and
  * retried after a backoff; closing the layer interrupts the loop between batches.
  */
-export const RetentionSweeperLive = Layer.scopedDiscard(
+export const RetentionSweeperLive = Layer.effectDiscard(
   Effect.gen(function* () {
     const retention = yield* Retention
     const { retention: config } = yield* AppConfig
@@ -208,7 +210,7 @@ export const RetentionSweeperLive = Layer.scopedDiscard(
     // most MAX_BATCHES_PER_SWEEP short transactions per table.
     yield* runBackgroundLoop(
       { name: "retention-sweeper", stallAfter: Duration.minutes(15), backoff: { initial: Duration.seconds(1), max: Duration.minutes(1) } },
-      (loop) => Effect.zipRight(loop.idle(Effect.sleep(interval)), retention.sweepOnce())
+      (loop) => Effect.andThen(loop.idle(Effect.sleep(interval)), retention.sweepOnce())
     )
   })
 )

@@ -7,4 +7,4 @@ export const retentionRemovedRows = Metric.counter("inventory_retention_removed_
 })
 
 export const countRemoved = (table: string, rows: number) =>
-  Metric.incrementBy(Metric.tagged(retentionRemovedRows, "table", table), rows)
+  Metric.update(Metric.withAttributes(retentionRemovedRows, { table }), rows)

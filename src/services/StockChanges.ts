@@ -1,5 +1,6 @@
-import { SqlClient, type Statement } from "@effect/sql"
-import { Effect, FiberRef, Metric } from "effect"
+import { Context, Effect, Layer, Metric } from "effect"
+import { PgTypes } from "@effect/sql-pg"
+import { SqlClient, type Statement } from "effect/sql"
 import { correlatedWith, stockLevelChanged, stockStatusChanged, type DomainEvent } from "../domain/Events.js"
 import type { HistoryType } from "../domain/History.js"
 import { deriveStatus, type StockStatus } from "../domain/StockLevel.js"
@@ -33,7 +34,7 @@ const statusBefore = (change: StockChange): StockStatus =>
 const reportChange = (change: StockChange, correlationId: string | null) =>
   Effect.gen(function* () {
     const { after } = change
-    yield* Metric.increment(stockUpdatesOf(change.type))
+    yield* Metric.update(stockUpdatesOf(change.type), 1)
     yield* Effect.logInfo("stock updated").pipe(
       Effect.annotateLogs({
         variantId: after.variantId,
@@ -49,7 +50,7 @@ const reportChange = (change: StockChange, correlationId: string | null) =>
     )
     const before = statusBefore(change)
     if (before !== after.status) {
-      yield* Metric.increment(statusChangesTo(after.status))
+      yield* Metric.update(statusChangesTo(after.status), 1)
       yield* Effect.logInfo("stock status changed").pipe(
         Effect.annotateLogs({ variantId: after.variantId, oldStatus: before, newStatus: after.status, available: after.onHand - after.reserved })
       )
@@ -79,8 +80,8 @@ export const eventsOfChange = (change: StockChange): ReadonlyArray<DomainEvent> 
  * Records changes already applied to `stock_levels` in the current transaction: exactly one history
  * entry per variant and its outbox events. Every writer of `on_hand` / `reserved` goes through here.
  */
-export class StockChanges extends Effect.Service<StockChanges>()("inventory/StockChanges", {
-  effect: Effect.gen(function* () {
+export class StockChanges extends Context.Service<StockChanges>()("inventory/StockChanges", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const outbox = yield* Outbox
     yield* initStockMetrics
@@ -93,12 +94,16 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
      */
     const recordIf = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent>, gate: Statement.Fragment) =>
       Effect.gen(function* () {
-        const { correlationId, actor } = yield* FiberRef.get(CurrentRequest)
+        const { correlationId, actor } = yield* CurrentRequest
         // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
         const events = yield* outbox.rows([...extraEvents, ...changes.flatMap(eventsOfChange)])
         const column = <A>(f: (change: StockChange) => A) => changes.map(f)
         const correlationOf = (change: StockChange) => (change.correlationId !== undefined ? change.correlationId : correlationId)
         const eventColumn = <A>(f: (event: (typeof events)[number]) => A) => events.map(f)
+        // Nullable text columns bind each element as text: the driver cannot infer the type of an
+        // array whose elements are all null (e.g. no reason on any line), and would refuse the query.
+        const textColumn = (f: (change: StockChange) => string | null) => changes.map((change) => PgTypes.text(f(change)))
+        const eventTextColumn = (f: (event: (typeof events)[number]) => string | null) => events.map((event) => PgTypes.text(f(event)))
         // unnest keeps the given order (WITH ORDINALITY makes it explicit): history ids and outbox ids
         // follow line order, and the relay publishes an aggregate's events in outbox id order.
         const ctes = sql`
@@ -110,8 +115,8 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
               FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.type)}::text[],
                           ${column((c) => c.onHandChange)}::int[], ${column((c) => c.reservedChange)}::int[],
                           ${column((c) => c.after.onHand)}::int[], ${column((c) => c.after.reserved)}::int[],
-                          ${column((c) => c.reason ?? null)}::text[], ${column((c) => c.reference ?? null)}::text[],
-                          ${column((c) => c.orderId ?? null)}::text[], ${column(correlationOf)}::text[])
+                          ${textColumn((c) => c.reason ?? null)}::text[], ${textColumn((c) => c.reference ?? null)}::text[],
+                          ${textColumn((c) => c.orderId ?? null)}::text[], ${textColumn(correlationOf)}::text[])
                    WITH ORDINALITY AS h(variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
                                         reason, reference, order_id, correlation_id, n)
              WHERE ${gate}
@@ -123,7 +128,7 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
               FROM unnest(${eventColumn((e) => e.eventId)}::uuid[], ${eventColumn((e) => e.eventType)}::text[],
                           ${eventColumn((e) => e.routingKey)}::text[], ${eventColumn((e) => e.aggregateType)}::text[],
                           ${eventColumn((e) => e.aggregateId)}::text[], ${eventColumn((e) => e.payload)}::jsonb[],
-                          ${eventColumn((e) => e.correlationId)}::text[], ${eventColumn((e) => e.traceparent)}::text[])
+                          ${eventTextColumn((e) => e.correlationId)}::text[], ${eventTextColumn((e) => e.traceparent)}::text[])
                    WITH ORDINALITY AS e(event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent, n)
              WHERE ${gate}
              ORDER BY e.n
@@ -147,6 +152,8 @@ export class StockChanges extends Effect.Service<StockChanges>()("inventory/Stoc
       })
 
     return { record, recordIf } as const
-  }),
-  dependencies: [Outbox.Default]
-}) {}
+  })
+}) {
+  /** Was `StockChanges.Default`: the service with its dependencies (Outbox) provided; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make).pipe(Layer.provide(Outbox.layer))
+}

@@ -1,5 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
+import { SqlClient } from "effect/sql"
 import { VariantNotFound } from "../domain/Errors.js"
 import { stockStatusChanged } from "../domain/Events.js"
 import type { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
@@ -14,8 +14,8 @@ export interface Page<A> {
 }
 
 /** Creating, configuring and reading stock levels. Quantities change only through Adjustments and Reservations. */
-export class StockLevels extends Effect.Service<StockLevels>()("inventory/StockLevels", {
-  effect: Effect.gen(function* () {
+export class StockLevels extends Context.Service<StockLevels>()("inventory/StockLevels", {
+  make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const transactions = yield* Transactions
     const outbox = yield* Outbox
@@ -117,6 +117,8 @@ export class StockLevels extends Effect.Service<StockLevels>()("inventory/StockL
     })
 
     return { configure, createIfAbsent, get, getMany, list } as const
-  }),
-  dependencies: [Transactions.Default, Outbox.Default]
-}) {}
+  })
+}) {
+  /** Was `StockLevels.Default`: the service with its dependencies provided; needs SqlClient. */
+  static readonly layer = Layer.effect(this, this.make).pipe(Layer.provide([Transactions.layer, Outbox.layer]))
+}

@@ -12,8 +12,8 @@ export const stockStatusChanges = Metric.counter("inventory_stock_status_changes
   incremental: true
 })
 
-export const stockUpdatesOf = (type: HistoryType) => Metric.tagged(stockUpdates, "type", type)
-export const statusChangesTo = (status: StockStatus) => Metric.tagged(stockStatusChanges, "new_status", status)
+export const stockUpdatesOf = (type: HistoryType) => Metric.withAttributes(stockUpdates, { type })
+export const statusChangesTo = (status: StockStatus) => Metric.withAttributes(stockStatusChanges, { new_status: status })
 
 /** Every label value at 0 from the start, so rates and alerts see the series before the first change. */
 export const initStockMetrics = Effect.all(

@@ -26,7 +26,7 @@ export const toStockLevel = (row: StockRow): StockLevel =>
     lowStockThreshold: row.lowStockThreshold,
     status: row.status,
     version: row.version,
-    updatedAt: DateTime.unsafeFromDate(row.updatedAt)
+    updatedAt: DateTime.fromDateUnsafe(row.updatedAt)
   })
 
 export interface HistoryRow {
@@ -48,4 +48,4 @@ export const HISTORY_COLUMNS =
   "id, variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, reason, reference, order_id, correlation_id, created_at"
 
 export const toHistoryEntry = (row: HistoryRow): HistoryEntry =>
-  new HistoryEntry({ ...row, id: String(row.id), createdAt: DateTime.unsafeFromDate(row.createdAt) })
+  new HistoryEntry({ ...row, id: String(row.id), createdAt: DateTime.fromDateUnsafe(row.createdAt) })

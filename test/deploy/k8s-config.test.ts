@@ -10,18 +10,12 @@ import { appConfig, type AppConfigShape } from "../../src/layers/Config.js"
 /** Runs the service's config on `env`; returns the variable names it looked up and the result. */
 const readConfig = (env: Record<string, string>) => {
   const names = new Set<string>()
-  const base = ConfigProvider.fromMap(new Map(Object.entries(env))).flattened
-  const recording = ConfigProvider.fromFlat(
-    ConfigProvider.makeFlat({
-      load: (path, primitive, split) => {
-        names.add(path.join("."))
-        return base.load(path, primitive, split)
-      },
-      enumerateChildren: (path) => base.enumerateChildren(path),
-      patch: base.patch
-    })
-  )
-  const result = Effect.runSync(Effect.either(Effect.withConfigProvider(appConfig, recording)))
+  const base = ConfigProvider.fromEnv({ env })
+  const recording = ConfigProvider.make((path) => {
+    names.add(path.join("."))
+    return base.load(path)
+  })
+  const result = Effect.runSync(Effect.result(Effect.provideService(appConfig, ConfigProvider.ConfigProvider, recording)))
   return { names, result }
 }
 
@@ -75,13 +69,13 @@ describe.each(["deploy/k8s/base", "deploy/k8s/overlays/staging", "deploy/k8s/ove
 
   it("has ConfigMap values that pass the service's own validation", () => {
     const { result } = readConfig(configMap())
-    expect(result._tag, result._tag === "Left" ? String(result.left) : "").toBe("Right")
+    expect(result._tag, result._tag === "Failure" ? String(result.failure) : "").toBe("Success")
   })
 
   it("opens the container port the service listens on and the metrics port it serves /metrics on", () => {
     const config = readConfig(configMap()).result
-    if (config._tag === "Left") throw config.left
-    const settings: AppConfigShape = config.right
+    if (config._tag === "Failure") throw config.failure
+    const settings: AppConfigShape = config.success
     const ports = new Map((api().ports as Array<{ name: string; containerPort: number }>).map((p) => [p.name, p.containerPort]))
     expect(ports.get("http")).toBe(settings.port)
     expect(Option.getOrElse(settings.metricsPort, () => settings.port)).toBe(ports.get("metrics"))

@@ -167,7 +167,7 @@ describe("keys from AUTH_JWKS_URL while the key server is down", () => {
 const verifierWith = (env: Record<string, string>) =>
   Effect.runPromiseExit(
     Effect.flatMap(TokenVerifier, (v) => Effect.succeed(v)).pipe(
-      Effect.provide(TokenVerifier.Default),
+      Effect.provide(TokenVerifier.layer),
       Effect.provide(configFromMap({ AUTH_ISSUER: TEST_ISSUER, AUTH_AUDIENCE: TEST_AUDIENCE, ...env }))
     )
   )

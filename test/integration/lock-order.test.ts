@@ -39,7 +39,7 @@ describe("lock order under lazy expiry, commits, releases and sweeps", () => {
   const reserve = (orderId: string, lines: ReadonlyArray<{ variantId: string; quantity: number }>, ttlSeconds = 900) =>
     app.run(
       Effect.flatMap(Reservations, (r) => r.create(decodeRequest({ orderId, lines, ttlSeconds }))).pipe(
-        Effect.either
+        Effect.result
       )
     )
 
@@ -68,7 +68,7 @@ describe("lock order under lazy expiry, commits, releases and sweeps", () => {
       // Creates short of stock (they expire due reservations first), commits, releases and small sweep batches, all at once.
       const creates = Array.from({ length: 16 }, (_, i) => () => reserve(`lo${round}-new-${i}`, pick(round, 3).map((l) => ({ ...l, quantity: 2 }))))
       const settles = live.map((r, i) => () =>
-        app.run(Effect.flatMap(Reservations, (s) => (i % 2 === 0 ? s.commit(r.orderId) : s.release(r.orderId))).pipe(Effect.either))
+        app.run(Effect.flatMap(Reservations, (s) => (i % 2 === 0 ? s.commit(r.orderId) : s.release(r.orderId))).pipe(Effect.result))
       )
       const sweeps = Array.from({ length: 4 }, () => () => app.run(Effect.flatMap(Reservations, (s) => s.expireDue(2))))
       const all = [...creates, ...settles, ...sweeps].sort(() => next() - 0.5)

@@ -1,4 +1,4 @@
-import { SqlClient } from "@effect/sql"
+import { SqlClient } from "effect/sql"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Transactions } from "../../src/services/Transactions.js"
@@ -41,7 +41,7 @@ describe("transactions against PostgreSQL", () => {
             return row!.lowStockThreshold
           })
         )
-      }).pipe(Effect.provide(Transactions.Default))
+      }).pipe(Effect.provide(Transactions.layer))
     )
     expect(attempts).toBe(2)
     expect(result).toBe(6)

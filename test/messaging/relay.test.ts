@@ -1,4 +1,4 @@
-import { SqlClient } from "@effect/sql"
+import { SqlClient } from "effect/sql"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
@@ -63,7 +63,7 @@ describe("outbox relay against RabbitMQ", () => {
           ])
         )
         yield* outbox.committed
-      }).pipe(Effect.locally(CurrentRequest, { correlationId: "corr-res", actor: null }), Effect.withSpan("test.write"))
+      }).pipe(Effect.provideService(CurrentRequest, { correlationId: "corr-res", actor: null }), Effect.withSpan("test.write"))
     )
     await eventually(() => (messages.length >= 6 ? true : undefined), 20_000, "six events")
     await eventually(async () => ((await pendingRows(app)) === 0 ? true : undefined), 20_000, "outbox drained")

@@ -1,4 +1,4 @@
-import { Effect, Layer, LogLevel } from "effect"
+import { Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { LoggingLive } from "../../src/layers/Logging.js"
 import { startTestApp, type TestApp } from "../support/app.js"
@@ -80,7 +80,7 @@ describe("logging: LOG_LEVEL", () => {
     try {
       Effect.runSync(
         Effect.all([Effect.logDebug("d"), Effect.logInfo("i"), Effect.logWarning("w"), Effect.logError("e")]).pipe(
-          Effect.provide(Layer.mergeAll(LoggingLive(LogLevel.Warning)))
+          Effect.provide(Layer.mergeAll(LoggingLive("Warn")))
         )
       )
     } finally {

@@ -23,7 +23,7 @@ describe("admin CLI", () => {
     const err: Array<string> = []
     const code = await Effect.runPromise(
       runAdmin(argv, { out: (l) => out.push(l), err: (l) => err.push(l) }).pipe(
-        Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
       )
     )
     return { code, out: out.join("\n"), err: err.join("\n"), json: () => JSON.parse(out.join("\n")) }

@@ -1,5 +1,5 @@
-import { Clock, Duration, Effect, Either, Layer, LogLevel, ManagedRuntime, Option, Schema } from "effect"
-import { SqlClient } from "@effect/sql"
+import { Clock, Effect, Layer, ManagedRuntime, Option, Result, Schema } from "effect"
+import { SqlClient } from "effect/sql"
 import { Adjustment } from "../../src/domain/Adjustment.js"
 import { Reservation, ReservationRequest } from "../../src/domain/Reservation.js"
 import { VariantSettings } from "../../src/domain/StockLevel.js"
@@ -17,13 +17,16 @@ import { createTestDatabase, query, type TestDatabase } from "../support/databas
 /** A clock that stands still until the test moves it: expiry is decided by the test, not by wall time. */
 export const makeManualClock = (startMillis: number) => {
   let now = startMillis
+  // Sleeping and elapsed-time measurement stay on a live clock: only the time of day stands still.
+  const live = Clock.Clock.defaultValue()
   const clock: Clock.Clock = {
-    [Clock.ClockTypeId]: Clock.ClockTypeId,
-    unsafeCurrentTimeMillis: () => now,
+    currentTimeMillisUnsafe: () => now,
     currentTimeMillis: Effect.sync(() => now),
-    unsafeCurrentTimeNanos: () => BigInt(now) * 1_000_000n,
+    currentTimeNanosUnsafe: () => BigInt(now) * 1_000_000n,
     currentTimeNanos: Effect.sync(() => BigInt(now) * 1_000_000n),
-    sleep: (duration: Duration.DurationInput) => Effect.sleep(duration).pipe(Effect.withClock(Clock.make()))
+    monotonicTimeNanosUnsafe: () => live.monotonicTimeNanosUnsafe(),
+    monotonicTimeNanos: live.monotonicTimeNanos,
+    sleep: (duration) => live.sleep(duration)
   }
   return {
     clock,
@@ -44,10 +47,10 @@ const encodeReservation = Schema.encodeSync(Reservation)
 const decodeRequest = Schema.decodeUnknownSync(ReservationRequest)
 
 const answer = <A>(encode: (a: A) => unknown) => <E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.map(Effect.either(effect), (either): Answer =>
-    Either.isRight(either)
-      ? { ok: encode(either.right) }
-      : { error: either.left._tag, fields: JSON.parse(JSON.stringify({ ...either.left, _tag: undefined, problem: undefined })) as Record<string, unknown> }
+  Effect.map(Effect.result(effect), (result): Answer =>
+    Result.isSuccess(result)
+      ? { ok: encode(result.success) }
+      : { error: result.failure._tag, fields: JSON.parse(JSON.stringify({ ...result.failure, _tag: undefined, problem: undefined })) as Record<string, unknown> }
   )
 
 /**
@@ -59,16 +62,18 @@ const answer = <A>(encode: (a: A) => unknown) => <E extends { readonly _tag: str
  */
 export const startHarness = async (label: string, options: { readonly databaseClock?: "manual" | "real" } = {}) => {
   const database: TestDatabase = await createTestDatabase(label)
-  const layer = Layer.mergeAll(Reservations.Default, Adjustments.Default, StockLevels.Default).pipe(
+  const layer = Layer.mergeAll(Reservations.layer, Adjustments.layer, StockLevels.layer).pipe(
     Layer.provideMerge(MigrationsLive),
     Layer.provideMerge(SqlLive),
     Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "10" })),
-    Layer.provide(LoggingLive(LogLevel.Error))
+    // Merged, not only provided: in Effect 4 the loggers and the minimum level are context references,
+    // so the runtime itself (not only the layer construction) must carry them.
+    Layer.provideMerge(LoggingLive("Error"))
   )
   const runtime = ManagedRuntime.make(layer)
   const manual = makeManualClock(Date.parse("2030-01-01T00:00:00.000Z"))
-  type Services = Layer.Layer.Success<typeof layer>
-  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect.pipe(Effect.withClock(manual.clock)))
+  type Services = Layer.Success<typeof layer>
+  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect.pipe(Effect.provideService(Clock.Clock, manual.clock)))
   await run(Effect.void)
   const manualDatabaseClock = (options.databaseClock ?? "manual") === "manual"
   const setDatabaseClock = async () => {

@@ -28,7 +28,7 @@ describe("an expiry sweep batch interrupted at shutdown", () => {
     try {
       await blocker.query("BEGIN")
       await blocker.query("SELECT 1 FROM stock_levels WHERE variant_id = 'stop-1' FOR UPDATE")
-      const batch = await app.run(Effect.forkDaemon(Effect.flatMap(Reservations, (r) => r.expireDue(200))))
+      const batch = await app.run(Effect.forkDetach(Effect.flatMap(Reservations, (r) => r.expireDue(200))))
       // Wait until the batch's query is waiting for the row lock.
       for (let i = 0; i < 100; i++) {
         const [row] = await query<{ n: string }>(

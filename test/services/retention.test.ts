@@ -12,7 +12,7 @@ import { client } from "../support/http.js"
 const BATCH = 7
 
 const removedCounter = (table: string) =>
-  Effect.map(Metric.value(Metric.tagged(retentionRemovedRows, "table", table)), (state) => state.count)
+  Effect.map(Metric.value(Metric.withAttributes(retentionRemovedRows, { table })), (state) => state.count)
 
 describe("retention sweep", () => {
   let app: TestApp

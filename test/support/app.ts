@@ -1,6 +1,6 @@
-import { HttpServer } from "@effect/platform"
-import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
+import { Effect, Layer, Logger, LogLevel, ManagedRuntime, References } from "effect"
+import { HttpServer } from "effect/http"
+import { SqlClient } from "effect/sql"
 import { appendFileSync, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { MainLive } from "../../src/App.js"
@@ -11,10 +11,10 @@ import { createTestDatabase, type TestDatabase } from "./database.js"
 import { client } from "./http.js"
 import { secretsIn } from "./redaction.js"
 
-const testLogLevel = () =>
-  ({ debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warning, error: LogLevel.Error })[
+const testLogLevel = (): LogLevel.LogLevel =>
+  ({ debug: "Debug", info: "Info", warn: "Warn", error: "Error" } as const satisfies Record<string, LogLevel.LogLevel>)[
     process.env["TEST_LOG_LEVEL"] ?? "error"
-  ] ?? LogLevel.Error
+  ] ?? "Error"
 
 /**
  * The database password every test app is given (the test server trusts local connections, so it is
@@ -38,7 +38,7 @@ export interface TestApp {
   readonly authHeaders: Record<string, string>
   readonly database: TestDatabase
   /** Runs an effect with the app's services (SqlClient, StockLevels, ...). */
-  readonly run: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient | Layer.Layer.Success<typeof MainLive>>) => Promise<A>
+  readonly run: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient | Layer.Success<typeof MainLive>>) => Promise<A>
   /** Every log line the app wrote so far (all levels, as JSON text), whatever TEST_LOG_LEVEL prints. */
   readonly logs: () => ReadonlyArray<string>
   /** Stops the app and drops its database; fails if any log line held a secret (see redaction.ts). */
@@ -84,13 +84,15 @@ export const startTestApp = async (
     const line = structuredLogger.log(entry)
     lines.push(line)
     if (file !== undefined) appendFileSync(file, line + "\n")
-    if (LogLevel.greaterThanEqual(entry.logLevel, printFrom)) process.stdout.write(line + "\n")
+    if (LogLevel.isGreaterThanOrEqualTo(entry.logLevel, printFrom)) process.stdout.write(line + "\n")
   })
-  const logging = Layer.merge(Logger.replace(Logger.defaultLogger, capture), Logger.minimumLogLevel(LogLevel.Debug))
-  const runtime = ManagedRuntime.make(MainLive.pipe(Layer.provideMerge(config), Layer.provide(logging)))
+  // `Logger.layer` replaces the default loggers (was `Logger.replace(Logger.defaultLogger, …)`).
+  const logging = Layer.merge(Logger.layer([capture]), Layer.succeed(References.MinimumLogLevel, "Debug"))
+  // `provideMerge`: the loggers are context references in Effect 4, so `run` needs them in the runtime too.
+  const runtime = ManagedRuntime.make(MainLive.pipe(Layer.provideMerge(config), Layer.provideMerge(logging)))
   try {
-    const address = await runtime.runPromise(HttpServer.addressWith(Effect.succeed))
-    const port = address._tag === "TcpAddress" ? address.port : 0
+    const address = await runtime.runPromise(HttpServer.HttpServer.useSync((server) => server.address))
+    const port = address._tag === "UnixPathAddress" ? 0 : address.port
     const baseUrl = `http://127.0.0.1:${port}`
     const authHeaders = await bearer()
     return {

@@ -1,13 +1,13 @@
-import { Duration, Effect, Layer, Metric, type MetricState, Ref, type Scope } from "effect"
+import { Duration, Effect, Layer, Metric, Ref, type Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import { backoffDelay, loopFailures, runBackgroundLoop } from "../../src/layers/BackgroundLoop.js"
 import { failingLoops, Lifecycle } from "../../src/layers/Lifecycle.js"
 
 const failures = (loop: string) =>
-  Metric.value(Metric.tagged(loopFailures, "loop", loop)).pipe(Effect.map((state) => (state as MetricState.MetricState.Counter<number>).count))
+  Metric.value(Metric.withAttributes(loopFailures, { loop })).pipe(Effect.map((state) => (state as Metric.CounterState<number>).count))
 
 const run = <A>(effect: Effect.Effect<A, never, Lifecycle | Scope.Scope>) =>
-  Effect.runPromise(Effect.scoped(effect).pipe(Effect.provide(Layer.fresh(Lifecycle.Default))))
+  Effect.runPromise(Effect.scoped(effect).pipe(Effect.provide(Layer.fresh(Lifecycle.layer))))
 
 describe("background loops", () => {
   it("survive typed failures and defects alike: each is counted and the loop goes on", async () => {

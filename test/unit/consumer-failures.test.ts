@@ -1,10 +1,8 @@
-import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Duration } from "effect"
 import { describe, expect, it } from "vitest"
 import { classifyCause, sqlFailureKind, retryDelay } from "../../src/consumers/Failure.js"
 import { Unprocessable } from "../../src/consumers/Consumer.js"
-
-const pgError = (code: string, message = "boom") => new SqlError({ cause: Object.assign(new Error(message), { code }) })
+import { connectionError, pgError } from "../support/sqlError.js"
 
 describe("what a failed attempt at a consumed message means", () => {
   it.each(["57P01", "57P03", "57014", "55P03", "25P03", "40001", "40P01", "53300", "08006", "08001", "25006"])(
@@ -13,9 +11,9 @@ describe("what a failed attempt at a consumed message means", () => {
   )
 
   it("retries a refused or reset connection and a pool acquire timeout (no SQLSTATE)", () => {
-    expect(sqlFailureKind(new SqlError({ cause: new Error("connect ECONNREFUSED 127.0.0.1:5432") }))).toBe("transient")
-    expect(sqlFailureKind(new SqlError({ cause: new Error("Connection terminated unexpectedly") }))).toBe("transient")
-    expect(sqlFailureKind(new SqlError({ cause: new Error("timeout exceeded when trying to connect") }))).toBe("transient")
+    expect(sqlFailureKind(connectionError("connect ECONNREFUSED 127.0.0.1:5432"))).toBe("transient")
+    expect(sqlFailureKind(connectionError("Connection terminated unexpectedly"))).toBe("transient")
+    expect(sqlFailureKind(connectionError("timeout exceeded when trying to connect"))).toBe("transient")
   })
 
   it("dead-letters a data exception (class 22) at once: only the data can cause it", () => {

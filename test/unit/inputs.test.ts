@@ -1,13 +1,11 @@
-import { SqlError } from "@effect/sql/SqlError"
-import { Either, Schema } from "effect"
+import { Result, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { decodeData, parseEnvelope, ProductVariantCreated } from "../../src/domain/ConsumedEvents.js"
 import { wellFormedCorrelationId } from "../../src/domain/Ids.js"
 import { FreeText, unprintable } from "../../src/domain/Text.js"
 import { allowedMethods } from "../../src/http/Routes.js"
 import { classifySqlError } from "../../src/services/Transactions.js"
-
-const pgError = (code: string, message = "boom") => new SqlError({ cause: Object.assign(new Error(message), { code }) })
+import { connectionError, pgError } from "../support/sqlError.js"
 
 describe("free text (API.md Conventions)", () => {
   const accepts = Schema.is(FreeText)
@@ -29,20 +27,20 @@ describe("consumed envelopes", () => {
     JSON.stringify({ eventId: "e-1", eventType: "ProductVariantCreatedEvent", correlationId: "c-1", data: { variantId: "v-1", sku: "S-1" }, ...over })
 
   it("refuses a sku with a control character, naming the field", () => {
-    const parsed = Either.getOrThrow(parseEnvelope(envelope({ data: { variantId: "v-1", sku: "a\u0000b" } })))
+    const parsed = Result.getOrThrow(parseEnvelope(envelope({ data: { variantId: "v-1", sku: "a\u0000b" } })))
     const data = decodeData(ProductVariantCreated, parsed)
-    expect(Either.isLeft(data) && data.left).toMatch(/sku.*control characters/)
+    expect(Result.isFailure(data) && data.failure).toMatch(/sku.*control characters/)
   })
 
   it("refuses an eventId or eventType that is not printable text", () => {
-    expect(Either.isLeft(parseEnvelope(envelope({ eventId: "e\u0000" })))).toBe(true)
-    expect(Either.isLeft(parseEnvelope(envelope({ eventType: "x".repeat(513) })))).toBe(true)
+    expect(Result.isFailure(parseEnvelope(envelope({ eventId: "e\u0000" })))).toBe(true)
+    expect(Result.isFailure(parseEnvelope(envelope({ eventType: "x".repeat(513) })))).toBe(true)
   })
 
   it("keeps a well-formed correlationId and drops one the X-Correlation-Id header rule refuses, without refusing the event", () => {
-    expect(Either.getOrThrow(parseEnvelope(envelope({}))).correlationId).toBe("c-1")
+    expect(Result.getOrThrow(parseEnvelope(envelope({}))).correlationId).toBe("c-1")
     for (const bad of ["c\u0000", "x".repeat(129), "with space", 42, ""]) {
-      expect(Either.getOrThrow(parseEnvelope(envelope({ correlationId: bad }))).correlationId, JSON.stringify(bad)).toBeNull()
+      expect(Result.getOrThrow(parseEnvelope(envelope({ correlationId: bad }))).correlationId, JSON.stringify(bad)).toBeNull()
     }
     expect(wellFormedCorrelationId("abc-1:2.3_4")).toBe("abc-1:2.3_4")
     expect(wellFormedCorrelationId("a\u0000")).toBeUndefined()
@@ -57,7 +55,7 @@ describe("what a SQL error means", () => {
     for (const code of ["53000", "53100", "53200", "53300", "53400", "08006", "08003", "57P01", "57P02", "57P03", "57014", "55P03", "25006", "40001", "40P01"]) {
       expect(classifySqlError(pgError(code)), code).toBe("unavailable")
     }
-    expect(classifySqlError(new SqlError({ cause: new Error("connect ECONNREFUSED 127.0.0.1:5432") }))).toBe("unavailable")
+    expect(classifySqlError(connectionError("connect ECONNREFUSED 127.0.0.1:5432"))).toBe("unavailable")
     expect(classifySqlError(pgError("25P03", "terminating connection due to idle-in-transaction timeout"))).toBe("unavailable")
   })
   it("takes anything else for a bug", () => {

@@ -1,4 +1,4 @@
-import { Duration, Effect, Either } from "effect"
+import { Duration, Effect, Result } from "effect"
 import { describe, expect, it } from "vitest"
 import { decodeData, OrderCancelled, parseEnvelope, ProductVariantCreated } from "../../src/domain/ConsumedEvents.js"
 import { retryDelay, toMessage, type OutboxRow } from "../../src/outbox/Relay.js"
@@ -51,16 +51,16 @@ describe("the relay's retry schedule", () => {
 
 describe("consumed messages", () => {
   it("parses the envelope and names what is wrong with a bad body", () => {
-    expect(Either.isRight(parseEnvelope(JSON.stringify({ eventId: "e1", eventType: "OrderCancelledEvent", data: { orderId: "o-1" } })))).toBe(true)
-    expect(parseEnvelope("{nope")).toEqual(Either.left(expect.stringMatching(/^body is not JSON/)))
-    expect(parseEnvelope(JSON.stringify({ eventType: "X", data: {} }))).toEqual(Either.left(expect.stringMatching(/eventId/)))
+    expect(Result.isSuccess(parseEnvelope(JSON.stringify({ eventId: "e1", eventType: "OrderCancelledEvent", data: { orderId: "o-1" } })))).toBe(true)
+    expect(parseEnvelope("{nope")).toEqual(Result.fail(expect.stringMatching(/^body is not JSON/)))
+    expect(parseEnvelope(JSON.stringify({ eventType: "X", data: {} }))).toEqual(Result.fail(expect.stringMatching(/eventId/)))
   })
 
   it("decodes event data against the contract", () => {
     const envelope = (data: unknown) => ({ eventId: "e", eventType: "ProductVariantCreatedEvent", data })
-    expect(decodeData(ProductVariantCreated, envelope({ variantId: "v-1", sku: "S" }))).toEqual(Either.right({ variantId: "v-1", sku: "S" }))
-    expect(decodeData(ProductVariantCreated, envelope({ variantId: "v-1" }))).toEqual(Either.right({ variantId: "v-1" }))
-    expect(Either.isLeft(decodeData(ProductVariantCreated, envelope({ variantId: "bad id" })))).toBe(true)
-    expect(Either.isLeft(decodeData(OrderCancelled, { ...envelope({}), eventType: "OrderCancelledEvent" }))).toBe(true)
+    expect(decodeData(ProductVariantCreated, envelope({ variantId: "v-1", sku: "S" }))).toEqual(Result.succeed({ variantId: "v-1", sku: "S" }))
+    expect(decodeData(ProductVariantCreated, envelope({ variantId: "v-1" }))).toEqual(Result.succeed({ variantId: "v-1" }))
+    expect(Result.isFailure(decodeData(ProductVariantCreated, envelope({ variantId: "bad id" })))).toBe(true)
+    expect(Result.isFailure(decodeData(OrderCancelled, { ...envelope({}), eventType: "OrderCancelledEvent" }))).toBe(true)
   })
 })

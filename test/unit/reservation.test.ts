@@ -1,4 +1,4 @@
-import { Either, Schema } from "effect"
+import { Result, Schema } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {
@@ -11,7 +11,7 @@ import {
   sameLines
 } from "../../src/domain/Reservation.js"
 
-const decodeRequest = Schema.decodeUnknownEither(ReservationRequest)
+const decodeRequest = Schema.decodeUnknownResult(ReservationRequest)
 const at = (iso: string) => new Date(iso)
 const NOW = at("2026-01-01T00:10:00Z").getTime()
 const FUTURE = at("2026-01-01T00:15:00Z")
@@ -56,8 +56,8 @@ describe("mergeLines", () => {
 describe("ReservationRequest", () => {
   const line = { variantId: "v-1", quantity: 1 }
   it("accepts 1 to 100 lines and a ttl of 1 to 86400 seconds", () => {
-    expect(Either.isRight(decodeRequest({ orderId: "o-1", lines: [line] }))).toBe(true)
-    expect(Either.isRight(decodeRequest({ orderId: "o-1", lines: Array(100).fill(line), ttlSeconds: 86_400 }))).toBe(true)
+    expect(Result.isSuccess(decodeRequest({ orderId: "o-1", lines: [line] }))).toBe(true)
+    expect(Result.isSuccess(decodeRequest({ orderId: "o-1", lines: Array(100).fill(line), ttlSeconds: 86_400 }))).toBe(true)
   })
   it.each([
     ["no lines", { orderId: "o-1", lines: [] }],
@@ -71,7 +71,7 @@ describe("ReservationRequest", () => {
     ["bad orderId", { orderId: "o 1", lines: [line] }],
     ["bad variantId", { orderId: "o-1", lines: [{ variantId: "", quantity: 1 }] }]
   ])("refuses %s", (_, body) => {
-    expect(Either.isLeft(decodeRequest(body))).toBe(true)
+    expect(Result.isFailure(decodeRequest(body))).toBe(true)
   })
 })
 
@@ -81,7 +81,7 @@ describe("decideLines", () => {
     ["b", { onHand: 1, reserved: 1 }]
   ])
   it("reserves when every line fits what is available", () => {
-    expect(Either.isRight(decideLines(mergeLines([{ variantId: "a", quantity: 3 }]), stock))).toBe(true)
+    expect(Result.isSuccess(decideLines(mergeLines([{ variantId: "a", quantity: 3 }]), stock))).toBe(true)
   })
   it("lists every failing line, unknown variants and insufficient stock alike", () => {
     const decision = decideLines(
@@ -92,7 +92,7 @@ describe("decideLines", () => {
       ]),
       stock
     )
-    expect(Either.isLeft(decision) && decision.left.map((f) => ({ ...f }))).toEqual([
+    expect(Result.isFailure(decision) && decision.failure.map((f) => ({ ...f }))).toEqual([
       { variantId: "a", requested: 4, available: 3, reason: "INSUFFICIENT_STOCK" },
       { variantId: "b", requested: 1, available: 0, reason: "INSUFFICIENT_STOCK" },
       { variantId: "x", requested: 2, available: 0, reason: "UNKNOWN_VARIANT" }
@@ -104,20 +104,20 @@ describe("transitions", () => {
   const active = { status: "ACTIVE" as const, expiresAt: FUTURE }
   const due = { status: "ACTIVE" as const, expiresAt: PAST }
   it("releases an ACTIVE reservation, expires a due one, keeps RELEASED/EXPIRED, refuses COMMITTED", () => {
-    expect(releaseTransition("o", active, NOW)).toEqual(Either.right("release"))
-    expect(releaseTransition("o", due, NOW)).toEqual(Either.right("expire"))
-    expect(releaseTransition("o", { status: "RELEASED", expiresAt: FUTURE }, NOW)).toEqual(Either.right("unchanged"))
-    expect(releaseTransition("o", { status: "EXPIRED", expiresAt: PAST }, NOW)).toEqual(Either.right("unchanged"))
+    expect(releaseTransition("o", active, NOW)).toEqual(Result.succeed("release"))
+    expect(releaseTransition("o", due, NOW)).toEqual(Result.succeed("expire"))
+    expect(releaseTransition("o", { status: "RELEASED", expiresAt: FUTURE }, NOW)).toEqual(Result.succeed("unchanged"))
+    expect(releaseTransition("o", { status: "EXPIRED", expiresAt: PAST }, NOW)).toEqual(Result.succeed("unchanged"))
     const refused = releaseTransition("o", { status: "COMMITTED", expiresAt: FUTURE }, NOW)
-    expect(Either.isLeft(refused) && refused.left.reservationStatus).toBe("COMMITTED")
+    expect(Result.isFailure(refused) && refused.failure.reservationStatus).toBe("COMMITTED")
   })
   it("commits an ACTIVE reservation, keeps COMMITTED, refuses RELEASED/EXPIRED, expires a due one", () => {
-    expect(commitTransition("o", active, NOW)).toEqual(Either.right("commit"))
-    expect(commitTransition("o", { status: "COMMITTED", expiresAt: FUTURE }, NOW)).toEqual(Either.right("unchanged"))
-    expect(commitTransition("o", due, NOW)).toEqual(Either.right("expire"))
+    expect(commitTransition("o", active, NOW)).toEqual(Result.succeed("commit"))
+    expect(commitTransition("o", { status: "COMMITTED", expiresAt: FUTURE }, NOW)).toEqual(Result.succeed("unchanged"))
+    expect(commitTransition("o", due, NOW)).toEqual(Result.succeed("expire"))
     for (const status of ["RELEASED", "EXPIRED"] as const) {
       const refused = commitTransition("o", { status, expiresAt: FUTURE }, NOW)
-      expect(Either.isLeft(refused) && refused.left._tag).toBe("ReservationNotActive")
+      expect(Result.isFailure(refused) && refused.failure._tag).toBe("ReservationNotActive")
     }
   })
   it("moves stock as API.md says: reserve and release/expire move reserved, commit moves both", () => {

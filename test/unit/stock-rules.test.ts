@@ -1,4 +1,4 @@
-import { Either } from "effect"
+import { Result } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { planAdjustment, quantityProblem } from "../../src/domain/Adjustment.js"
@@ -39,33 +39,33 @@ describe("planAdjustment", () => {
   const level = { variantId: "v", onHand: 10, reserved: 4, version: 3 }
 
   it("adds PURCHASE and RETURN, takes SALE, applies ADJUSTMENT deltas and RECOUNT absolutes", () => {
-    expect(planAdjustment(level, { type: "PURCHASE", quantity: 5 })).toEqual(Either.right(5))
-    expect(planAdjustment(level, { type: "RETURN", quantity: 2 })).toEqual(Either.right(2))
-    expect(planAdjustment(level, { type: "SALE", quantity: 6 })).toEqual(Either.right(-6))
-    expect(planAdjustment(level, { type: "ADJUSTMENT", quantity: -6 })).toEqual(Either.right(-6))
-    expect(planAdjustment(level, { type: "RECOUNT", quantity: 4 })).toEqual(Either.right(-6))
+    expect(planAdjustment(level, { type: "PURCHASE", quantity: 5 })).toEqual(Result.succeed(5))
+    expect(planAdjustment(level, { type: "RETURN", quantity: 2 })).toEqual(Result.succeed(2))
+    expect(planAdjustment(level, { type: "SALE", quantity: 6 })).toEqual(Result.succeed(-6))
+    expect(planAdjustment(level, { type: "ADJUSTMENT", quantity: -6 })).toEqual(Result.succeed(-6))
+    expect(planAdjustment(level, { type: "RECOUNT", quantity: 4 })).toEqual(Result.succeed(-6))
   })
 
   it("refuses a SALE larger than what is available (onHand minus reserved)", () => {
     const result = planAdjustment(level, { type: "SALE", quantity: 7 })
-    expect(Either.isLeft(result) && result.left._tag).toBe("InsufficientStock")
-    expect(Either.isLeft(result) && result.left).toMatchObject({ requested: 7, available: 6 })
+    expect(Result.isFailure(result) && result.failure._tag).toBe("InsufficientStock")
+    expect(Result.isFailure(result) && result.failure).toMatchObject({ requested: 7, available: 6 })
   })
 
   it("refuses a RECOUNT below what is reserved", () => {
     const result = planAdjustment(level, { type: "RECOUNT", quantity: 3 })
-    expect(Either.isLeft(result) && result.left._tag).toBe("InsufficientStock")
+    expect(Result.isFailure(result) && result.failure._tag).toBe("InsufficientStock")
   })
 
   it("refuses a stale expectedVersion and accepts the current one", () => {
     const stale = planAdjustment(level, { type: "PURCHASE", quantity: 1, expectedVersion: 2 })
-    expect(Either.isLeft(stale) && stale.left).toMatchObject({ _tag: "VersionConflict", expectedVersion: 2, currentVersion: 3 })
-    expect(planAdjustment(level, { type: "PURCHASE", quantity: 1, expectedVersion: 3 })).toEqual(Either.right(1))
+    expect(Result.isFailure(stale) && stale.failure).toMatchObject({ _tag: "VersionConflict", expectedVersion: 2, currentVersion: 3 })
+    expect(planAdjustment(level, { type: "PURCHASE", quantity: 1, expectedVersion: 3 })).toEqual(Result.succeed(1))
   })
 
   it("refuses to go past the largest storable quantity", () => {
     const result = planAdjustment({ ...level, onHand: MAX_QUANTITY }, { type: "PURCHASE", quantity: 1 })
-    expect(Either.isLeft(result) && result.left._tag).toBe("StockLimitExceeded")
+    expect(Result.isFailure(result) && result.failure._tag).toBe("StockLimitExceeded")
   })
 
   it("never accepts a change that breaks 0 <= reserved <= onHand <= limit", () => {
@@ -80,8 +80,8 @@ describe("planAdjustment", () => {
         ({ onHand, reserved }, adjustmentType, quantity) => {
           fc.pre(quantityProblem(adjustmentType, quantity) === undefined)
           const result = planAdjustment({ variantId: "v", onHand, reserved, version: 1 }, { type: adjustmentType, quantity })
-          if (Either.isRight(result)) {
-            const after = onHand + result.right
+          if (Result.isSuccess(result)) {
+            const after = onHand + result.success
             expect(after).toBeGreaterThanOrEqual(reserved)
             expect(after).toBeLessThanOrEqual(MAX_QUANTITY)
           }
