@@ -15,6 +15,7 @@ import { RelayLive } from "./outbox/Relay.js"
 import { Adjustments } from "./services/Adjustments.js"
 import { ExpiryLive } from "./services/Expiry.js"
 import { History } from "./services/History.js"
+import { Locations } from "./services/Locations.js"
 import { Reservations } from "./services/Reservations.js"
 import { Retention, RetentionSweeperLive } from "./services/Retention.js"
 import { StockLevels } from "./services/StockLevels.js"
@@ -22,6 +23,7 @@ import { StockLevels } from "./services/StockLevels.js"
 /** The inventory programs, over SQL. */
 const ServicesLive = Layer.mergeAll(
   StockLevels.layer,
+  Locations.layer,
   Adjustments.layer,
   History.layer,
   Reservations.layer,

@@ -4,11 +4,13 @@ import { AppConfig, type AppConfigShape, loadConfig } from "../layers/Config.js"
 import { structuredLogger } from "../layers/Logging.js"
 import { SqlLive } from "../layers/Sql.js"
 import { OutboxAdmin } from "../outbox/OutboxAdmin.js"
+import { Locations } from "../services/Locations.js"
 import { ReconcileRepair } from "../services/ReconcileRepair.js"
 import { Reservations } from "../services/Reservations.js"
 import { type OptionSpec, parseArgs, UsageError } from "./Args.js"
 import { asOperator, CHANGE_OPTIONS, type Command, COMMON_OPTIONS, ExitCode, type Outcome } from "./Command.js"
 import { dlqCommands } from "./DlqCommands.js"
+import { locationCommands } from "./LocationCommands.js"
 import { outboxCommands } from "./OutboxCommands.js"
 import { reconcileCommands } from "./ReconcileCommands.js"
 import { reservationCommands } from "./ReservationCommands.js"
@@ -21,14 +23,14 @@ export interface AdminIO {
 
 /** The service's own configuration, SQL and services: the CLI runs exactly the code the service runs. */
 const servicesLayer = (config: AppConfigShape) =>
-  Layer.mergeAll(OutboxAdmin.layer, Reservations.layer, ReconcileRepair.layer).pipe(
+  Layer.mergeAll(OutboxAdmin.layer, Reservations.layer, ReconcileRepair.layer, Locations.layer).pipe(
     Layer.provideMerge(SqlLive),
     Layer.provideMerge(Layer.succeed(AppConfig, config))
   )
 
 type Services = Layer.Success<ReturnType<typeof servicesLayer>>
 
-const COMMANDS: ReadonlyArray<Command<Services>> = [...outboxCommands, ...dlqCommands, ...reconcileCommands, ...reservationCommands]
+const COMMANDS: ReadonlyArray<Command<Services>> = [...outboxCommands, ...dlqCommands, ...reconcileCommands, ...reservationCommands, ...locationCommands]
 
 const BIN = "inventory-admin"
 

@@ -36,6 +36,7 @@ export class Adjustment extends Schema.Class<Adjustment>("Adjustment")(
   )
 ) {}
 
+/** What an adjustment is decided on: the counts of the location it acts on, the variant's version. */
 export interface StockCounts {
   readonly variantId: string
   readonly onHand: number
@@ -44,8 +45,8 @@ export interface StockCounts {
 }
 
 /**
- * The change to `onHand` an adjustment makes, or why it is refused. `reserved` never moves here;
- * the invariant `0 <= reserved <= onHand <= MAX_QUANTITY` must hold afterwards.
+ * The change to the location's `onHand` an adjustment makes, or why it is refused. `reserved` never
+ * moves here; the location's invariant `0 <= reserved <= onHand <= MAX_QUANTITY` must hold afterwards.
  */
 export const planAdjustment = (
   current: StockCounts,

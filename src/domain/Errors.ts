@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 // The `httpApiStatus` annotation key is declared by the HttpApi modules (a type-only import: no runtime dependency).
 import type {} from "effect/http-api"
-import { OrderId, VariantId } from "./Ids.js"
+import { LocationId, OrderId, VariantId } from "./Ids.js"
 
 /**
  * What a refusal means to a client: the HTTP status, the stable `code` of API.md and a short title.
@@ -28,6 +28,18 @@ export class VariantNotFound extends Schema.TaggedError<VariantNotFound>()(
   readonly problem = variantNotFound.info
   override get message() {
     return `No stock level exists for variant ${this.variantId}`
+  }
+}
+
+const locationNotFound = problem(404, "location-not-found", "Location not found")
+export class LocationNotFound extends Schema.TaggedError<LocationNotFound>()(
+  "LocationNotFound",
+  { locationId: LocationId },
+  locationNotFound.annotations()
+) {
+  readonly problem = locationNotFound.info
+  override get message() {
+    return `No location exists with id ${this.locationId}`
   }
 }
 

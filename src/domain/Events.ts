@@ -8,11 +8,12 @@ export const routingKeys = {
   InventoryReservationReleasedEvent: "inventory.reservation_released",
   InventoryReservationCommittedEvent: "inventory.reservation_committed",
   StockLevelChangedEvent: "inventory.stock_level_changed",
-  StockStatusChangedEvent: "inventory.stock_status_changed"
+  StockStatusChangedEvent: "inventory.stock_status_changed",
+  LocationUpsertedEvent: "inventory.location_upserted"
 } as const
 
 export type EventType = keyof typeof routingKeys
-export type AggregateType = "StockLevel" | "Reservation"
+export type AggregateType = "StockLevel" | "Reservation" | "Location"
 
 /** An event as a state change produces it; the outbox writer adds id, time and correlation. */
 export interface DomainEvent {
@@ -46,16 +47,33 @@ export interface EventEnvelope {
 export interface ReservationLine {
   readonly variantId: string
   readonly quantity: number
+  /** Where the line is held (Locations extension); published as given. */
+  readonly allocations?: ReadonlyArray<{ readonly locationId: string; readonly quantity: number }>
 }
 
+/** A location row of a variant after a change, as StockLevelChangedEvent carries it. */
+export interface LocationState {
+  readonly onHand: number
+  readonly reserved: number
+  readonly safetyStock: number
+  /** `max(0, onHand - reserved - safetyStock)` (API.md LocationStock). */
+  readonly available: number
+  readonly version: number
+}
+
+/** A change at one location: the variant's totals after it, and the location's values after it. */
 export interface StockChange {
   readonly variantId: string
   readonly onHand: number
   readonly reserved: number
+  /** The variant's stored `available` (the sum over its active locations). */
+  readonly available: number
   readonly version: number
   readonly changeType: HistoryType
   readonly onHandChange: number
   readonly reservedChange: number
+  readonly locationId: string
+  readonly location: LocationState
 }
 
 export const stockLevelChanged = (change: StockChange): DomainEvent => ({
@@ -66,11 +84,19 @@ export const stockLevelChanged = (change: StockChange): DomainEvent => ({
     variantId: change.variantId,
     onHand: change.onHand,
     reserved: change.reserved,
-    available: change.onHand - change.reserved,
+    available: change.available,
     version: change.version,
     changeType: change.changeType,
     onHandChange: change.onHandChange,
-    reservedChange: change.reservedChange
+    reservedChange: change.reservedChange,
+    locationId: change.locationId,
+    location: {
+      onHand: change.location.onHand,
+      reserved: change.location.reserved,
+      safetyStock: change.location.safetyStock,
+      available: change.location.available,
+      version: change.location.version
+    }
   }
 })
 
@@ -126,4 +152,17 @@ export const inventoryReservationCommitted = (
   aggregateType: "Reservation",
   aggregateId: orderId,
   data: { orderId, lines }
+})
+
+/** A location created or changed (EVENTS.md). */
+export const locationUpserted = (location: {
+  readonly locationId: string
+  readonly name: string
+  readonly priority: number
+  readonly active: boolean
+}): DomainEvent => ({
+  eventType: "LocationUpsertedEvent",
+  aggregateType: "Location",
+  aggregateId: location.locationId,
+  data: { locationId: location.locationId, name: location.name, priority: location.priority, active: location.active }
 })

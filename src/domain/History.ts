@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { OrderId, VariantId } from "./Ids.js"
+import { LocationId, OrderId, VariantId } from "./Ids.js"
 
 export const AdjustmentType = Schema.Literals(["PURCHASE", "SALE", "RETURN", "ADJUSTMENT", "RECOUNT"]).annotate({
   identifier: "AdjustmentType"
@@ -14,10 +14,14 @@ export const HistoryType = Schema.Literals([...AdjustmentType.literals, ...Reser
 })
 export type HistoryType = typeof HistoryType.Type
 
-/** One change of `onHand` and/or `reserved` of one variant; written in the transaction of the change. */
+/**
+ * One change of `onHand` and/or `reserved` of one variant at one location, written in the transaction
+ * of the change; `onHandAfter` / `reservedAfter` are that location's values.
+ */
 export class HistoryEntry extends Schema.Class<HistoryEntry>("HistoryEntry")({
   id: Schema.String,
   variantId: VariantId,
+  locationId: LocationId,
   type: HistoryType,
   onHandChange: Schema.Int,
   reservedChange: Schema.Int,

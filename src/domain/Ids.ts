@@ -11,6 +11,10 @@ const opaqueId = (identifier: string) =>
 export const VariantId = opaqueId("VariantId")
 export type VariantId = typeof VariantId.Type
 
+/** A warehouse or store (API.md Locations): the same characters as a variant id. */
+export const LocationId = opaqueId("LocationId")
+export type LocationId = typeof LocationId.Type
+
 export const OrderId = opaqueId("OrderId")
 export type OrderId = typeof OrderId.Type
 

@@ -1,6 +1,11 @@
 import { Result, Schema } from "effect"
+import { allocateLines, DEFAULT_ALLOCATION, type AllocationStock } from "./Allocation.js"
 import { ReservationFailure, ReservationNotActive } from "./Errors.js"
 import { OrderId, VariantId } from "./Ids.js"
+import { LocationId } from "./Location.js"
+
+/** The location every v1 call acts on (API.md "Locations"). */
+export const DEFAULT_LOCATION = "default"
 
 /** Limits of API.md. */
 export const MAX_LINES = 100
@@ -16,6 +21,19 @@ export type ReservationStatus = typeof ReservationStatus.Type
 export class ReservationLine extends Schema.Class<ReservationLine>("ReservationLine")({
   variantId: VariantId,
   quantity: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_LINE_QUANTITY }))
+}) {}
+
+/** Where a reserved line is held: `quantity` units at `locationId`. */
+export class LineAllocation extends Schema.Class<LineAllocation>("LineAllocation")({
+  locationId: LocationId,
+  quantity: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_LINE_QUANTITY }))
+}) {}
+
+/** A line of a stored reservation: its allocations sum to `quantity`; release, commit and expiry act on exactly them. */
+export class ReservedLine extends Schema.Class<ReservedLine>("ReservedLine")({
+  variantId: VariantId,
+  quantity: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_LINE_QUANTITY })),
+  allocations: Schema.Array(LineAllocation)
 }) {}
 
 /**
@@ -61,39 +79,76 @@ export class ReservationRequest extends Schema.Class<ReservationRequest>("Reserv
 export class Reservation extends Schema.Class<Reservation>("Reservation")({
   orderId: OrderId,
   status: ReservationStatus,
-  lines: Schema.Array(ReservationLine),
+  lines: Schema.Array(ReservedLine),
   // ISO strings on the wire, DateTime.Utc in the service.
   expiresAt: Schema.DateTimeUtcFromString,
   createdAt: Schema.DateTimeUtcFromString,
   updatedAt: Schema.DateTimeUtcFromString
 }) {}
 
-/** What the decision needs of a variant's stock level. */
+/**
+ * The all-or-nothing decision of a v1 request (no line names a location): the allocation rule
+ * (domain/Allocation.ts) with the default strategy, each line's allocations in location-id order.
+ * Its failures keep the v1 shape: `available` is what the line could draw on, which with only the
+ * location `default` and no safety stock is v1's `onHand - reserved`.
+ */
+export const decideReservation = (
+  lines: ReadonlyArray<ReservationLine>,
+  stock: AllocationStock
+): Result.Result<ReadonlyArray<ReservedLine>, ReadonlyArray<ReservationFailure>> => {
+  const decision = allocateLines(lines, DEFAULT_ALLOCATION, stock)
+  if (decision._tag === "Refused") {
+    return Result.fail(
+      decision.failures.map((f) =>
+        new ReservationFailure({
+          variantId: f.variantId,
+          requested: f.requested,
+          available: f.available,
+          // UNKNOWN_LOCATION needs a line that names a location, which a v1 request cannot.
+          reason: f.reason === "UNKNOWN_VARIANT" ? "UNKNOWN_VARIANT" : "INSUFFICIENT_STOCK"
+        })
+      )
+    )
+  }
+  return Result.succeed(
+    decision.lines.map((line) =>
+      new ReservedLine({
+        variantId: line.variantId,
+        quantity: line.quantity,
+        allocations: sortAllocations(line.allocations).map((a) => new LineAllocation(a))
+      })
+    )
+  )
+}
+
+/** Allocations in location-id order (code units): how answers list them, stable whatever the priorities later. */
+export const sortAllocations = <A extends { readonly locationId: string }>(allocations: ReadonlyArray<A>): ReadonlyArray<A> =>
+  [...allocations].sort((a, b) => (a.locationId < b.locationId ? -1 : a.locationId > b.locationId ? 1 : 0))
+
+/** What the single-location view needs of a variant's stock level. */
 export interface Availability {
   readonly onHand: number
   readonly reserved: number
 }
 
-/**
- * The all-or-nothing rule: every line whose variant is unknown or has less available than asked is
- * a failure; the reservation is made only when there is none.
- */
+/** The v1 rule on single-location stock: `decideReservation` with every variant at `default` only. */
 export const decideLines = (
   lines: ReadonlyArray<ReservationLine>,
   stock: ReadonlyMap<string, Availability>
-): Result.Result<ReadonlyArray<ReservationLine>, ReadonlyArray<ReservationFailure>> => {
-  const failures = lines.flatMap((line): Array<ReservationFailure> => {
-    const level = stock.get(line.variantId)
-    if (level === undefined) {
-      return [new ReservationFailure({ variantId: line.variantId, requested: line.quantity, available: 0, reason: "UNKNOWN_VARIANT" })]
-    }
-    const available = level.onHand - level.reserved
-    return available >= line.quantity
-      ? []
-      : [new ReservationFailure({ variantId: line.variantId, requested: line.quantity, available, reason: "INSUFFICIENT_STOCK" })]
+): Result.Result<ReadonlyArray<ReservedLine>, ReadonlyArray<ReservationFailure>> =>
+  decideReservation(lines, {
+    rows: [...stock].map(([variantId, level]) => ({
+      variantId,
+      locationId: DEFAULT_LOCATION,
+      onHand: level.onHand,
+      reserved: level.reserved,
+      safetyStock: 0,
+      active: true,
+      priority: 0
+    })),
+    variants: new Set(stock.keys()),
+    locations: new Map([[DEFAULT_LOCATION, { active: true }]])
   })
-  return failures.length === 0 ? Result.succeed(lines) : Result.fail(failures)
-}
 
 /**
  * What happens to a stored reservation. A reservation past `expiresAt` counts as expired even before
@@ -150,7 +205,7 @@ export const commitTransition = (
 export const statusAfter = (transition: Exclude<Transition, "unchanged">): ReservationStatus =>
   transition === "release" ? "RELEASED" : transition === "commit" ? "COMMITTED" : "EXPIRED"
 
-/** How a transition moves each line's variant: history type and the change of onHand / reserved. */
+/** How a transition moves the stock an allocation holds: history type and the change of onHand / reserved. */
 export const lineChange = (transition: Exclude<Transition, "unchanged"> | "reserve", quantity: number) => {
   switch (transition) {
     case "reserve":

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { VariantId } from "./Ids.js"
+import { LocationId, VariantId } from "./Ids.js"
 import { FreeText } from "./Text.js"
 
 export const StockStatus = Schema.Literals(["IN_STOCK", "LOW_STOCK", "OUT_OF_STOCK"]).annotate({
@@ -15,6 +15,28 @@ export type StockStatus = typeof StockStatus.Type
 export const deriveStatus = (available: number, lowStockThreshold: number): StockStatus =>
   available <= 0 ? "OUT_OF_STOCK" : available <= lowStockThreshold ? "LOW_STOCK" : "IN_STOCK"
 
+/** The location every v1 call acts on; created by migration 0080, priority 0, always there. */
+export const DEFAULT_LOCATION = "default"
+
+/**
+ * A variant's stock at one location (API.md "Locations"): `available = max(0, onHand - reserved -
+ * safetyStock)`; `version` is the location row's own, +1 on every change of it.
+ */
+export class LocationStock extends Schema.Class<LocationStock>("LocationStock")({
+  locationId: LocationId,
+  onHand: Schema.Int,
+  reserved: Schema.Int,
+  safetyStock: Schema.Int,
+  available: Schema.Int,
+  version: Schema.Int,
+  updatedAt: Schema.DateTimeUtcFromString
+}) {}
+
+/**
+ * A variant's totals over its locations: onHand and reserved are sums, available the sum over active
+ * locations (v1's onHand - reserved with one location and no safety stock), status derived from it.
+ * `locations` lists every location where the variant is stocked, by priority, then locationId.
+ */
 export class StockLevel extends Schema.Class<StockLevel>("StockLevel")({
   variantId: VariantId,
   sku: Schema.NullOr(Schema.String),
@@ -24,7 +46,8 @@ export class StockLevel extends Schema.Class<StockLevel>("StockLevel")({
   lowStockThreshold: Schema.Int,
   status: StockStatus,
   version: Schema.Int,
-  updatedAt: Schema.DateTimeUtcFromString
+  updatedAt: Schema.DateTimeUtcFromString,
+  locations: Schema.Array(LocationStock)
 }) {}
 
 /** Body of `PUT /v1/stock-levels/{variantId}`: both fields optional, absent fields keep their value. */

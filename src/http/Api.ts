@@ -18,6 +18,7 @@ import { Cursor, PageLimit } from "../domain/Pagination.js"
 import { Reservation, ReservationRequest } from "../domain/Reservation.js"
 import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
 import { printableText } from "../domain/Text.js"
+import { LocationsApi } from "./LocationsApi.js"
 import { documentProblems, stableComponentNames } from "./OpenApiProblems.js"
 import { Problems } from "./Problem.js"
 import { Authentication, documentScopes, RequiredScope, scopesByRoute } from "./Security.js"
@@ -263,7 +264,7 @@ const documentProbes = (spec: Json): Json => {
 }
 
 /** Every group of the contract (the OpenAPI transform below reads their scopes). */
-const groups = HttpApi.make("inventory").add(StockLevelsApi, ReservationsApi, HealthApi)
+const groups = HttpApi.make("inventory").add(StockLevelsApi, ReservationsApi, LocationsApi, HealthApi)
 
 /**
  * The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call.

@@ -17,6 +17,7 @@ import { logListening, MetricsRouteLive, MetricsServerLive } from "./MetricsHttp
 import { Problems, problemResponse, problems, renderProblems, unroutedProblems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { allowedMethods, routesOf } from "./Routes.js"
+import { LocationsHttpLive } from "./LocationsHttp.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
@@ -237,7 +238,7 @@ const ProblemsWithDeadlineLive = Layer.effect(
 
 /** Every group behind `.middleware(Authentication)` gets its implementation from AuthenticationLive. */
 export const ApiLive = HttpApiBuilder.layer(InventoryApi, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, HealthHttpLive]),
+  Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, LocationsHttpLive, HealthHttpLive]),
   Layer.provide([AuthenticationLive, ProblemsWithDeadlineLive])
 )
 

@@ -2,13 +2,26 @@ import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { Adjustment, AdjustmentResult, planAdjustment } from "../domain/Adjustment.js"
 import { VariantNotFound } from "../domain/Errors.js"
+import { DEFAULT_LOCATION } from "../domain/StockLevel.js"
 import { Idempotency } from "./Idempotency.js"
 import { CurrentRequest } from "./RequestContext.js"
 import { StockChanges } from "./StockChanges.js"
-import { STOCK_COLUMNS, toStockLevel, type StockRow } from "./StockRows.js"
+import {
+  LOCATION_COLUMNS,
+  locationStateOf,
+  STOCK_COLUMNS,
+  STOCK_LEVEL_COLUMNS,
+  toStockLevel,
+  type LocationRow,
+  type StockLevelRow,
+  type StockRow
+} from "./StockRows.js"
 import { Transactions } from "./Transactions.js"
 
-/** The five adjustment types of API.md, each one transaction: row, history entry, outbox events. */
+/**
+ * The five adjustment types of API.md, each one transaction: the location row (v1: `default`), the
+ * history entry, the outbox events. The variant's totals follow by trigger.
+ */
 export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjustments", {
   make: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -16,22 +29,46 @@ export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjus
     const stockChanges = yield* StockChanges
     const idempotency = yield* Idempotency
     const columns = sql.literal(STOCK_COLUMNS)
+    const locationColumns = sql.literal(LOCATION_COLUMNS)
+    const levelColumns = sql.literal(STOCK_LEVEL_COLUMNS)
 
     const apply = (variantId: string, adjustment: Adjustment) =>
       Effect.gen(function* () {
-        // The row lock orders concurrent adjustments of one variant; the rule decides on what it sees.
-        const [current] = yield* sql<StockRow>`
+        const locationId = DEFAULT_LOCATION
+        // Every writer locks the variant's row, then its location rows: concurrent adjustments of one
+        // variant are ordered, and the rule decides on what it sees.
+        const [variant] = yield* sql<StockRow>`
           SELECT ${columns} FROM stock_levels WHERE variant_id = ${variantId} FOR UPDATE`
-        if (!current) return yield* new VariantNotFound({ variantId })
-        const onHandChange = yield* Effect.fromResult(planAdjustment(current, adjustment))
-        const [after] = yield* sql<StockRow>`
-          UPDATE stock_levels
-             SET on_hand = on_hand + ${onHandChange}, version = version + 1, updated_at = now()
-           WHERE variant_id = ${variantId}
-          RETURNING ${columns}`
+        if (!variant) return yield* new VariantNotFound({ variantId })
+        const [current] = yield* sql<LocationRow>`
+          SELECT ${locationColumns}
+            FROM location_stock ls JOIN locations l ON l.location_id = ls.location_id
+           WHERE ls.variant_id = ${variantId} AND ls.location_id = ${locationId}
+             FOR UPDATE OF ls`
+        // A variant is created with its `default` row (StockLevels), and 0080 gave every older one its own.
+        if (!current) return yield* Effect.die(new Error(`variant ${variantId} has no ${locationId} location row`))
+        const onHandChange = yield* Effect.fromResult(
+          planAdjustment({ variantId, onHand: current.onHand, reserved: current.reserved, version: variant.version }, adjustment)
+        )
+        const [location] = yield* sql<LocationRow>`
+          UPDATE location_stock ls
+             SET on_hand = ls.on_hand + ${onHandChange}
+            FROM locations l
+           WHERE l.location_id = ls.location_id AND ls.variant_id = ${variantId} AND ls.location_id = ${locationId}
+          RETURNING ${locationColumns}`
+        if (onHandChange === 0) {
+          // A RECOUNT to the current count moves no row, so no trigger bumps the variant's version;
+          // v1 makes every accepted adjustment a new version (its history entry and event carry it).
+          yield* sql`UPDATE stock_levels SET version = version + 1, updated_at = inventory_now() WHERE variant_id = ${variantId}`
+        }
+        const [after] = yield* sql<StockLevelRow>`
+          SELECT ${levelColumns} FROM stock_levels s WHERE s.variant_id = ${variantId}`
         const [entry] = yield* stockChanges.record([
           {
             after: after!,
+            locationId,
+            location: locationStateOf(location!),
+            locationActive: location!.active,
             type: adjustment.type,
             onHandChange,
             reservedChange: 0,

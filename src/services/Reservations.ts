@@ -1,5 +1,6 @@
 import { Context, DateTime, Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
+import { availableAt, type AllocationStock } from "../domain/Allocation.js"
 import { ReservationConflict, ReservationNotActive, ReservationNotFound, ReservationRefused, type ReservationFailure } from "../domain/Errors.js"
 import {
   correlatedWith,
@@ -11,16 +12,18 @@ import {
 } from "../domain/Events.js"
 import {
   commitTransition,
-  decideLines,
+  decideReservation,
   DEFAULT_TTL_SECONDS,
+  LineAllocation,
   lineChange,
   mergeLines,
   releaseTransition,
   Reservation,
-  ReservationLine,
+  ReservedLine,
   sameLines,
   statusAfter,
   statusAt,
+  type ReservationLine,
   type ReservationRequest,
   type ReservationStatus,
   type Transition
@@ -30,7 +33,7 @@ import { Outbox } from "../outbox/Outbox.js"
 import { countReservations, initReservationMetrics } from "./ReservationMetrics.js"
 import { CurrentRequest } from "./RequestContext.js"
 import { StockChanges, type StockChange } from "./StockChanges.js"
-import { STOCK_COLUMNS, type StockRow } from "./StockRows.js"
+import { LOCATION_COLUMNS, locationStateOf, STOCK_COLUMNS, type LocationRow, type StockRow } from "./StockRows.js"
 import { afterCommit, Transactions } from "./Transactions.js"
 
 interface ReservationRow {
@@ -43,10 +46,11 @@ interface ReservationRow {
   readonly updatedAt: Date
 }
 
-interface LineRow {
-  readonly orderId: string
+/** A stored line as JSON (`LINE_JSON`): its allocations in location-id order, as answers list them. */
+interface StoredLine {
   readonly variantId: string
   readonly quantity: number
+  readonly allocations: ReadonlyArray<{ readonly locationId: string; readonly quantity: number }> | null
 }
 
 /** Class construction without re-running the schema's checks (see toReservation). */
@@ -54,8 +58,27 @@ const SKIP_CHECKS = { disableChecks: true } as const
 
 const RESERVATION_COLUMNS = "order_id, status, expires_at, correlation_id, created_at, updated_at"
 
+/** A line of `reservation_lines l` with its allocations, as JSON. */
+const LINE_JSON = `json_build_object(
+  'variantId', l.variant_id, 'quantity', l.quantity,
+  'allocations', (SELECT json_agg(json_build_object('locationId', a.location_id, 'quantity', a.quantity) ORDER BY a.location_id COLLATE "C")
+                    FROM reservation_allocations a WHERE a.order_id = l.order_id AND a.variant_id = l.variant_id))`
+
 /** Most due reservations one lazy expiry (inside a refused reservation) takes on. */
 const LAZY_EXPIRY_LIMIT = 500
+
+/** Stored lines as the domain's, trusting the database's constraints (see toReservation). */
+const toLines = (lines: ReadonlyArray<StoredLine> | null): ReadonlyArray<ReservedLine> =>
+  (lines ?? []).map((line) =>
+    new ReservedLine(
+      {
+        variantId: line.variantId,
+        quantity: line.quantity,
+        allocations: (line.allocations ?? []).map((a) => new LineAllocation({ locationId: a.locationId, quantity: a.quantity }, SKIP_CHECKS))
+      },
+      SKIP_CHECKS
+    )
+  )
 
 /**
  * The answer about a reservation at `at` (the database's time of the answer): its status is derived
@@ -65,12 +88,12 @@ const LAZY_EXPIRY_LIMIT = 500
  * reservation's CPU; Effect 4 still checks the types and shape); the response is still encoded
  * through the schema.
  */
-const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: string; quantity: number }>, at: Date) =>
+const toReservation = (row: ReservationRow, lines: ReadonlyArray<ReservedLine>, at: Date) =>
   new Reservation(
     {
       orderId: row.orderId,
       status: statusAt(row, at.getTime()),
-      lines: lines.map((line) => new ReservationLine({ variantId: line.variantId, quantity: line.quantity }, SKIP_CHECKS)),
+      lines,
       expiresAt: DateTime.fromDateUnsafe(row.expiresAt),
       createdAt: DateTime.fromDateUnsafe(row.createdAt),
       updatedAt: DateTime.fromDateUnsafe(row.updatedAt)
@@ -80,15 +103,15 @@ const toReservation = (row: ReservationRow, lines: ReadonlyArray<{ variantId: st
 
 type Applied = Exclude<Transition, "unchanged"> | "reserve"
 
-/** A reservation whose lines a change applies to stock; `correlationId` overrides the current request's (expiry). */
+/** A reservation whose allocations a change applies to stock; `correlationId` overrides the current request's (expiry). */
 interface AppliedReservation {
   readonly orderId: string
-  readonly lines: ReadonlyArray<ReservationLine>
+  readonly lines: ReadonlyArray<ReservedLine>
   readonly expiresAt: Date
   readonly correlationId?: string | null
 }
 
-const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<ReservationLine>, expiresAt: Date): DomainEvent => {
+const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<ReservedLine>, expiresAt: Date): DomainEvent => {
   switch (applied) {
     case "reserve":
       return inventoryReserved(orderId, lines, expiresAt)
@@ -101,46 +124,98 @@ const eventOf = (applied: Applied, orderId: string, lines: ReadonlyArray<Reserva
   }
 }
 
+/** The lines' variants as read or locked: their totals and every location row they have. */
+interface StockView {
+  readonly levels: ReadonlyMap<string, StockRow>
+  readonly rows: ReadonlyArray<LocationRow>
+}
+
+/** What the allocation rule decides on; v1 lines name no location, so no location beyond the rows is needed. */
+const allocationStock = (variants: Iterable<string>, rows: ReadonlyArray<LocationRow>): AllocationStock => ({
+  rows,
+  variants: new Set(variants),
+  locations: new Map()
+})
+
+/** The part of a view about the given variants. */
+const viewOf = (view: StockView, variantIds: ReadonlyArray<string>): StockView => ({
+  levels: new Map(variantIds.flatMap((id) => (view.levels.has(id) ? [[id, view.levels.get(id)!] as const] : []))),
+  rows: view.rows.filter((row) => variantIds.includes(row.variantId))
+})
+
+const rowKey = (variantId: string, locationId: string) => `${variantId} ${locationId}`
+
+/** One move of one location row (ids never contain a space, so `rowKey` is unique). */
+interface Move {
+  readonly variantId: string
+  readonly locationId: string
+  readonly onHandChange: number
+  readonly reservedChange: number
+}
+
 /**
  * The stock changes of reservations applied one after another to locked rows: one change (history
- * entry, events) per reservation and variant, each with the row as it is after that change.
+ * entry, events) per reservation, variant and allocated location, each with the location row and the
+ * variant's totals as they are after that change (the triggers move the totals by the same amounts,
+ * `available` by what the row adds, and both versions by one per change).
  */
-const planStockChanges = (
-  locked: ReadonlyMap<string, StockRow>,
-  applied: Applied,
-  reservations: ReadonlyArray<Omit<AppliedReservation, "expiresAt">>
-) => {
-  const current = new Map(locked)
+const planStockChanges = (locked: StockView, applied: Applied, reservations: ReadonlyArray<Omit<AppliedReservation, "expiresAt">>) => {
+  const levels = new Map(locked.levels)
+  const rows = new Map(locked.rows.map((row) => [rowKey(row.variantId, row.locationId), row]))
   const changes: Array<StockChange> = []
+  const moves: Array<Move> = []
   for (const reservation of reservations) {
     for (const line of reservation.lines) {
-      const before = current.get(line.variantId)!
-      const { type, onHandChange, reservedChange } = lineChange(applied, line.quantity)
-      const onHand = before.onHand + onHandChange
-      const reserved = before.reserved + reservedChange
-      const after: StockRow = {
-        ...before,
-        onHand,
-        reserved,
-        version: before.version + 1,
-        status: deriveStatus(onHand - reserved, before.lowStockThreshold)
+      for (const { locationId, quantity } of line.allocations) {
+        const key = rowKey(line.variantId, locationId)
+        const before = rows.get(key)!
+        const level = levels.get(line.variantId)!
+        const { type, onHandChange, reservedChange } = lineChange(applied, quantity)
+        const row: LocationRow = { ...before, onHand: before.onHand + onHandChange, reserved: before.reserved + reservedChange, version: before.version + 1 }
+        const available = level.available + (before.active ? availableAt(row) - availableAt(before) : 0)
+        const after: StockRow = {
+          ...level,
+          onHand: level.onHand + onHandChange,
+          reserved: level.reserved + reservedChange,
+          available,
+          version: level.version + 1,
+          status: deriveStatus(available, level.lowStockThreshold)
+        }
+        rows.set(key, row)
+        levels.set(line.variantId, after)
+        changes.push({
+          after,
+          locationId,
+          location: locationStateOf(row),
+          locationActive: before.active,
+          type,
+          onHandChange,
+          reservedChange,
+          orderId: reservation.orderId,
+          correlationId: reservation.correlationId
+        })
+        moves.push({ variantId: line.variantId, locationId, onHandChange, reservedChange })
       }
-      current.set(line.variantId, after)
-      changes.push({ after, type, onHandChange, reservedChange, orderId: reservation.orderId, correlationId: reservation.correlationId })
     }
   }
-  const deltas = [...current.values()]
-    .filter((row) => row.version !== locked.get(row.variantId)!.version)
-    .map((row) => {
-      const before = locked.get(row.variantId)!
-      return {
-        variantId: row.variantId,
-        onHandChange: row.onHand - before.onHand,
-        reservedChange: row.reserved - before.reserved,
-        versions: row.version - before.version
-      }
-    })
-  return { changes, deltas, final: current }
+  return { changes, moves, final: { levels, rows } }
+}
+
+/**
+ * Moves in rounds that touch each row at most once: one UPDATE moves a row once, and the triggers
+ * bump its version and its variant's by one per move, as its history entry says (several
+ * reservations of one expiry batch may hold the same row).
+ */
+const roundsOf = (moves: ReadonlyArray<Move>): ReadonlyArray<ReadonlyArray<Move>> => {
+  const rounds: Array<Array<Move>> = []
+  const seen = new Map<string, number>()
+  for (const move of moves) {
+    const key = rowKey(move.variantId, move.locationId)
+    const round = seen.get(key) ?? 0
+    ;(rounds[round] ??= []).push(move)
+    seen.set(key, round + 1)
+  }
+  return rounds
 }
 
 /** What the create transaction committed; `expired` counts due reservations it expired on the way. */
@@ -151,8 +226,9 @@ type CreateOutcome =
 
 /**
  * Reservations of API.md: all-or-nothing, idempotent by orderId, never more than `onHand`, expiring.
- * Every change is one transaction: the reservation rows, `stock_levels`, one history entry per
- * variant and the outbox events. Every time (expiresAt, "due", the status of an answer) is the
+ * Every change is one transaction: the reservation rows, the `location_stock` rows its allocations
+ * hold (the triggers move the variants' `stock_levels` totals), one history entry per variant and
+ * location, and the outbox events. Every time (expiresAt, "due", the status of an answer) is the
  * database's `inventory_now()`: one clock for all replicas, whatever their own clocks say.
  */
 export class Reservations extends Context.Service<Reservations>()("inventory/Reservations", {
@@ -163,132 +239,97 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
     const stockChanges = yield* StockChanges
     const outbox = yield* Outbox
     const stockColumns = sql.literal(STOCK_COLUMNS)
+    const locationColumns = sql.literal(LOCATION_COLUMNS)
     const reservationColumns = sql.literal(RESERVATION_COLUMNS)
+    const lineJson = sql.literal(LINE_JSON)
 
-    /** The variants' rows, locked in variant-id order (every writer locks in this order, so none deadlock). */
+    /**
+     * The variants' rows, locked in variant-id order, then their location rows in (variant, location)
+     * order: the lock order of every writer, so none deadlock. `ifFree` skips variants another
+     * transaction holds instead of waiting (for rows beyond the ones a transaction locked first);
+     * their location rows are then free, since every writer of one holds its variant's row first.
+     */
     const lockStockRows = (variantIds: ReadonlyArray<string>, ifFree: boolean) =>
-      Effect.map(
-        sql<StockRow>`
+      Effect.gen(function* () {
+        const levels = yield* sql<StockRow>`
           SELECT ${stockColumns} FROM stock_levels
            WHERE variant_id = ANY(${variantIds})
            ORDER BY variant_id
-             FOR UPDATE ${sql.literal(ifFree ? "SKIP LOCKED" : "")}`,
-        (rows) => new Map(rows.map((row) => [row.variantId, row]))
-      )
+             FOR UPDATE ${sql.literal(ifFree ? "SKIP LOCKED" : "")}`
+        const rows = levels.length === 0
+          ? []
+          : yield* sql<LocationRow>`
+              SELECT ${locationColumns} FROM location_stock ls JOIN locations l ON l.location_id = ls.location_id
+               WHERE ls.variant_id = ANY(${levels.map((level) => level.variantId)})
+               ORDER BY ls.variant_id, ls.location_id
+                 FOR UPDATE OF ls`
+        return { levels: new Map(levels.map((level) => [level.variantId, level])), rows } satisfies StockView
+      })
     const lockStock = (variantIds: ReadonlyArray<string>) => lockStockRows(variantIds, false)
-    /** Locks those of the rows no other transaction holds, never waiting: for rows beyond the ones a transaction locked first. */
     const lockStockIfFree = (variantIds: ReadonlyArray<string>) => lockStockRows(variantIds, true)
 
     const linesOf = (orderIds: ReadonlyArray<string>) =>
-      sql<LineRow>`
-        SELECT order_id, variant_id, quantity FROM reservation_lines
-         WHERE order_id = ANY(${orderIds})
-         ORDER BY order_id, variant_id`
+      sql<{ orderId: string; line: StoredLine }>`
+        SELECT l.order_id, ${lineJson} AS line FROM reservation_lines l
+         WHERE l.order_id = ANY(${orderIds})
+         ORDER BY l.order_id, l.variant_id`
 
     /**
-     * Applies a transition in ONE statement, provided the variants' rows still hold what `expected`
-     * says (the values the changes were planned on): locks the rows in variant-id order (as every
-     * writer does, so none deadlock), compares them, and only when all are unchanged moves
-     * `stock_levels`, inserts a new reservation's lines, the history entries and the aggregate +
-     * per-variant events. Either way it answers the rows as now locked, so a caller whose plan was
-     * stale decides again on them.
+     * Applies a transition to the reservations' allocations on their rows as locked here (or already
+     * by the caller): moves the location rows (the triggers move the variants' totals), checks the
+     * rows and totals are what the plan says, stores a new reservation's lines and allocations, and
+     * records the history entries and the aggregate + per-variant events.
      */
-    const applyIfUnchanged = (
-      applied: Applied,
-      reservations: ReadonlyArray<AppliedReservation>,
-      expected: ReadonlyMap<string, StockRow>
-    ) =>
-      Effect.gen(function* () {
-        const variantIds = [...new Set(reservations.flatMap((r) => r.lines.map((line) => line.variantId)))].sort()
-        const seen = variantIds.flatMap((id) => expected.get(id) ?? [])
-        const { changes, deltas, final } = planStockChanges(expected, applied, reservations)
-        const gate = sql`(SELECT ok FROM unchanged)`
-        const { ctes, recorded } = yield* stockChanges.recordIf(
-          changes,
-          reservations.map((r) => correlatedWith(eventOf(applied, r.orderId, r.lines, r.expiresAt), r.correlationId)),
-          gate
-        )
-        const newLines = applied === "reserve" ? reservations.flatMap((r) => r.lines.map((line) => ({ orderId: r.orderId, ...line }))) : []
-        const insertLines =
-          newLines.length === 0
-            ? sql``
-            : sql`, lines AS (
-                INSERT INTO reservation_lines (order_id, variant_id, quantity)
-                SELECT * FROM unnest(${newLines.map((l) => l.orderId)}::text[], ${newLines.map((l) => l.variantId)}::text[],
-                                     ${newLines.map((l) => l.quantity)}::int[])
-                 WHERE ${gate}
-              )`
-        // `unchanged` reads every locked row before any UPDATE runs (the UPDATE's gate needs it), so
-        // the row locks are taken in variant-id order; the UPDATE then re-locks rows this transaction holds.
-        const rows = yield* sql<StockRow & { ok: boolean; afterOnHand: number | null; afterReserved: number | null; afterVersion: number | null }>`
-          WITH locked AS (
-            SELECT ${stockColumns} FROM stock_levels
-             WHERE variant_id = ANY(${variantIds})
-             ORDER BY variant_id
-               FOR UPDATE
-          ), unchanged AS (
-            SELECT count(*) = ${variantIds.length} AS ok
-              FROM locked l
-              JOIN unnest(${seen.map((r) => r.variantId)}::text[], ${seen.map((r) => r.onHand)}::int[], ${seen.map((r) => r.reserved)}::int[],
-                          ${seen.map((r) => r.version)}::int[], ${seen.map((r) => r.lowStockThreshold)}::int[])
-                   AS e(variant_id, on_hand, reserved, version, low_stock_threshold)
-                ON (l.variant_id, l.on_hand, l.reserved, l.version, l.low_stock_threshold)
-                 = (e.variant_id, e.on_hand, e.reserved, e.version, e.low_stock_threshold)
-          ), updated AS (
-            UPDATE stock_levels
-               SET on_hand = on_hand + d.on_hand_change,
-                   reserved = reserved + d.reserved_change,
-                   version = version + d.versions,
-                   updated_at = now()
-              FROM unnest(${deltas.map((d) => d.variantId)}::text[], ${deltas.map((d) => d.onHandChange)}::int[],
-                          ${deltas.map((d) => d.reservedChange)}::int[], ${deltas.map((d) => d.versions)}::int[])
-                   AS d(id, on_hand_change, reserved_change, versions)
-             WHERE stock_levels.variant_id = d.id AND ${gate}
-            RETURNING stock_levels.variant_id, stock_levels.on_hand, stock_levels.reserved, stock_levels.version
-          )${insertLines}, ${ctes}
-          SELECT u.ok, l.*, up.on_hand AS after_on_hand, up.reserved AS after_reserved, up.version AS after_version
-            FROM unchanged u
-            LEFT JOIN locked l ON true
-            LEFT JOIN updated up ON up.variant_id = l.variant_id`
-        const locked = new Map(
-          rows.flatMap((row): Array<[string, StockRow]> =>
-            row.variantId === null
-              ? []
-              : [[row.variantId, {
-                  variantId: row.variantId,
-                  sku: row.sku,
-                  onHand: row.onHand,
-                  reserved: row.reserved,
-                  lowStockThreshold: row.lowStockThreshold,
-                  status: row.status,
-                  version: row.version,
-                  updatedAt: row.updatedAt
-                }]]
-          )
-        )
-        if (rows[0]?.ok !== true) return { applied: false, locked } as const
-        for (const row of rows) {
-          const after = final.get(row.variantId)!
-          const moved = row.afterVersion !== null
-          if (moved ? row.afterOnHand !== after.onHand || row.afterReserved !== after.reserved || row.afterVersion !== after.version : after.version !== row.version) {
-            return yield* Effect.die(new Error(`stock row ${row.variantId} changed although it was locked`))
-          }
-        }
-        yield* recorded
-        return { applied: true, locked } as const
-      })
-
-    /** Applies a transition to reservations on their rows as locked here (or already by the caller). */
-    const applyToStock = (
-      applied: Applied,
-      reservations: ReadonlyArray<AppliedReservation>,
-      lockedRows?: ReadonlyMap<string, StockRow>
-    ) =>
+    const applyToStock = (applied: Applied, reservations: ReadonlyArray<AppliedReservation>, lockedRows?: StockView) =>
       Effect.gen(function* () {
         const variantIds = [...new Set(reservations.flatMap((r) => r.lines.map((line) => line.variantId)))].sort()
         const locked = lockedRows ?? (yield* lockStock(variantIds))
-        const result = yield* applyIfUnchanged(applied, reservations, locked)
-        if (!result.applied) return yield* Effect.die(new Error(`stock rows of ${variantIds.join(", ")} changed although they were locked`))
+        const { changes, moves, final } = planStockChanges(locked, applied, reservations)
+        const moved = new Map<string, { onHand: number; reserved: number; version: number }>()
+        for (const round of roundsOf(moves)) {
+          const rows = yield* sql<{ variantId: string; locationId: string; onHand: number; reserved: number; version: number }>`
+            UPDATE location_stock ls
+               SET on_hand = ls.on_hand + m.on_hand_change,
+                   reserved = ls.reserved + m.reserved_change
+              FROM unnest(${round.map((m) => m.variantId)}::text[], ${round.map((m) => m.locationId)}::text[],
+                          ${round.map((m) => m.onHandChange)}::int[], ${round.map((m) => m.reservedChange)}::int[])
+                   AS m(variant_id, location_id, on_hand_change, reserved_change)
+             WHERE ls.variant_id = m.variant_id AND ls.location_id = m.location_id
+            RETURNING ls.variant_id, ls.location_id, ls.on_hand, ls.reserved, ls.version`
+          for (const row of rows) moved.set(rowKey(row.variantId, row.locationId), row)
+        }
+        // The variants' totals as the triggers left them; a plan that disagrees with the rows is a bug.
+        const totals = yield* sql<StockRow>`SELECT ${stockColumns} FROM stock_levels WHERE variant_id = ANY(${variantIds})`
+        const rowsAgree = moves.every(({ variantId, locationId }) => {
+          const planned = final.rows.get(rowKey(variantId, locationId))!
+          const row = moved.get(rowKey(variantId, locationId))
+          return row !== undefined && row.onHand === planned.onHand && row.reserved === planned.reserved && row.version === planned.version
+        })
+        const totalsAgree = totals.length === variantIds.length && totals.every((row) => {
+          const planned = final.levels.get(row.variantId)
+          return planned !== undefined && row.onHand === planned.onHand && row.reserved === planned.reserved &&
+            row.available === planned.available && row.version === planned.version
+        })
+        if (!rowsAgree || !totalsAgree) {
+          return yield* Effect.die(new Error(`stock rows of ${variantIds.join(", ")} changed although they were locked`))
+        }
+        if (applied === "reserve") {
+          const lines = reservations.flatMap((r) => r.lines.map((line) => ({ orderId: r.orderId, line })))
+          const allocations = lines.flatMap(({ orderId, line }) => line.allocations.map((a) => ({ orderId, variantId: line.variantId, ...a })))
+          yield* sql`
+            WITH lines AS (
+              INSERT INTO reservation_lines (order_id, variant_id, quantity)
+              SELECT * FROM unnest(${lines.map((l) => l.orderId)}::text[], ${lines.map((l) => l.line.variantId)}::text[],
+                                   ${lines.map((l) => l.line.quantity)}::int[])
+            )
+            INSERT INTO reservation_allocations (order_id, variant_id, location_id, quantity)
+            SELECT * FROM unnest(${allocations.map((a) => a.orderId)}::text[], ${allocations.map((a) => a.variantId)}::text[],
+                                 ${allocations.map((a) => a.locationId)}::text[], ${allocations.map((a) => a.quantity)}::int[])`
+        }
+        yield* stockChanges.record(
+          changes,
+          reservations.map((r) => correlatedWith(eventOf(applied, r.orderId, r.lines, r.expiresAt), r.correlationId))
+        )
       })
 
     /**
@@ -297,22 +338,21 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
      */
     const load = (orderId: string, lock: boolean) =>
       Effect.gen(function* () {
-        const [row] = yield* sql<ReservationRow & { dbNow: Date; lines: ReadonlyArray<{ variantId: string; quantity: number }> }>`
+        const [row] = yield* sql<ReservationRow & { dbNow: Date; lines: ReadonlyArray<StoredLine> | null }>`
           SELECT ${reservationColumns}, inventory_now() AS db_now,
-                 (SELECT json_agg(json_build_object('variantId', l.variant_id, 'quantity', l.quantity) ORDER BY l.variant_id)
-                    FROM reservation_lines l WHERE l.order_id = r.order_id) AS lines
+                 (SELECT json_agg(${lineJson} ORDER BY l.variant_id) FROM reservation_lines l WHERE l.order_id = r.order_id) AS lines
             FROM reservations r
            WHERE order_id = ${orderId}
           ${lock ? sql`FOR UPDATE` : sql``}`
         if (!row) return undefined
-        return { row, now: row.dbNow, lines: (row.lines ?? []).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity })) }
+        return { row, now: row.dbNow, lines: toLines(row.lines) }
       })
 
     // inventory_now() is the transaction's start: the same time the transaction decided on.
     const setStatus = (orderIds: ReadonlyArray<string>, status: ReservationStatus) =>
       sql`UPDATE reservations SET status = ${status}, updated_at = inventory_now() WHERE order_id = ANY(${orderIds})`
 
-    /** Due reservations (their rows locked by this transaction) with their lines. */
+    /** Due reservations (their rows locked by this transaction) with their lines and allocations. */
     const withLines = (rows: ReadonlyArray<ReservationRow>) =>
       Effect.map(rows.length === 0 ? Effect.succeed([]) : linesOf(rows.map((r) => r.orderId)), (lines) =>
         rows.map((row): AppliedReservation => ({
@@ -320,12 +360,12 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
           expiresAt: row.expiresAt,
           // Expiry is the reservation's own story: its events keep the correlation id it was made with.
           correlationId: row.correlationId,
-          lines: lines.filter((l) => l.orderId === row.orderId).map((l) => new ReservationLine({ variantId: l.variantId, quantity: l.quantity }))
+          lines: toLines(lines.filter((l) => l.orderId === row.orderId).map((l) => l.line))
         }))
       )
 
     /** Expires reservations whose rows this transaction has locked (and their stock rows, when given). */
-    const expireLocked = (reservations: ReadonlyArray<AppliedReservation>, lockedRows?: ReadonlyMap<string, StockRow>) =>
+    const expireLocked = (reservations: ReadonlyArray<AppliedReservation>, lockedRows?: StockView) =>
       Effect.gen(function* () {
         if (reservations.length === 0) return 0
         yield* applyToStock("expire", reservations, lockedRows)
@@ -348,11 +388,11 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
      * so one the sweeper has not reached yet never blocks it. Due rows another transaction holds (the
      * sweeper's) are skipped: that transaction is already expiring them. Lock order (ADR 0005): when
      * this transaction holds no stock row yet, it locks its own variants and the due reservations'
-     * in one ordered statement; when it already holds its own, it takes the others only if free (SKIP
-     * LOCKED), since waiting for them out of order could deadlock, and leaves a reservation whose rows
-     * it could not all take to the sweeper. Answers its own variants' rows as they are afterwards.
+     * together, in order (`lockStock`); when it already holds its own, it takes the others only if
+     * free (SKIP LOCKED), since waiting for them out of order could deadlock, and leaves a reservation
+     * whose rows it could not all take to the sweeper. Answers its own variants' rows as they are afterwards.
      */
-    const expireDueOf = (short: ReadonlyArray<string>, own: ReadonlyArray<string>, held: ReadonlyMap<string, StockRow> | undefined) =>
+    const expireDueOf = (short: ReadonlyArray<string>, own: ReadonlyArray<string>, held: StockView | undefined) =>
       Effect.gen(function* () {
         const dueRows = yield* sql<ReservationRow>`
           SELECT ${reservationColumns} FROM reservations r
@@ -364,24 +404,29 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
         if (dueRows.length === 0) return { expired: 0, locked: held }
         const due = yield* withLines(dueRows)
         const others = [...new Set(due.flatMap((r) => r.lines.map((l) => l.variantId)))].filter((id) => !own.includes(id))
-        const rows =
-          held === undefined
-            ? yield* lockStock([...own, ...others].sort())
-            : new Map([...held, ...(others.length === 0 ? [] : yield* lockStockIfFree(others.sort()))])
-        const covered = due.filter((r) => r.lines.every((l) => rows.has(l.variantId)))
+        let rows: StockView
+        if (held === undefined) {
+          rows = yield* lockStock([...own, ...others].sort())
+        } else {
+          const free = others.length === 0 ? undefined : yield* lockStockIfFree(others.sort())
+          rows = free === undefined ? held : { levels: new Map([...held.levels, ...free.levels]), rows: [...held.rows, ...free.rows] }
+        }
+        const covered = due.filter((r) => r.lines.every((l) => rows.levels.has(l.variantId)))
         const expired = yield* expireLocked(covered, rows)
-        return { expired, locked: expired > 0 ? yield* lockStock(own) : new Map(own.flatMap((id) => (rows.has(id) ? [[id, rows.get(id)!] as const] : []))) }
+        return { expired, locked: expired > 0 ? yield* lockStock(own) : viewOf(rows, own) }
       })
 
     const createInTransaction = (orderId: string, lines: ReadonlyArray<ReservationLine>, ttlSeconds: number) =>
       Effect.gen(function* () {
         const { correlationId, actor } = yield* CurrentRequest
         const variantIds = lines.map((line) => line.variantId)
-        // One statement: claim the orderId and read the variants (no lock yet). The claim makes a
-        // concurrent duplicate wait (on the primary key) until this transaction ends, then find the
-        // stored reservation. The outer join returns `claimed` even when no variant exists. expiresAt
-        // is on the database's clock, like every decision about it.
-        const claim = yield* sql<StockRow & { claimed: number; claimedAt: Date | null; claimExpiresAt: Date | null }>`
+        // One statement: claim the orderId and read the variants with their location rows (no lock
+        // yet). The claim makes a concurrent duplicate wait (on the primary key) until this
+        // transaction ends, then find the stored reservation. The outer joins return `claimed` even
+        // when no variant exists. expiresAt is on the database's clock, like every decision about it.
+        const claim = yield* sql<
+          Omit<LocationRow, "locationId"> & { locationId: string | null; stockedId: string | null; claimed: number; claimedAt: Date | null; claimExpiresAt: Date | null }
+        >`
           WITH claim AS (
             INSERT INTO reservations (order_id, status, expires_at, correlation_id, actor, created_at, updated_at)
             SELECT ${orderId}, 'ACTIVE', t.now + make_interval(secs => ${ttlSeconds}), ${correlationId}, ${actor}, t.now, t.now
@@ -389,11 +434,13 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
             ON CONFLICT (order_id) DO NOTHING
             RETURNING created_at, expires_at
           )
-          SELECT c.claimed, c.claimed_at, c.claim_expires_at, s.*
+          SELECT c.claimed, c.claimed_at, c.claim_expires_at, s.variant_id AS stocked_id, ${locationColumns}
             FROM (SELECT count(*)::int AS claimed, max(created_at) AS claimed_at, max(expires_at) AS claim_expires_at FROM claim) c
             LEFT JOIN LATERAL (
-              SELECT ${stockColumns} FROM stock_levels WHERE variant_id = ANY(${variantIds}) AND c.claimed = 1
-            ) s ON true`
+              SELECT variant_id FROM stock_levels WHERE variant_id = ANY(${variantIds}) AND c.claimed = 1
+            ) s ON true
+            LEFT JOIN location_stock ls ON ls.variant_id = s.variant_id
+            LEFT JOIN locations l ON l.location_id = ls.location_id`
         if (claim[0]!.claimed === 0) {
           const existing = yield* load(orderId, false)
           if (!existing || !sameLines(existing.lines, lines)) return yield* new ReservationConflict({ orderId })
@@ -402,22 +449,17 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
         const now = claim[0]!.claimedAt!
         const expiresAt = claim[0]!.claimExpiresAt!
         // A refusal on what is committed needs no lock: when a variant is sold out, refusals never
-        // queue behind the reservations holding its row. A reservation that can succeed locks the rows
-        // (in variant-id order) and, when they are as read, reserves in that same statement (the common
-        // case); rows changed meanwhile are decided again on their locked values.
-        const seen = new Map(claim.flatMap((row): Array<[string, StockRow]> => (row.variantId === null ? [] : [[row.variantId, row]])))
-        const created = (expired: number): CreateOutcome => ({
-          _tag: "Created",
-          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, correlationId, createdAt: now, updatedAt: now }, lines, now),
-          expired
-        })
-        let locked: ReadonlyMap<string, StockRow> | undefined
-        let decision = decideLines(lines, seen)
+        // queue behind the reservations holding its rows. A reservation that can succeed locks the
+        // rows (variants in variant-id order, then their locations) and decides again on them.
+        const seen = allocationStock(
+          claim.flatMap((row) => (row.stockedId === null ? [] : [row.stockedId])),
+          claim.flatMap((row): Array<LocationRow> => (row.locationId === null ? [] : [{ ...row, locationId: row.locationId }]))
+        )
+        let locked: StockView | undefined
+        let decision = decideReservation(lines, seen)
         if (Result.isSuccess(decision)) {
-          const attempt = yield* applyIfUnchanged("reserve", [{ orderId, lines, expiresAt }], seen)
-          if (attempt.applied) return created(0)
-          locked = attempt.locked
-          decision = decideLines(lines, locked)
+          locked = yield* lockStock(variantIds)
+          decision = decideReservation(lines, allocationStock(locked.levels.keys(), locked.rows))
         }
         let expired = 0
         if (Result.isFailure(decision)) {
@@ -426,7 +468,7 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
             const lazy = yield* expireDueOf(short, variantIds, locked)
             expired = lazy.expired
             locked = lazy.locked
-            if (expired > 0) decision = decideLines(lines, lazy.locked!)
+            if (expired > 0 && locked !== undefined) decision = decideReservation(lines, allocationStock(locked.levels.keys(), locked.rows))
           }
         }
         if (Result.isFailure(decision)) {
@@ -437,8 +479,13 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
             INSERT INTO outbox ${sql.insert([event!, ...more])}`
           return { _tag: "Refused", failures: decision.failure, expired } as CreateOutcome
         }
-        yield* applyToStock("reserve", [{ orderId, lines, expiresAt }], locked)
-        return created(expired)
+        const reserved = decision.success
+        yield* applyToStock("reserve", [{ orderId, lines: reserved, expiresAt }], locked)
+        return {
+          _tag: "Created",
+          reservation: toReservation({ orderId, status: "ACTIVE", expiresAt, correlationId, createdAt: now, updatedAt: now }, reserved, now),
+          expired
+        } as CreateOutcome
       })
 
     /**
@@ -550,7 +597,7 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
              ORDER BY expires_at, order_id
              LIMIT ${limit}
                FOR UPDATE SKIP LOCKED`
-          // Its stock rows in one ordered statement (applyToStock), after rows no one waits on while holding stock.
+          // Its stock rows in lock order (applyToStock), after rows no one waits on while holding stock.
           return yield* expireLocked(yield* withLines(due))
         })
       ))

@@ -20,13 +20,25 @@ export const MAX_BATCHES_PER_SWEEP = 100
 
 export type SweepResult = Record<RetentionTable, number>
 
+/** One location row whose counts do not follow from its history (see historyDriftOf). */
+export interface HistoryDrift {
+  readonly variantId: string
+  readonly locationId: string
+  readonly onHand: number
+  readonly reserved: number
+  readonly expectedOnHand: number
+  readonly expectedReserved: number
+}
+
 /**
- * Variants whose counts do not follow from their history:
- *   on_hand  = baseline.on_hand  + sum(history.on_hand_change)
- *   reserved = baseline.reserved + sum(history.reserved_change)
- * where the baseline (0 when absent) holds the sums of the archived entries. One statement, so one
- * snapshot: a concurrent archiving batch is seen entirely or not at all. Reconciliation must use
- * this instead of summing inventory_history alone, which is wrong once history has been archived.
+ * Location rows (variant, location) whose counts do not follow from their history there:
+ *   location_stock.on_hand  = baseline.on_hand  + sum(history.on_hand_change)
+ *   location_stock.reserved = baseline.reserved + sum(history.reserved_change)
+ * where the baseline (0 when absent) holds the sums of the archived entries of that variant and
+ * location. A history or baseline without its location row counts against a row of 0. One
+ * statement, so one snapshot: a concurrent archiving batch is seen entirely or not at all.
+ * Reconciliation must use this instead of summing inventory_history alone, which is wrong once
+ * history has been archived.
  */
 export const historyDriftOf = (variantIds: ReadonlyArray<string> | null) => Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
@@ -34,26 +46,43 @@ export const historyDriftOf = (variantIds: ReadonlyArray<string> | null) => Effe
   const only = variantIds === null ? null : [...variantIds]
   const rows = yield* sql<{
     variantId: string
+    locationId: string
     onHand: number
     reserved: number
     expectedOnHand: string
     expectedReserved: string
   }>`
-    SELECT s.variant_id, s.on_hand, s.reserved,
+    WITH h AS (
+      SELECT variant_id, location_id, sum(on_hand_change) AS on_hand, sum(reserved_change) AS reserved
+        FROM inventory_history
+       WHERE ${only}::text[] IS NULL OR variant_id = ANY(${only}::text[])
+       GROUP BY variant_id, location_id
+    ), b AS (
+      SELECT variant_id, location_id, on_hand, reserved
+        FROM inventory_history_baseline
+       WHERE ${only}::text[] IS NULL OR variant_id = ANY(${only}::text[])
+    ), ls AS (
+      SELECT variant_id, location_id, on_hand, reserved
+        FROM location_stock
+       WHERE ${only}::text[] IS NULL OR variant_id = ANY(${only}::text[])
+    ), k AS (
+      SELECT variant_id, location_id FROM ls
+      UNION SELECT variant_id, location_id FROM h
+      UNION SELECT variant_id, location_id FROM b
+    )
+    SELECT k.variant_id, k.location_id, coalesce(ls.on_hand, 0) AS on_hand, coalesce(ls.reserved, 0) AS reserved,
            (coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0))::text   AS expected_on_hand,
            (coalesce(b.reserved, 0) + coalesce(h.reserved, 0))::text AS expected_reserved
-      FROM stock_levels s
-      LEFT JOIN inventory_history_baseline b ON b.variant_id = s.variant_id
-      LEFT JOIN (SELECT variant_id, sum(on_hand_change) AS on_hand, sum(reserved_change) AS reserved
-                   FROM inventory_history
-                  WHERE ${only}::text[] IS NULL OR variant_id = ANY(${only}::text[])
-                  GROUP BY variant_id) h ON h.variant_id = s.variant_id
-     WHERE (${only}::text[] IS NULL OR s.variant_id = ANY(${only}::text[]))
-       AND (s.on_hand  <> coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0)
-         OR s.reserved <> coalesce(b.reserved, 0) + coalesce(h.reserved, 0))
-     ORDER BY s.variant_id`
-  return rows.map((row) => ({
+      FROM k
+      LEFT JOIN ls USING (variant_id, location_id)
+      LEFT JOIN b USING (variant_id, location_id)
+      LEFT JOIN h USING (variant_id, location_id)
+     WHERE coalesce(ls.on_hand, 0)  <> coalesce(b.on_hand, 0) + coalesce(h.on_hand, 0)
+        OR coalesce(ls.reserved, 0) <> coalesce(b.reserved, 0) + coalesce(h.reserved, 0)
+     ORDER BY k.variant_id, k.location_id`
+  return rows.map((row): HistoryDrift => ({
     variantId: row.variantId,
+    locationId: row.locationId,
     onHand: row.onHand,
     reserved: row.reserved,
     expectedOnHand: Number(row.expectedOnHand),
@@ -66,8 +95,8 @@ export const historyDrift = historyDriftOf(null)
 /**
  * Purges what the service no longer needs: published outbox rows, processed inbox ids and idempotency
  * keys older than their retention, and archives history entries older than HISTORY_RETENTION_DAYS
- * into inventory_history_archive while folding their changes into inventory_history_baseline (same
- * transaction), so reconciliation stays exact. Works in batches by the age index, each in a short
+ * into inventory_history_archive while folding their changes into inventory_history_baseline per
+ * (variant, location) (same transaction), so reconciliation stays exact. Works in batches by the age index, each in a short
  * transaction guarded by a per-table try-lock, so several replicas may run it at once.
  */
 export class Retention extends Context.Service<Retention>()("inventory/Retention", {
@@ -106,38 +135,42 @@ export class Retention extends Context.Service<Retention>()("inventory/Retention
            WHERE k.scope = doomed.scope AND k.key = doomed.key
           RETURNING 1)
         SELECT count(*)::int AS removed FROM deleted`,
-      // The newest entry of each variant is never archived, however old: its on_hand_after /
-      // reserved_after state the variant's current counts, and the history endpoint never goes empty.
+      // The newest entry of each variant at each location is never archived, however old: its
+      // on_hand_after / reserved_after state that location's current counts, and the history
+      // endpoint never goes empty.
       inventory_history: sql`
         WITH doomed AS (
           SELECT h.id FROM inventory_history h
            WHERE h.created_at < now() - make_interval(days => ${retention.historyDays})
              AND EXISTS (SELECT 1 FROM inventory_history newer
-                          WHERE newer.variant_id = h.variant_id AND newer.id > h.id)
+                          WHERE newer.variant_id = h.variant_id AND newer.location_id = h.location_id
+                            AND newer.id > h.id)
            ORDER BY h.created_at
            LIMIT ${limit}),
         moved AS (
           DELETE FROM inventory_history h USING doomed WHERE h.id = doomed.id
-          RETURNING h.id, h.variant_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after,
+          RETURNING h.id, h.variant_id, h.location_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after,
                     h.reserved_after, h.reason, h.reference, h.order_id, h.correlation_id, h.actor, h.created_at),
         archived AS (
-          INSERT INTO inventory_history_archive (id, variant_id, type, on_hand_change, reserved_change,
+          INSERT INTO inventory_history_archive (id, variant_id, location_id, type, on_hand_change, reserved_change,
                         on_hand_after, reserved_after, reason, reference, order_id, correlation_id, actor, created_at)
-          SELECT id, variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
+          SELECT id, variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
                  reason, reference, order_id, correlation_id, actor, created_at
             FROM moved),
-        -- archived_through_id: every entry of the variant up to it is archived, i.e. the one before its
-        -- oldest entry still in the history (never max(id) of the batch: ids are assigned under the row
-        -- lock, after created_at, so an older id can be younger and still kept). The other CTEs see the
-        -- history before the DELETE, hence the NOT IN.
+        -- One baseline per (variant, location). archived_through_id: every entry of the variant at the
+        -- location up to it is archived, i.e. the one before its oldest entry there still in the history
+        -- (never max(id) of the batch: ids are assigned under the row lock, after created_at, so an older
+        -- id can be younger and still kept). The other CTEs see the history before the DELETE, hence
+        -- the NOT IN.
         folded AS (
-          INSERT INTO inventory_history_baseline AS b (variant_id, on_hand, reserved, archived_through_id, archived_entries)
-          SELECT m.variant_id, sum(m.on_hand_change), sum(m.reserved_change),
+          INSERT INTO inventory_history_baseline AS b (variant_id, location_id, on_hand, reserved, archived_through_id, archived_entries)
+          SELECT m.variant_id, m.location_id, sum(m.on_hand_change), sum(m.reserved_change),
                  (SELECT min(k.id) FROM inventory_history k
-                   WHERE k.variant_id = m.variant_id AND k.id NOT IN (SELECT id FROM moved)) - 1,
+                   WHERE k.variant_id = m.variant_id AND k.location_id = m.location_id
+                     AND k.id NOT IN (SELECT id FROM moved)) - 1,
                  count(*)
-            FROM moved m GROUP BY m.variant_id
-          ON CONFLICT (variant_id) DO UPDATE
+            FROM moved m GROUP BY m.variant_id, m.location_id
+          ON CONFLICT (variant_id, location_id) DO UPDATE
              SET on_hand             = b.on_hand + excluded.on_hand,
                  reserved            = b.reserved + excluded.reserved,
                  archived_through_id = greatest(b.archived_through_id, excluded.archived_through_id),

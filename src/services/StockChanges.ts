@@ -1,7 +1,8 @@
 import { Context, Effect, Layer, Metric } from "effect"
 import { PgTypes } from "@effect/sql-pg"
 import { SqlClient, type Statement } from "effect/sql"
-import { correlatedWith, stockLevelChanged, stockStatusChanged, type DomainEvent } from "../domain/Events.js"
+import { availableAt } from "../domain/Allocation.js"
+import { correlatedWith, stockLevelChanged, stockStatusChanged, type DomainEvent, type LocationState } from "../domain/Events.js"
 import type { HistoryType } from "../domain/History.js"
 import { deriveStatus, type StockStatus } from "../domain/StockLevel.js"
 import { Outbox } from "../outbox/Outbox.js"
@@ -10,9 +11,15 @@ import { initStockMetrics, statusChangesTo, stockUpdatesOf } from "./StockMetric
 import { HISTORY_COLUMNS, toHistoryEntry, type HistoryRow, type StockRow } from "./StockRows.js"
 import { afterCommit } from "./Transactions.js"
 
+/** One change of one variant at one location, already applied to its `location_stock` row. */
 export interface StockChange {
-  /** The row after the change, as returned by the UPDATE. */
+  /** The variant's totals after this change (the `stock_levels` row the triggers wrote). */
   readonly after: StockRow
+  readonly locationId: string
+  /** The location row after this change. */
+  readonly location: LocationState
+  /** False for an inactive location, whose row adds nothing to the variant's available (default true). */
+  readonly locationActive?: boolean | undefined
   readonly type: HistoryType
   readonly onHandChange: number
   readonly reservedChange: number
@@ -23,12 +30,19 @@ export interface StockChange {
   readonly correlationId?: string | null | undefined
 }
 
-/** The variant's status before the change. */
-const statusBefore = (change: StockChange): StockStatus =>
-  deriveStatus(
-    change.after.onHand - change.onHandChange - (change.after.reserved - change.reservedChange),
-    change.after.lowStockThreshold
-  )
+/** The variant's status before the change: its available less what the change added at the location. */
+const statusBefore = (change: StockChange): StockStatus => {
+  const { location } = change
+  const addedAvailable = change.locationActive === false
+    ? 0
+    : location.available -
+      availableAt({
+        onHand: location.onHand - change.onHandChange,
+        reserved: location.reserved - change.reservedChange,
+        safetyStock: location.safetyStock
+      })
+  return deriveStatus(change.after.available - addedAvailable, change.after.lowStockThreshold)
+}
 
 /** What ops see of a committed change: the stock-update line and metric, and the status change if any. */
 const reportChange = (change: StockChange, correlationId: string | null) =>
@@ -38,12 +52,13 @@ const reportChange = (change: StockChange, correlationId: string | null) =>
     yield* Effect.logInfo("stock updated").pipe(
       Effect.annotateLogs({
         variantId: after.variantId,
+        locationId: change.locationId,
         type: change.type,
         onHandChange: change.onHandChange,
         reservedChange: change.reservedChange,
         onHand: after.onHand,
         reserved: after.reserved,
-        available: after.onHand - after.reserved,
+        available: after.available,
         orderId: change.orderId ?? null,
         reason: change.reason ?? null
       })
@@ -52,7 +67,7 @@ const reportChange = (change: StockChange, correlationId: string | null) =>
     if (before !== after.status) {
       yield* Metric.update(statusChangesTo(after.status), 1)
       yield* Effect.logInfo("stock status changed").pipe(
-        Effect.annotateLogs({ variantId: after.variantId, oldStatus: before, newStatus: after.status, available: after.onHand - after.reserved })
+        Effect.annotateLogs({ variantId: after.variantId, oldStatus: before, newStatus: after.status, available: after.available })
       )
     }
   }).pipe(Effect.annotateLogs("correlationId", correlationId))
@@ -65,20 +80,24 @@ export const eventsOfChange = (change: StockChange): ReadonlyArray<DomainEvent> 
     variantId: after.variantId,
     onHand: after.onHand,
     reserved: after.reserved,
+    available: after.available,
     version: after.version,
     changeType: change.type,
     onHandChange: change.onHandChange,
-    reservedChange: change.reservedChange
+    reservedChange: change.reservedChange,
+    locationId: change.locationId,
+    location: change.location
   })
   const events = before === after.status
     ? [levelChanged]
-    : [levelChanged, stockStatusChanged(after.variantId, before, after.status, after.onHand - after.reserved)]
+    : [levelChanged, stockStatusChanged(after.variantId, before, after.status, after.available)]
   return events.map((event) => correlatedWith(event, change.correlationId))
 }
 
 /**
- * Records changes already applied to `stock_levels` in the current transaction: exactly one history
- * entry per variant and its outbox events. Every writer of `on_hand` / `reserved` goes through here.
+ * Records changes already applied to `location_stock` in the current transaction: exactly one history
+ * entry per change (variant and location) and its outbox events. Every writer of `on_hand` /
+ * `reserved` goes through here.
  */
 export class StockChanges extends Context.Service<StockChanges>()("inventory/StockChanges", {
   make: Effect.gen(function* () {
@@ -89,7 +108,7 @@ export class StockChanges extends Context.Service<StockChanges>()("inventory/Sto
     /**
      * The history entries and outbox rows of `changes` (plus `extraEvents`) as the CTEs `history`
      * (RETURNING the entries) and `events` of the caller's statement, inserted only when `gate`, a
-     * boolean SQL expression of that statement, holds: a writer can then move `stock_levels` and record
+     * boolean SQL expression of that statement, holds: a writer can then move its rows and record
      * the change in one round trip. Run `recorded` once the statement has shown the gate held.
      */
     const recordIf = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent>, gate: Statement.Fragment) =>
@@ -108,16 +127,17 @@ export class StockChanges extends Context.Service<StockChanges>()("inventory/Sto
         // follow line order, and the relay publishes an aggregate's events in outbox id order.
         const ctes = sql`
           history AS (
-            INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
-                                           reason, reference, order_id, correlation_id, actor)
-            SELECT h.variant_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after, h.reserved_after,
+            INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after,
+                                           reserved_after, reason, reference, order_id, correlation_id, actor)
+            SELECT h.variant_id, h.location_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after, h.reserved_after,
                    h.reason, h.reference, h.order_id, h.correlation_id, ${actor}::text
-              FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.type)}::text[],
+              FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.locationId)}::text[],
+                          ${column((c) => c.type)}::text[],
                           ${column((c) => c.onHandChange)}::int[], ${column((c) => c.reservedChange)}::int[],
-                          ${column((c) => c.after.onHand)}::int[], ${column((c) => c.after.reserved)}::int[],
+                          ${column((c) => c.location.onHand)}::int[], ${column((c) => c.location.reserved)}::int[],
                           ${textColumn((c) => c.reason ?? null)}::text[], ${textColumn((c) => c.reference ?? null)}::text[],
                           ${textColumn((c) => c.orderId ?? null)}::text[], ${textColumn(correlationOf)}::text[])
-                   WITH ORDINALITY AS h(variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
+                   WITH ORDINALITY AS h(variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
                                         reason, reference, order_id, correlation_id, n)
              WHERE ${gate}
              ORDER BY h.n
@@ -137,7 +157,7 @@ export class StockChanges extends Context.Service<StockChanges>()("inventory/Sto
         return { ctes, recorded } as const
       })
 
-    /** Records changes already applied to `stock_levels` in the current transaction; returns the history entries. */
+    /** Records changes already applied to `location_stock` in the current transaction; returns the history entries. */
     const record = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent> = []) =>
       Effect.gen(function* () {
         if (changes.length === 0) {

@@ -2,9 +2,9 @@ import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { VariantNotFound } from "../domain/Errors.js"
 import { stockStatusChanged } from "../domain/Events.js"
-import type { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
+import { DEFAULT_LOCATION, type StockLevel, type StockStatus, type VariantSettings } from "../domain/StockLevel.js"
 import { Outbox } from "../outbox/Outbox.js"
-import { STOCK_COLUMNS, toStockLevel, type StockRow } from "./StockRows.js"
+import { STOCK_LEVEL_COLUMNS, toStockLevel, type StockLevelRow } from "./StockRows.js"
 import { Transactions } from "./Transactions.js"
 
 export interface Page<A> {
@@ -19,7 +19,33 @@ export class StockLevels extends Context.Service<StockLevels>()("inventory/Stock
     const sql = yield* SqlClient.SqlClient
     const transactions = yield* Transactions
     const outbox = yield* Outbox
-    const columns = sql.literal(STOCK_COLUMNS)
+    const columns = sql.literal(STOCK_LEVEL_COLUMNS)
+
+    /**
+     * A new variant in one statement: its `stock_levels` row (totals 0) and its `default` location
+     * row, or nothing when the variant exists. Answers whether it was created.
+     */
+    const insertVariant = (variantId: string, sku: string | null, lowStockThreshold: number) =>
+      Effect.map(
+        sql<{ variantId: string }>`
+          WITH variant AS (
+            INSERT INTO stock_levels (variant_id, sku, low_stock_threshold)
+            VALUES (${variantId}, ${sku}, ${lowStockThreshold})
+            ON CONFLICT (variant_id) DO NOTHING
+            RETURNING variant_id
+          )
+          INSERT INTO location_stock (variant_id, location_id)
+          SELECT variant_id, ${DEFAULT_LOCATION} FROM variant
+          RETURNING variant_id`,
+        (rows) => rows.length > 0
+      )
+
+    const levelOf = (variantId: string, lock: boolean) =>
+      Effect.map(
+        sql<StockLevelRow>`
+          SELECT ${columns} FROM stock_levels s WHERE s.variant_id = ${variantId} ${sql.literal(lock ? "FOR UPDATE OF s" : "")}`,
+        (rows) => rows[0]
+      )
 
     /**
      * PUT semantics: create with onHand 0, or change only the fields given. A threshold change can
@@ -29,31 +55,25 @@ export class StockLevels extends Context.Service<StockLevels>()("inventory/Stock
       yield* Effect.annotateCurrentSpan("inventory.variant_id", variantId)
       return yield* transactions.run(
         Effect.gen(function* () {
-          const inserted = yield* sql<StockRow>`
-            INSERT INTO stock_levels (variant_id, sku, low_stock_threshold)
-            VALUES (${variantId}, ${settings.sku ?? null}, ${settings.lowStockThreshold ?? 0})
-            ON CONFLICT (variant_id) DO NOTHING
-            RETURNING ${columns}`
-          if (inserted[0]) {
+          if (yield* insertVariant(variantId, settings.sku ?? null, settings.lowStockThreshold ?? 0)) {
             yield* Effect.logInfo("variant created").pipe(Effect.annotateLogs({ variantId }))
-            return { level: toStockLevel(inserted[0]), created: true }
+            return { level: toStockLevel((yield* levelOf(variantId, false))!), created: true }
           }
-          const [current] = yield* sql<StockRow>`
-            SELECT ${columns} FROM stock_levels WHERE variant_id = ${variantId} FOR UPDATE`
+          const current = yield* levelOf(variantId, true)
           const sku = settings.sku === undefined ? current!.sku : settings.sku
           const threshold = settings.lowStockThreshold ?? current!.lowStockThreshold
           if (sku === current!.sku && threshold === current!.lowStockThreshold) {
             return { level: toStockLevel(current!), created: false }
           }
-          const [updated] = yield* sql<StockRow>`
-            UPDATE stock_levels
-               SET sku = ${sku}, low_stock_threshold = ${threshold}, version = version + 1, updated_at = now()
-             WHERE variant_id = ${variantId}
+          // The variant's own settings: no location changes, so the version is bumped here (API.md: +1
+          // on every change); the guard lets it through, as it touches no total.
+          const [updated] = yield* sql<StockLevelRow>`
+            UPDATE stock_levels s
+               SET sku = ${sku}, low_stock_threshold = ${threshold}, version = version + 1, updated_at = inventory_now()
+             WHERE s.variant_id = ${variantId}
             RETURNING ${columns}`
           if (updated!.status !== current!.status) {
-            yield* outbox.write([
-              stockStatusChanged(variantId, current!.status, updated!.status, updated!.onHand - updated!.reserved)
-            ])
+            yield* outbox.write([stockStatusChanged(variantId, current!.status, updated!.status, updated!.available)])
             yield* Effect.logInfo("stock status changed").pipe(
               Effect.annotateLogs({ variantId, oldStatus: current!.status, newStatus: updated!.status })
             )
@@ -63,19 +83,14 @@ export class StockLevels extends Context.Service<StockLevels>()("inventory/Stock
       )
     })
 
-    /** Creates the variant with onHand 0 unless it exists (ProductVariantCreatedEvent). */
+    /** Creates the variant with onHand 0 (at `default`) unless it exists (ProductVariantCreatedEvent). */
     const createIfAbsent = Effect.fn("StockLevels.createIfAbsent")(function* (variantId: string, sku: string | null) {
-      const rows = yield* sql<StockRow>`
-        INSERT INTO stock_levels (variant_id, sku) VALUES (${variantId}, ${sku})
-        ON CONFLICT (variant_id) DO NOTHING
-        RETURNING ${columns}`
-      return rows.length > 0
+      return yield* insertVariant(variantId, sku, 0)
     })
 
     const get = Effect.fn("StockLevels.get")(function* (variantId: string) {
       yield* Effect.annotateCurrentSpan("inventory.variant_id", variantId)
-      const rows = yield* sql<StockRow>`SELECT ${columns} FROM stock_levels WHERE variant_id = ${variantId}`
-      const row = rows[0]
+      const row = yield* levelOf(variantId, false)
       if (!row) return yield* new VariantNotFound({ variantId })
       return toStockLevel(row)
     })
@@ -83,8 +98,8 @@ export class StockLevels extends Context.Service<StockLevels>()("inventory/Stock
     /** The levels of the given ids in request order (duplicates once), and the ids that do not exist. */
     const getMany = Effect.fn("StockLevels.getMany")(function* (variantIds: ReadonlyArray<string>) {
       const ids = [...new Set(variantIds)]
-      const rows = yield* sql<StockRow>`
-        SELECT ${columns} FROM stock_levels WHERE variant_id = ANY(${ids})`
+      const rows = yield* sql<StockLevelRow>`
+        SELECT ${columns} FROM stock_levels s WHERE s.variant_id = ANY(${ids})`
       const byId = new Map(rows.map((row) => [row.variantId, row]))
       return {
         items: ids.flatMap((id): Array<StockLevel> => {
@@ -103,11 +118,11 @@ export class StockLevels extends Context.Service<StockLevels>()("inventory/Stock
     }) {
       const after = Option.getOrNull(options.after)
       const status = Option.getOrNull(options.status)
-      const rows = yield* sql<StockRow>`
-        SELECT ${columns} FROM stock_levels
-         WHERE (${status}::text IS NULL OR status = ${status})
-           AND (${after}::text IS NULL OR variant_id > ${after})
-         ORDER BY variant_id
+      const rows = yield* sql<StockLevelRow>`
+        SELECT ${columns} FROM stock_levels s
+         WHERE (${status}::text IS NULL OR s.status = ${status})
+           AND (${after}::text IS NULL OR s.variant_id > ${after})
+         ORDER BY s.variant_id
          LIMIT ${options.limit + 1}`
       const page = rows.slice(0, options.limit)
       return {

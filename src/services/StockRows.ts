@@ -1,37 +1,110 @@
 import { DateTime } from "effect"
+import { availableAt } from "../domain/Allocation.js"
+import type { LocationState } from "../domain/Events.js"
 import { HistoryEntry, type HistoryType } from "../domain/History.js"
-import { StockLevel, type StockStatus } from "../domain/StockLevel.js"
+import { LocationStock, StockLevel, type StockStatus } from "../domain/StockLevel.js"
 
-/** A `stock_levels` row as the client returns it (column names camel-cased by the SQL layer). */
+/** A `stock_levels` row (the variant's totals) as the client returns it (column names camel-cased by the SQL layer). */
 export interface StockRow {
   readonly variantId: string
   readonly sku: string | null
   readonly onHand: number
   readonly reserved: number
+  /** The stored sum over the variant's active locations (written by the location_stock triggers). */
+  readonly available: number
   readonly lowStockThreshold: number
   readonly status: StockStatus
   readonly version: number
   readonly updatedAt: Date
 }
 
-export const STOCK_COLUMNS = "variant_id, sku, on_hand, reserved, low_stock_threshold, status, version, updated_at"
+export const STOCK_COLUMNS = "variant_id, sku, on_hand, reserved, available, low_stock_threshold, status, version, updated_at"
 
-export const toStockLevel = (row: StockRow): StockLevel =>
+/** A `location_stock` row with its location's flags. */
+export interface LocationRow {
+  readonly variantId: string
+  readonly locationId: string
+  readonly onHand: number
+  readonly reserved: number
+  readonly safetyStock: number
+  readonly version: number
+  readonly updatedAt: Date
+  readonly active: boolean
+  readonly priority: number
+}
+
+/** The columns of `LocationRow`, for `FROM location_stock ls JOIN locations l ON l.location_id = ls.location_id`. */
+export const LOCATION_COLUMNS =
+  "ls.variant_id, ls.location_id, ls.on_hand, ls.reserved, ls.safety_stock, ls.version, ls.updated_at, l.active, l.priority"
+
+/** What a StockLevelChangedEvent says of the location row. */
+export const locationStateOf = (row: LocationRow): LocationState => ({
+  onHand: row.onHand,
+  reserved: row.reserved,
+  safetyStock: row.safetyStock,
+  available: availableAt(row),
+  version: row.version
+})
+
+/** A location row as `STOCK_LEVEL_COLUMNS` nests it (JSON: updatedAt in epoch milliseconds). */
+interface NestedLocation {
+  readonly locationId: string
+  readonly onHand: number
+  readonly reserved: number
+  readonly safetyStock: number
+  readonly version: number
+  readonly updatedAt: number
+}
+
+/** A `StockRow` with the variant's location rows. */
+export interface StockLevelRow extends StockRow {
+  readonly locations: ReadonlyArray<NestedLocation>
+}
+
+/**
+ * The columns of `StockLevelRow`, for `FROM stock_levels s`: one statement reads the totals and the
+ * locations from the same snapshot, so they always agree. Locations by priority, then location_id
+ * (code-unit order, as the allocation rule orders them).
+ */
+export const STOCK_LEVEL_COLUMNS = `s.variant_id, s.sku, s.on_hand, s.reserved, s.available, s.low_stock_threshold, s.status,
+       s.version, s.updated_at,
+       (SELECT coalesce(json_agg(json_build_object(
+                 'locationId', ls.location_id, 'onHand', ls.on_hand, 'reserved', ls.reserved,
+                 'safetyStock', ls.safety_stock, 'version', ls.version,
+                 'updatedAt', floor(extract(epoch FROM ls.updated_at) * 1000))
+                 ORDER BY l.priority, ls.location_id COLLATE "C"), '[]'::json)
+          FROM location_stock ls JOIN locations l ON l.location_id = ls.location_id
+         WHERE ls.variant_id = s.variant_id) AS locations`
+
+export const toStockLevel = (row: StockLevelRow): StockLevel =>
   new StockLevel({
     variantId: row.variantId,
     sku: row.sku,
     onHand: row.onHand,
     reserved: row.reserved,
-    available: row.onHand - row.reserved,
+    available: row.available,
     lowStockThreshold: row.lowStockThreshold,
     status: row.status,
     version: row.version,
-    updatedAt: DateTime.fromDateUnsafe(row.updatedAt)
+    updatedAt: DateTime.fromDateUnsafe(row.updatedAt),
+    locations: row.locations.map(
+      (location) =>
+        new LocationStock({
+          locationId: location.locationId,
+          onHand: location.onHand,
+          reserved: location.reserved,
+          safetyStock: location.safetyStock,
+          available: availableAt(location),
+          version: location.version,
+          updatedAt: DateTime.makeUnsafe(Number(location.updatedAt))
+        })
+    )
   })
 
 export interface HistoryRow {
   readonly id: string
   readonly variantId: string
+  readonly locationId: string
   readonly type: HistoryType
   readonly onHandChange: number
   readonly reservedChange: number
@@ -45,7 +118,7 @@ export interface HistoryRow {
 }
 
 export const HISTORY_COLUMNS =
-  "id, variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, reason, reference, order_id, correlation_id, created_at"
+  "id, variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, reason, reference, order_id, correlation_id, created_at"
 
 export const toHistoryEntry = (row: HistoryRow): HistoryEntry =>
   new HistoryEntry({ ...row, id: String(row.id), createdAt: DateTime.fromDateUnsafe(row.createdAt) })

@@ -212,6 +212,85 @@ describe("reservations over HTTP (API.md)", () => {
     expect(res.body.errors.map((e: { path: string }) => e.path)).toContain(path)
   })
 
+  const allocationsOf = (orderId: string) =>
+    query<{ variant_id: string; location_id: string; quantity: number }>(
+      app.database.url,
+      "SELECT variant_id, location_id, quantity FROM reservation_allocations WHERE order_id = $1 ORDER BY variant_id, location_id",
+      [orderId]
+    )
+  const locationRow = async (variantId: string) =>
+    (await query<{ location_id: string; on_hand: number; reserved: number; version: number }>(
+      app.database.url,
+      "SELECT location_id, on_hand, reserved, version FROM location_stock WHERE variant_id = $1 ORDER BY location_id",
+      [variantId]
+    ))
+
+  it("answers each line with its allocations at the location default, stored in reservation_allocations and published", async () => {
+    await stock("g-1", 6)
+    await stock("g-2", 2)
+    const res = await api.post("/v1/reservations", {
+      orderId: "order-g",
+      lines: [
+        { variantId: "g-2", quantity: 2 },
+        { variantId: "g-1", quantity: 4 }
+      ]
+    })
+    expect(res.status).toBe(201)
+    expect(res.body.lines).toEqual([
+      { variantId: "g-1", quantity: 4, allocations: [{ locationId: "default", quantity: 4 }] },
+      { variantId: "g-2", quantity: 2, allocations: [{ locationId: "default", quantity: 2 }] }
+    ])
+    expect(await allocationsOf("order-g")).toEqual([
+      { variant_id: "g-1", location_id: "default", quantity: 4 },
+      { variant_id: "g-2", location_id: "default", quantity: 2 }
+    ])
+    expect(await locationRow("g-1")).toMatchObject([{ location_id: "default", on_hand: 6, reserved: 4 }])
+    expect((await api.get("/v1/reservations/order-g")).body).toEqual(res.body)
+    const [reserved] = await eventsOf("order-g")
+    expect(reserved!.payload.data["lines"]).toEqual(res.body.lines)
+    const [entry] = await query<{ location_id: string; reserved_after: number }>(
+      app.database.url,
+      "SELECT location_id, reserved_after FROM inventory_history WHERE variant_id = 'g-1' AND type = 'RESERVE'"
+    )
+    expect(entry).toEqual({ location_id: "default", reserved_after: 4 })
+    // The repeat answers the stored allocations too.
+    const again = await api.post("/v1/reservations", { orderId: "order-g", lines: [{ variantId: "g-1", quantity: 4 }, { variantId: "g-2", quantity: 2 }] })
+    expect(again.status).toBe(200)
+    expect(again.body).toEqual(res.body)
+  })
+
+  it("releases exactly the recorded allocations: the location row gets its units back, with a RELEASE entry there", async () => {
+    await stock("h-1", 5)
+    await api.post("/v1/reservations", { orderId: "order-h", lines: [{ variantId: "h-1", quantity: 3 }] })
+    const [held] = await locationRow("h-1")
+    expect(held).toMatchObject({ on_hand: 5, reserved: 3 })
+    const released = await api.post("/v1/reservations/order-h/release")
+    expect(released.status).toBe(200)
+    expect(released.body.lines).toEqual([{ variantId: "h-1", quantity: 3, allocations: [{ locationId: "default", quantity: 3 }] }])
+    expect(await locationRow("h-1")).toEqual([{ location_id: "default", on_hand: 5, reserved: 0, version: held!.version + 1 }])
+    expect(await level("h-1")).toMatchObject({ onHand: 5, reserved: 0, available: 5 })
+    const entries = await query<{ type: string; location_id: string; reserved_change: number; reserved_after: number }>(
+      app.database.url,
+      "SELECT type, location_id, reserved_change, reserved_after FROM inventory_history WHERE variant_id = 'h-1' AND type = 'RELEASE'"
+    )
+    expect(entries).toEqual([{ type: "RELEASE", location_id: "default", reserved_change: -3, reserved_after: 0 }])
+    const events = await eventsOf("order-h")
+    expect(events.at(-1)!.payload.data).toMatchObject({ reason: "RELEASED", lines: released.body.lines })
+    // The allocations stay recorded: they are the reservation's story.
+    expect(await allocationsOf("order-h")).toEqual([{ variant_id: "h-1", location_id: "default", quantity: 3 }])
+  })
+
+  it("commits exactly the recorded allocations: the units leave the location row's reserved and onHand", async () => {
+    await stock("i-1", 4)
+    await api.post("/v1/reservations", { orderId: "order-i", lines: [{ variantId: "i-1", quantity: 3 }] })
+    const committed = await api.post("/v1/reservations/order-i/commit")
+    expect(committed.status).toBe(200)
+    expect(await locationRow("i-1")).toMatchObject([{ location_id: "default", on_hand: 1, reserved: 0 }])
+    expect(await level("i-1")).toMatchObject({ onHand: 1, reserved: 0, available: 1 })
+    const changed = (await eventsOf("i-1")).at(-1)!.payload.data
+    expect(changed).toMatchObject({ changeType: "COMMIT", locationId: "default", onHand: 1, location: { onHand: 1, reserved: 0, available: 1 } })
+  })
+
   it("leaves every counter agreeing with its reservations and history", async () => {
     const report = await app.run(reconcile)
     expect(report.drifts).toEqual([])

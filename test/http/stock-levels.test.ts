@@ -1,4 +1,6 @@
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { StockLevels } from "../../src/services/StockLevels.js"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { query } from "../support/database.js"
 import { client } from "../support/http.js"
@@ -282,6 +284,90 @@ describe("stock levels over HTTP", () => {
       const ready = await api.get("/health/ready")
       expect(ready.status).toBe(200)
       expect(ready.body).toMatchObject({ status: "ready", checks: { database: { status: "up" }, shutdown: { status: "up" } } })
+    })
+  })
+
+  describe("locations (v1 calls act on `default`)", () => {
+    it("stocks a v1-created variant at exactly `default`, with the same numbers as its totals", async () => {
+      const created = await api.put("/v1/stock-levels/loc-1", { lowStockThreshold: 2 })
+      expect(created.body.locations).toEqual([
+        { locationId: "default", onHand: 0, reserved: 0, safetyStock: 0, available: 0, version: 1, updatedAt: expect.any(String) }
+      ])
+      await purchase("loc-1", 7)
+      const sold = await api.post("/v1/stock-levels/loc-1/adjustments", { type: "SALE", quantity: 2 })
+      expect(sold.body.stockLevel).toMatchObject({ onHand: 5, reserved: 0, available: 5, version: 3 })
+      expect(sold.body.stockLevel.locations).toEqual([
+        { locationId: "default", onHand: 5, reserved: 0, safetyStock: 0, available: 5, version: 3, updatedAt: expect.any(String) }
+      ])
+      expect(sold.body.entry).toMatchObject({ locationId: "default", onHandChange: -2, onHandAfter: 5, reservedAfter: 0 })
+      const level = (await api.get("/v1/stock-levels/loc-1")).body
+      const batch = (await api.get("/v1/stock-levels?variantId=loc-1")).body.items[0]
+      for (const read of [level, batch]) {
+        expect(read.locations).toHaveLength(1)
+        const [location] = read.locations
+        expect(location).toMatchObject({ locationId: "default", onHand: read.onHand, reserved: read.reserved, available: read.available })
+        expect(Date.parse(location.updatedAt)).not.toBeNaN()
+      }
+      const history = (await api.get("/v1/stock-levels/loc-1/history")).body.items
+      expect(history.map((e: any) => [e.locationId, e.type, e.onHandAfter])).toEqual([["default", "SALE", 5], ["default", "PURCHASE", 7]])
+      const rows = await query(app.database.url, "SELECT location_id, on_hand, reserved FROM location_stock WHERE variant_id = 'loc-1'")
+      expect(rows).toEqual([{ location_id: "default", on_hand: 5, reserved: 0 }])
+    })
+
+    it("stocks a variant created from a ProductVariantCreatedEvent at `default` too, once", async () => {
+      const create = () => app.run(Effect.flatMap(StockLevels, (levels) => levels.createIfAbsent("loc-product", "SKU-P")))
+      expect(await create()).toBe(true)
+      expect(await create()).toBe(false)
+      const level = (await api.get("/v1/stock-levels/loc-product")).body
+      expect(level).toMatchObject({ sku: "SKU-P", onHand: 0, version: 1 })
+      expect(level.locations.map((l: any) => [l.locationId, l.onHand, l.version])).toEqual([["default", 0, 1]])
+    })
+
+    it("has the database refuse a direct write of a variant's totals (they change only through location_stock)", async () => {
+      await api.put("/v1/stock-levels/loc-guard", {})
+      await purchase("loc-guard", 4)
+      for (const statement of [
+        "UPDATE stock_levels SET on_hand = 10 WHERE variant_id = 'loc-guard'",
+        "UPDATE stock_levels SET reserved = 1 WHERE variant_id = 'loc-guard'",
+        "UPDATE stock_levels SET available = 9 WHERE variant_id = 'loc-guard'",
+        "INSERT INTO stock_levels (variant_id, on_hand) VALUES ('loc-guard-2', 5)"
+      ]) {
+        await expect(query(app.database.url, statement)).rejects.toThrow(/stock_levels totals change only through location_stock|starts at 0/)
+      }
+      expect((await api.get("/v1/stock-levels/loc-guard")).body).toMatchObject({ onHand: 4, reserved: 0, available: 4, version: 2 })
+      expect((await api.get("/v1/stock-levels/loc-guard-2")).status).toBe(404)
+    })
+
+    it("publishes StockLevelChangedEvent with the location's id and values beside the variant's totals", async () => {
+      await api.put("/v1/stock-levels/loc-event", {})
+      await purchase("loc-event", 6)
+      const [event] = await query(
+        app.database.url,
+        "SELECT payload FROM outbox WHERE aggregate_id = 'loc-event' AND event_type = 'StockLevelChangedEvent' ORDER BY id DESC LIMIT 1"
+      )
+      expect(event!.payload.data).toEqual({
+        variantId: "loc-event",
+        onHand: 6,
+        reserved: 0,
+        available: 6,
+        version: 2,
+        changeType: "PURCHASE",
+        onHandChange: 6,
+        reservedChange: 0,
+        locationId: "default",
+        location: { onHand: 6, reserved: 0, safetyStock: 0, available: 6, version: 2 }
+      })
+    })
+
+    it("keeps making every accepted adjustment a new version, also a RECOUNT to the current count", async () => {
+      await api.put("/v1/stock-levels/loc-recount", {})
+      await purchase("loc-recount", 3)
+      const recount = await api.post("/v1/stock-levels/loc-recount/adjustments", { type: "RECOUNT", quantity: 3 })
+      expect(recount.status).toBe(200)
+      expect(recount.body.stockLevel).toMatchObject({ onHand: 3, version: 3 })
+      expect(recount.body.entry).toMatchObject({ locationId: "default", onHandChange: 0, onHandAfter: 3 })
+      // Nothing changed at the location: its own version stays.
+      expect(recount.body.stockLevel.locations[0]).toMatchObject({ onHand: 3, version: 2 })
     })
   })
 })

@@ -50,15 +50,28 @@ describe("stock invariants in PostgreSQL", () => {
     expect(level!.version).toBe(1 + history!.entries)
   })
 
-  it("refuses any write that would break 0 <= reserved <= onHand, whatever the caller", async () => {
+  it("refuses any write that would break 0 <= reserved <= onHand at a location, whatever the caller", async () => {
     await api.put("/v1/stock-levels/guard-1", {})
     const attempts = [
-      "UPDATE stock_levels SET on_hand = -1 WHERE variant_id = 'guard-1'",
-      "UPDATE stock_levels SET reserved = 1 WHERE variant_id = 'guard-1'",
-      "UPDATE stock_levels SET reserved = -1 WHERE variant_id = 'guard-1'",
-      "UPDATE stock_levels SET on_hand = 1000000001 WHERE variant_id = 'guard-1'"
+      "UPDATE location_stock SET on_hand = -1 WHERE variant_id = 'guard-1' AND location_id = 'default'",
+      "UPDATE location_stock SET reserved = 1 WHERE variant_id = 'guard-1' AND location_id = 'default'",
+      "UPDATE location_stock SET reserved = -1 WHERE variant_id = 'guard-1' AND location_id = 'default'",
+      "UPDATE location_stock SET on_hand = 1000000001 WHERE variant_id = 'guard-1' AND location_id = 'default'"
     ]
     for (const sql of attempts) await expect(query(app.database.url, sql)).rejects.toThrow(/check constraint/)
+  })
+
+  it("refuses a direct write of a variant's totals: they are only ever the sums of its locations", async () => {
+    await api.put("/v1/stock-levels/guard-2", {})
+    for (const sql of [
+      "UPDATE stock_levels SET on_hand = 5 WHERE variant_id = 'guard-2'",
+      "UPDATE stock_levels SET reserved = 0, available = 3 WHERE variant_id = 'guard-2'",
+      "INSERT INTO stock_levels (variant_id, on_hand) VALUES ('guard-3', 5)"
+    ]) {
+      await expect(query(app.database.url, sql)).rejects.toThrow(/location_stock|starts at 0/)
+    }
+    const [row] = await query(app.database.url, "SELECT on_hand, reserved, available FROM stock_levels WHERE variant_id = 'guard-2'")
+    expect(row).toMatchObject({ on_hand: 0, reserved: 0, available: 0 })
   })
 
   it("derives the stored status by the same rule as the domain", async () => {
@@ -68,11 +81,16 @@ describe("stock invariants in PostgreSQL", () => {
           fc.record({ onHand: fc.constant(onHand), reserved: fc.integer({ min: 0, max: onHand }), threshold: fc.integer({ min: 0, max: 60 }) })
         ),
         async ({ onHand, reserved, threshold }) => {
-          const [row] = await query(
+          const variantId = `status-${Math.random().toString(36).slice(2)}`
+          await query(app.database.url, "INSERT INTO stock_levels (variant_id, low_stock_threshold) VALUES ($1, $2)", [variantId, threshold])
+          // The location row is where stock lives; the triggers roll it up into the variant's totals.
+          await query(
             app.database.url,
-            `INSERT INTO stock_levels (variant_id, on_hand, reserved, low_stock_threshold) VALUES ('status-' || md5(random()::text), $1, $2, $3) RETURNING status`,
-            [onHand, reserved, threshold]
+            "INSERT INTO location_stock (variant_id, location_id, on_hand, reserved) VALUES ($1, 'default', $2, $3)",
+            [variantId, onHand, reserved]
           )
+          const [row] = await query(app.database.url, "SELECT status, on_hand, reserved FROM stock_levels WHERE variant_id = $1", [variantId])
+          expect(row).toMatchObject({ on_hand: onHand, reserved })
           expect(row!.status).toBe(deriveStatus(onHand - reserved, threshold))
         }
       ),

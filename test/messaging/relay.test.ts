@@ -49,6 +49,7 @@ describe("outbox relay against RabbitMQ", () => {
     const api = client(app.baseUrl, { ...app.authHeaders,  traceparent, "x-correlation-id": "corr-stock" })
     expect((await api.put("/v1/stock-levels/ev-1", { sku: "SKU-1" })).status).toBe(201)
     expect((await api.post("/v1/stock-levels/ev-1/adjustments", { type: "PURCHASE", quantity: 7 })).status).toBe(200)
+    expect((await api.put("/v1/locations/ev-store", { name: "Event store" })).status).toBe(201)
     await app.run(
       Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
@@ -65,7 +66,7 @@ describe("outbox relay against RabbitMQ", () => {
         yield* outbox.committed
       }).pipe(Effect.provideService(CurrentRequest, { correlationId: "corr-res", actor: null }), Effect.withSpan("test.write"))
     )
-    await eventually(() => (messages.length >= 6 ? true : undefined), 20_000, "six events")
+    await eventually(() => (messages.length >= 7 ? true : undefined), 20_000, "seven events")
     await eventually(async () => ((await pendingRows(app)) === 0 ? true : undefined), 20_000, "outbox drained")
 
     expect(messages.map((m) => m.properties.type).sort()).toEqual(Object.keys(routingKeys).sort())
@@ -104,6 +105,11 @@ describe("outbox relay against RabbitMQ", () => {
     }
 
     const byType = new Map(messages.map((m) => [m.properties.type as string, m]))
+    expect(JSON.parse(byType.get("LocationUpsertedEvent")!.content.toString())).toMatchObject({
+      aggregateType: "Location",
+      aggregateId: "ev-store",
+      data: { locationId: "ev-store", name: "Event store", priority: 100, active: true }
+    })
     const stock = byType.get("StockLevelChangedEvent")!
     expect(JSON.parse(stock.content.toString())).toMatchObject({
       aggregateType: "StockLevel",

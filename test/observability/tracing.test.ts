@@ -82,8 +82,8 @@ describe("tracing: one request, one trace, exported over OTLP/HTTP", () => {
       expect(statement.attributes["db.system"]).toBe("postgresql")
       expect(ancestors(statement).map((s) => s.spanId)).toContain(operation!.spanId)
     }
-    // The UPDATE of the stock level is one of them, with its text (parameters are never inlined).
-    expect(statements.some((s) => String(s.attributes["db.query.text"]).includes("UPDATE stock_levels"))).toBe(true)
+    // The UPDATE of the location's stock row is one of them, with its text (parameters are never inlined).
+    expect(statements.some((s) => String(s.attributes["db.query.text"]).includes("UPDATE location_stock"))).toBe(true)
   })
 
   it("names the service, its version and the environment on every span", () => {

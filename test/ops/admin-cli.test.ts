@@ -119,22 +119,24 @@ describe("admin CLI", () => {
       expect((await app.api.put("/v1/stock-levels/drift-b", {})).status).toBe(201)
       expect((await app.api.post("/v1/stock-levels/drift-b/adjustments", { type: "PURCHASE", quantity: 10 })).status).toBe(200)
       expect((await app.api.post("/v1/reservations", { orderId: "drift-order", lines: [{ variantId: "drift-b", quantity: 4 }] })).status).toBe(201)
-      // Hand SQL: a counted box that was never recorded, and reserved units lost.
-      await sql("UPDATE stock_levels SET on_hand = 15 WHERE variant_id = 'drift-a'")
-      await sql("UPDATE stock_levels SET reserved = 1 WHERE variant_id = 'drift-b'")
+      // Hand SQL on the location rows (the totals follow by trigger): a counted box that was never
+      // recorded, and reserved units lost.
+      await sql("UPDATE location_stock SET on_hand = 15 WHERE variant_id = 'drift-a' AND location_id = 'default'")
+      await sql("UPDATE location_stock SET reserved = 1 WHERE variant_id = 'drift-b' AND location_id = 'default'")
 
       const found = await admin("reconcile")
       expect(found.code).toBe(1)
-      expect(found.out).toContain("DRIFT drift-a on-hand-vs-history: stored 15, expected 10")
-      expect(found.out).toContain("DRIFT drift-b reserved-vs-active-reservations: stored 1, expected 4")
+      expect(found.out).toContain("DRIFT drift-a on-hand-vs-history: stored 15, expected 10 at default")
+      expect(found.out).toContain("DRIFT drift-b reserved-vs-active-reservations: stored 1, expected 4 at default")
 
       const dry = await admin("reconcile", "--repair", "--json")
       expect(dry.code).toBe(1)
       expect(dry.json().repairs).toEqual(
         expect.arrayContaining([
-          { variantId: "drift-a", steps: [{ type: "ADJUSTMENT", onHandChange: 5, reservedChange: 0, movesCounters: false }] },
+          { variantId: "drift-a", locationId: "default", steps: [{ type: "ADJUSTMENT", onHandChange: 5, reservedChange: 0, movesCounters: false }] },
           {
             variantId: "drift-b",
+            locationId: "default",
             steps: [
               { type: "ADJUSTMENT", onHandChange: 0, reservedChange: -3, movesCounters: false },
               { type: "RESERVE", onHandChange: 0, reservedChange: 3, movesCounters: true }
@@ -161,6 +163,68 @@ describe("admin CLI", () => {
       expect(events[0]!.payload.correlationId).toMatch(/^admin-/)
       expect((await admin("reconcile")).code).toBe(0)
     })
+
+    it("checks and repairs each location row on its own, with history at that location", async () => {
+      expect((await app.api.put("/v1/stock-levels/drift-loc", {})).status).toBe(201)
+      expect((await app.api.post("/v1/stock-levels/drift-loc/adjustments", { type: "PURCHASE", quantity: 6 })).status).toBe(200)
+      // A second location (no endpoint yet), stocked with 4 as the service would record it.
+      await sql("INSERT INTO locations (location_id, name, priority) VALUES ('drift-store', 'Drift store', 10) ON CONFLICT DO NOTHING")
+      await sql("INSERT INTO location_stock (variant_id, location_id) VALUES ('drift-loc', 'drift-store')")
+      await sql(`
+        WITH s AS (UPDATE location_stock SET on_hand = 4 WHERE variant_id = 'drift-loc' AND location_id = 'drift-store' RETURNING on_hand, reserved)
+        INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after)
+        SELECT 'drift-loc', 'drift-store', 'PURCHASE', 4, 0, on_hand, reserved FROM s`)
+      expect((await admin("reconcile")).code).toBe(0)
+      // Behind the service's back, at the store only: 2 units gone unrecorded.
+      await sql("UPDATE location_stock SET on_hand = 2 WHERE variant_id = 'drift-loc' AND location_id = 'drift-store'")
+      const found = await admin("reconcile", "--json")
+      expect(found.code).toBe(1)
+      expect(found.json().drifts).toEqual([
+        { variantId: "drift-loc", locationId: "drift-store", check: "on-hand-vs-history", stored: 2, expected: 4 }
+      ])
+      const repaired = await admin("reconcile", "--repair", "--yes", "--reason", "INC-6")
+      expect(repaired.code).toBe(0)
+      expect(repaired.out).toContain("recorded drift-loc at drift-store ADJUSTMENT onHand -2, reserved 0")
+      const [entry] = await sql<{ location_id: string; type: string; on_hand_change: number; on_hand_after: number; reason: string }>(
+        "SELECT location_id, type, on_hand_change, on_hand_after, reason FROM inventory_history WHERE variant_id = 'drift-loc' ORDER BY id DESC LIMIT 1"
+      )
+      expect(entry).toEqual({ location_id: "drift-store", type: "ADJUSTMENT", on_hand_change: -2, on_hand_after: 2, reason: "INC-6" })
+      // The counters stay what they were; the default location was not touched.
+      expect(await stock("drift-loc")).toMatchObject({ onHand: 8, reserved: 0, available: 8 })
+      expect(await sql("SELECT location_id, on_hand FROM location_stock WHERE variant_id = 'drift-loc' ORDER BY location_id")).toEqual([
+        { location_id: "default", on_hand: 6 },
+        { location_id: "drift-store", on_hand: 2 }
+      ])
+      const [event] = await sql<{ payload: { data: Record<string, unknown> } }>(
+        "SELECT payload FROM outbox WHERE aggregate_id = 'drift-loc' AND event_type = 'StockLevelChangedEvent' ORDER BY id DESC LIMIT 1"
+      )
+      expect(event!.payload.data).toMatchObject({ variantId: "drift-loc", onHand: 8, changeType: "ADJUSTMENT", locationId: "drift-store", location: { onHand: 2, reserved: 0 } })
+      expect((await admin("reconcile")).code).toBe(0)
+    })
+
+    it("reports variant totals that differ from their locations and never writes them", async () => {
+      expect((await app.api.put("/v1/stock-levels/drift-totals", {})).status).toBe(201)
+      expect((await app.api.post("/v1/stock-levels/drift-totals/adjustments", { type: "PURCHASE", quantity: 3 })).status).toBe(200)
+      // Only with the triggers off (a superuser's session_replication_role) can the totals move alone.
+      await sql(`DO $$ BEGIN
+                   SET LOCAL session_replication_role = replica;
+                   UPDATE stock_levels SET on_hand = 5, available = 5 WHERE variant_id = 'drift-totals';
+                 END $$`)
+      const found = await admin("reconcile")
+      expect(found.code).toBe(1)
+      expect(found.out).toContain("DRIFT drift-totals on-hand-vs-locations: stored 5, expected 3 (variant totals)")
+      expect(found.out).toContain("DRIFT drift-totals available-vs-locations: stored 5, expected 3 (variant totals)")
+      const repaired = await admin("reconcile", "--repair", "--yes", "--reason", "INC-7")
+      expect(repaired.code).toBe(1)
+      expect(repaired.out).toContain("could not repair drift-totals: variant totals differ from the sum of its locations")
+      expect(await sql("SELECT on_hand FROM stock_levels WHERE variant_id = 'drift-totals'")).toEqual([{ on_hand: 5 }])
+      // Put back as the runbook says (triggers off, totals = the sums), so the other tests see no drift.
+      await sql(`DO $$ BEGIN
+                   SET LOCAL session_replication_role = replica;
+                   UPDATE stock_levels SET on_hand = 3, available = 3 WHERE variant_id = 'drift-totals';
+                 END $$`)
+      expect((await admin("reconcile")).code).toBe(0)
+    })
   })
 
   describe("reservations", () => {
@@ -184,6 +248,62 @@ describe("admin CLI", () => {
       expect(done.out).toContain("expired 1 reservation(s)")
       expect((await admin("reservations", "show", "exp-order", "--json")).json().status).toBe("EXPIRED")
       expect(await stock("exp-1")).toMatchObject({ onHand: 5, reserved: 0 })
+    })
+  })
+
+  describe("locations", () => {
+    it("list prints every location by priority, then id, and --json gives the Location objects", async () => {
+      await sql("INSERT INTO locations (location_id, name, priority) VALUES ('cli-store', 'CLI Store', 20)")
+      const listed = await admin("locations", "list")
+      expect(listed.code).toBe(0)
+      expect(listed.out.split("\n")[0]).toBe('default priority=0 active "Default"')
+      expect(listed.out).toContain('cli-store priority=20 active "CLI Store"')
+      const json = await admin("locations", "list", "--json")
+      expect(json.json().items).toEqual(
+        expect.arrayContaining([expect.objectContaining({ locationId: "cli-store", name: "CLI Store", priority: 20, active: true })])
+      )
+      expect((await admin("locations", "list", "extra")).code).toBe(2)
+    })
+
+    it("deactivate is a dry run without --yes, needs a reason, then takes the location's stock out of available", async () => {
+      expect((await app.api.put("/v1/stock-levels/cli-loc-1", {})).status).toBe(201)
+      expect((await app.api.post("/v1/stock-levels/cli-loc-1/adjustments", { type: "PURCHASE", quantity: 4 })).status).toBe(200)
+      await sql("INSERT INTO locations (location_id, name) VALUES ('cli-wh', 'CLI WH')")
+      await sql("INSERT INTO location_stock (variant_id, location_id, on_hand) VALUES ('cli-loc-1', 'cli-wh', 6)")
+      expect(await stock("cli-loc-1")).toMatchObject({ onHand: 10, available: 10 })
+
+      const dry = await admin("locations", "deactivate", "cli-wh")
+      expect(dry.code).toBe(0)
+      expect(dry.out).toContain("cli-wh holds 1 variant(s): onHand 6, reserved 0, available 6, 0 ACTIVE reservation(s)")
+      expect(dry.out).toContain("dry run: would deactivate cli-wh (add --yes to apply)")
+      expect(dry.out).not.toContain("warning")
+      expect(await stock("cli-loc-1")).toMatchObject({ available: 10 })
+      expect((await admin("locations", "deactivate", "cli-wh", "--yes")).code).toBe(2)
+      expect((await admin("locations", "deactivate")).code).toBe(2)
+
+      const done = await admin("locations", "deactivate", "cli-wh", "--yes", "--reason", "INC-6", "--json")
+      expect(done.code).toBe(0)
+      expect(done.json()).toMatchObject({ applied: true, changed: true, location: { locationId: "cli-wh", active: false } })
+      expect(auditLine(done.err)).toMatchObject({ command: "locations deactivate", actor: "alice", reason: "INC-6", applied: true, locationId: "cli-wh" })
+      expect(await stock("cli-loc-1")).toMatchObject({ onHand: 10, reserved: 0, available: 4 })
+      const [event] = await sql<{ payload: any }>("SELECT payload FROM outbox WHERE aggregate_id = 'cli-wh' AND event_type = 'LocationUpsertedEvent'")
+      expect(event!.payload).toMatchObject({ aggregateType: "Location", correlationId: expect.stringMatching(/^admin-/) })
+      expect(event!.payload.data).toEqual({ locationId: "cli-wh", name: "CLI WH", priority: 100, active: false })
+
+      const again = await admin("locations", "deactivate", "cli-wh", "--yes", "--reason", "INC-6")
+      expect(again.code).toBe(0)
+      expect(again.out).toContain("cli-wh was already inactive: nothing changed")
+      const missing = await admin("locations", "deactivate", "no-such-location", "--yes", "--reason", "INC-6")
+      expect(missing.code).toBe(1)
+      expect(missing.out).toContain("no location no-such-location")
+    })
+
+    it("warns that deactivating default leaves v1 reservations without its stock (dry run)", async () => {
+      const dry = await admin("locations", "deactivate", "default", "--json")
+      expect(dry.code).toBe(0)
+      expect(dry.json()).toMatchObject({ applied: false, location: { locationId: "default", active: true } })
+      expect(dry.json().warnings).toEqual([expect.stringContaining("default is the location of every v1 call")])
+      expect((await admin("locations", "deactivate", "default")).out).toContain("warning: default is the location of every v1 call")
     })
   })
 

@@ -58,7 +58,11 @@ const readAll = async (baseUrl: string) => {
 
 /** The tables the API does not show, row for row. */
 const hiddenTables = async (url: string) => ({
-  baseline: await query(url, "SELECT * FROM inventory_history_baseline ORDER BY variant_id"),
+  locations: await query(url, "SELECT * FROM locations ORDER BY location_id"),
+  locationStock: await query(url, "SELECT * FROM location_stock ORDER BY variant_id, location_id"),
+  allocations: await query(url, "SELECT * FROM reservation_allocations ORDER BY order_id, variant_id, location_id"),
+  totals: await query(url, "SELECT variant_id, on_hand, reserved, available, version, updated_at FROM stock_levels ORDER BY variant_id"),
+  baseline: await query(url, "SELECT * FROM inventory_history_baseline ORDER BY variant_id, location_id"),
   archive: await query(url, "SELECT * FROM inventory_history_archive ORDER BY id"),
   outbox: await query(url, "SELECT * FROM outbox ORDER BY id"),
   idempotency: await query(url, "SELECT * FROM idempotency_keys ORDER BY scope, key"),
@@ -100,6 +104,20 @@ describe("backup and restore through the API", () => {
       if (i % 3 === 1) expect((await api.post(`/v1/reservations/${orderId}/release`)).status).toBe(200)
       if (i % 3 === 2) expect((await api.post(`/v1/reservations/${orderId}/commit`)).status).toBe(200)
     }
+    // A second location (no endpoint yet), where some variants are stocked too, as the service writes
+    // it (variant row locked first, history at that location): the dump must carry every location row.
+    await query(source.database.url, "INSERT INTO locations (location_id, name, priority) VALUES ('bkp-store', 'Store', 10)")
+    for (let v = 0; v < VARIANTS; v += 4) {
+      const id = `bkp-${String(v).padStart(3, "0")}`
+      await query(source.database.url, "INSERT INTO location_stock (variant_id, location_id, safety_stock) VALUES ($1, 'bkp-store', $2)", [id, v % 3])
+      await query(source.database.url, `
+        WITH v AS (SELECT 1 FROM stock_levels WHERE variant_id = $1 FOR UPDATE),
+             s AS (UPDATE location_stock SET on_hand = on_hand + $2
+                    WHERE variant_id = $1 AND location_id = 'bkp-store' AND EXISTS (SELECT 1 FROM v)
+                   RETURNING on_hand, reserved)
+        INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after)
+        SELECT $1, 'bkp-store', 'PURCHASE', $2, 0, on_hand, reserved FROM s`, [id, 3 + v])
+    }
     // Part of the history is old enough to be archived: the backup must carry the baseline with it.
     await query(source.database.url, "UPDATE inventory_history SET created_at = created_at - interval '90 days' WHERE id % 3 = 0")
     const swept = await source.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
@@ -110,10 +128,13 @@ describe("backup and restore through the API", () => {
     expect(before.levels).toHaveLength(VARIANTS)
     expect(new Set(before.reservations.map((r: any) => r.status))).toEqual(new Set(["ACTIVE", "RELEASED", "COMMITTED"]))
     const hiddenBefore = await hiddenTables(source.database.url)
+    expect(new Set(hiddenBefore.locationStock.map((r) => r["location_id"]))).toEqual(new Set(["default", "bkp-store"]))
+    expect(hiddenBefore.allocations.length).toBeGreaterThan(0)
 
     const dump = path.join(workDir, "inventory.dump")
     console.log(script("backup", ["--database-url", source.database.url, dump]).trim())
     const restoreOut = script("restore", [dump, restoredDb.url])
+    expect(restoreOut).toContain(`stock levels equal the sums of their locations (${hiddenBefore.locationStock.length} location rows)`)
     const elapsed = /elapsed ([\d.]+) s/.exec(restoreOut)?.[1]
     const entries = Object.values(before.history).reduce((n, h) => n + h.length, 0)
     console.log(

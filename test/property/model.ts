@@ -8,11 +8,15 @@ export interface ModelLine {
   readonly variantId: string
   readonly quantity: number
 }
+/** v1 calls act on the location `default` only: a variant's stock is all there (API.md "Locations"). */
+export const DEFAULT_LOCATION = "default"
 interface ModelVariant {
   onHand: number
   reserved: number
   version: number
   threshold: number
+  /** The `default` location row's own version: +1 on every change of its onHand or reserved. */
+  locationVersion: number
 }
 interface ModelReservation {
   readonly orderId: string
@@ -24,6 +28,7 @@ interface ModelReservation {
 }
 export interface ModelHistory {
   readonly variantId: string
+  readonly locationId: string
   readonly type: string
   readonly onHandChange: number
   readonly reservedChange: number
@@ -42,6 +47,10 @@ const statusOf = (available: number, threshold: number) =>
 
 const iso = (millis: number) => new Date(millis).toISOString()
 
+/** Lines as answers and events state them: each line held whole at `default`. */
+const withAllocations = (lines: ReadonlyArray<ModelLine>) =>
+  lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity, allocations: [{ locationId: DEFAULT_LOCATION, quantity: l.quantity }] }))
+
 export class Model {
   readonly variants = new Map<string, ModelVariant>()
   readonly reservations = new Map<string, ModelReservation>()
@@ -56,9 +65,10 @@ export class Model {
     v.onHand += onHandChange
     v.reserved += reservedChange
     v.version += 1
+    v.locationVersion += 1
     if (v.reserved < 0 || v.reserved > v.onHand) throw new Error(`model broke its invariant on ${variantId}`)
     const after = statusOf(v.onHand - v.reserved, v.threshold)
-    this.history.push({ variantId, type, onHandChange, reservedChange, onHandAfter: v.onHand, reservedAfter: v.reserved, orderId })
+    this.history.push({ variantId, locationId: DEFAULT_LOCATION, type, onHandChange, reservedChange, onHandAfter: v.onHand, reservedAfter: v.reserved, orderId })
     this.events.push({
       eventType: "StockLevelChangedEvent",
       aggregateId: variantId,
@@ -70,7 +80,9 @@ export class Model {
         version: v.version,
         changeType: type,
         onHandChange,
-        reservedChange
+        reservedChange,
+        locationId: DEFAULT_LOCATION,
+        location: { onHand: v.onHand, reserved: v.reserved, safetyStock: 0, available: v.onHand - v.reserved, version: v.locationVersion }
       }
     })
     if (before !== after) {
@@ -87,7 +99,7 @@ export class Model {
       orderId: r.orderId,
       // Answers derive EXPIRED from expiresAt, whether or not the sweeper has expired the row yet.
       status: this.isDue(r) ? "EXPIRED" : r.status,
-      lines: r.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity })),
+      lines: withAllocations(r.lines),
       expiresAt: iso(r.expiresAt),
       createdAt: iso(r.createdAt),
       updatedAt: iso(r.updatedAt)
@@ -97,7 +109,7 @@ export class Model {
   configure(variantId: string, threshold: number) {
     const v = this.variants.get(variantId)
     if (!v) {
-      this.variants.set(variantId, { onHand: 0, reserved: 0, version: 1, threshold })
+      this.variants.set(variantId, { onHand: 0, reserved: 0, version: 1, threshold, locationVersion: 1 })
       return
     }
     if (v.threshold === threshold) return
@@ -132,7 +144,7 @@ export class Model {
     for (const l of r.lines) this.change(l.variantId, how, how === "COMMIT" ? -l.quantity : 0, -l.quantity, r.orderId)
     r.status = how === "RELEASE" ? "RELEASED" : how === "EXPIRE" ? "EXPIRED" : "COMMITTED"
     r.updatedAt = this.now
-    const lines = r.lines.map((l) => ({ ...l }))
+    const lines = withAllocations(r.lines)
     this.events.push(
       how === "COMMIT"
         ? { eventType: "InventoryReservationCommittedEvent", aggregateId: r.orderId, data: { orderId: r.orderId, lines } }
@@ -183,7 +195,7 @@ export class Model {
     }
     const r: ModelReservation = { orderId, status: "ACTIVE", lines, expiresAt: this.now + ttlSeconds * 1000, createdAt: this.now, updatedAt: this.now }
     this.reservations.set(orderId, r)
-    this.events.push({ eventType: "InventoryReservedEvent", aggregateId: orderId, data: { orderId, lines, expiresAt: iso(r.expiresAt) } })
+    this.events.push({ eventType: "InventoryReservedEvent", aggregateId: orderId, data: { orderId, lines: withAllocations(lines), expiresAt: iso(r.expiresAt) } })
     for (const l of lines) this.change(l.variantId, "RESERVE", 0, l.quantity, orderId)
     return { ok: { created: true, reservation: this.encode(r) } }
   }

@@ -2,14 +2,15 @@ import * as fc from "fast-check"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startHarness, type Answer, type Harness } from "./harness.js"
-import { Model, type ModelEvent, type ModelHistory, type ModelLine } from "./model.js"
+import { DEFAULT_LOCATION, Model, type ModelEvent, type ModelHistory, type ModelLine } from "./model.js"
 
 /**
  * Model-based tests of the reservation logic against the real PostgreSQL: random sequences of
  * create-variant / adjust / reserve / release / commit / get / move-the-clock / sweep, each compared
  * with the model's answer, and after every step the database compared with the model: stock levels,
- * reservations, exactly the history entries and outbox events the step should write, and the
- * invariants (0 <= reserved <= onHand, reserved = Σ ACTIVE lines, counters = Σ history).
+ * their `default` location rows, reservations with their allocations, exactly the history entries
+ * and outbox events the step should write, and the invariants (0 <= reserved <= onHand, reserved =
+ * Σ ACTIVE lines, counters = Σ history).
  */
 const RUNS = Number(process.env["PROPERTY_RUNS"] ?? 60)
 const VARIANTS = ["v0", "v1", "v2", "v3", "v4"]
@@ -39,6 +40,15 @@ const checkAgainstModel = async (model: Model, real: Real) => {
       .map(([id, v]) => ({ variant_id: id, on_hand: v.onHand, reserved: v.reserved, version: v.version, low_stock_threshold: v.threshold }))
   )
   for (const level of levels) expect(0 <= level.reserved && level.reserved <= level.on_hand).toBe(true)
+  // v1 calls act on `default` only: each variant's stock is all in its one location row there.
+  const { rows: locations } = await real.db.query(
+    "SELECT variant_id, location_id, on_hand, reserved, version FROM location_stock ORDER BY variant_id, location_id"
+  )
+  expect(locations).toEqual(
+    [...model.variants.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([id, v]) => ({ variant_id: id, location_id: DEFAULT_LOCATION, on_hand: v.onHand, reserved: v.reserved, version: v.locationVersion }))
+  )
 
   const { rows: reservations } = await real.db.query(`
     SELECT r.order_id, r.status, r.expires_at, json_agg(json_build_object('variantId', l.variant_id, 'quantity', l.quantity) ORDER BY l.variant_id) AS lines
@@ -48,15 +58,25 @@ const checkAgainstModel = async (model: Model, real: Real) => {
       .sort((a, b) => (a.orderId < b.orderId ? -1 : 1))
       .map((r) => ({ order_id: r.orderId, status: r.status, expires_at: r.expiresAt, lines: r.lines }))
   )
+  // Each line is held whole at `default`.
+  const { rows: allocations } = await real.db.query(
+    "SELECT order_id, variant_id, location_id, quantity FROM reservation_allocations ORDER BY order_id, variant_id, location_id"
+  )
+  expect(allocations).toEqual(
+    [...model.reservations.values()]
+      .sort((a, b) => (a.orderId < b.orderId ? -1 : 1))
+      .flatMap((r) => r.lines.map((l) => ({ order_id: r.orderId, variant_id: l.variantId, location_id: DEFAULT_LOCATION, quantity: l.quantity })))
+  )
 
   const { rows: history } = await real.db.query(
-    `SELECT id, variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, order_id
+    `SELECT id, variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, order_id
        FROM inventory_history WHERE id > $1 ORDER BY id`,
     [real.lastHistoryId]
   )
   const written = history.map(
     (h): ModelHistory => ({
       variantId: h.variant_id,
+      locationId: h.location_id,
       type: h.type,
       onHandChange: h.on_hand_change,
       reservedChange: h.reserved_change,

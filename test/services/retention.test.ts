@@ -3,6 +3,7 @@
 import { Effect, Metric } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { reconcile } from "../../src/services/Reconcile.js"
 import { historyDrift, Retention } from "../../src/services/Retention.js"
 import { retentionRemovedRows } from "../../src/services/RetentionMetrics.js"
 import { startTestApp, type TestApp } from "../support/app.js"
@@ -156,12 +157,12 @@ describe("retention sweep", () => {
     expect(baselineC).toEqual({ on_hand: "9", archived_entries: "1" })
     expect(await app.run(historyDrift)).toEqual([])
 
-    // A change that bypassed the history is found.
-    await sql("UPDATE stock_levels SET on_hand = on_hand + 1 WHERE variant_id = 'ret-a'")
+    // A change that bypassed the history is found (the location row: the totals only follow it).
+    await sql("UPDATE location_stock SET on_hand = on_hand + 1 WHERE variant_id = 'ret-a' AND location_id = 'default'")
     expect(await app.run(historyDrift)).toEqual([
-      { variantId: "ret-a", onHand: 501, reserved: 0, expectedOnHand: 500, expectedReserved: 0 }
+      { variantId: "ret-a", locationId: "default", onHand: 501, reserved: 0, expectedOnHand: 500, expectedReserved: 0 }
     ])
-    await sql("UPDATE stock_levels SET on_hand = on_hand - 1 WHERE variant_id = 'ret-a'")
+    await sql("UPDATE location_stock SET on_hand = on_hand - 1 WHERE variant_id = 'ret-a' AND location_id = 'default'")
   })
 
   it("archives each entry exactly once when several replicas sweep at the same time", async () => {
@@ -180,6 +181,85 @@ describe("retention sweep", () => {
     expect(await count("inventory_history_archive") - archivedBefore).toBe(39)
     expect(await count("inventory_history", "variant_id = 'ret-many'")).toBe(1)
     expect(await app.run(historyDrift)).toEqual([])
+  })
+})
+
+describe("history retention per location", () => {
+  let app: TestApp
+  beforeAll(async () => {
+    app = await startTestApp({
+      label: "retentionloc",
+      env: { RETENTION_SWEEP_INTERVAL_MS: String(24 * 3_600_000), HISTORY_RETENTION_DAYS: "30" }
+    })
+  })
+  afterAll(() => app?.close())
+  const sql = <R extends Record<string, unknown>>(text: string, values: ReadonlyArray<unknown> = []) =>
+    query<R>(app.database.url, text, values)
+
+  it("keeps one baseline per (variant, location), archives location_id and keeps each location's newest entry", async () => {
+    expect((await app.api.put("/v1/stock-levels/ret-loc", {})).status).toBe(201)
+    for (let i = 1; i <= 3; i++) {
+      expect((await app.api.post("/v1/stock-levels/ret-loc/adjustments", { type: "PURCHASE", quantity: i })).status).toBe(200)
+    }
+    // A second location (no endpoint yet): stocked and changed as the service does it, variant row first.
+    await sql("INSERT INTO locations (location_id, name, priority) VALUES ('store-1', 'Store 1', 10)")
+    await sql("INSERT INTO location_stock (variant_id, location_id) VALUES ('ret-loc', 'store-1')")
+    for (const quantity of [5, 7]) {
+      await sql(`
+        WITH v AS (SELECT 1 FROM stock_levels WHERE variant_id = 'ret-loc' FOR UPDATE),
+             s AS (UPDATE location_stock SET on_hand = on_hand + $1
+                    WHERE variant_id = 'ret-loc' AND location_id = 'store-1' AND EXISTS (SELECT 1 FROM v)
+                   RETURNING on_hand, reserved)
+        INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after)
+        SELECT 'ret-loc', 'store-1', 'PURCHASE', $1, 0, on_hand, reserved FROM s`, [quantity])
+    }
+    expect((await app.api.get("/v1/stock-levels/ret-loc")).body).toMatchObject({ onHand: 18 })
+    expect(await app.run(historyDrift)).toEqual([])
+    // Every entry is old; each location keeps its newest.
+    await sql("UPDATE inventory_history SET created_at = now() - interval '40 days' WHERE variant_id = 'ret-loc'")
+    const result = await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))
+    expect(result.inventory_history).toBe(3)
+    expect(await sql("SELECT location_id, on_hand_change FROM inventory_history WHERE variant_id = 'ret-loc' ORDER BY id")).toEqual([
+      { location_id: "default", on_hand_change: 3 },
+      { location_id: "store-1", on_hand_change: 7 }
+    ])
+    expect(await sql("SELECT location_id, on_hand_change FROM inventory_history_archive WHERE variant_id = 'ret-loc' ORDER BY id")).toEqual([
+      { location_id: "default", on_hand_change: 1 },
+      { location_id: "default", on_hand_change: 2 },
+      { location_id: "store-1", on_hand_change: 5 }
+    ])
+    const kept = await sql<{ location_id: string; id: string }>(
+      "SELECT location_id, min(id)::text AS id FROM inventory_history WHERE variant_id = 'ret-loc' GROUP BY location_id ORDER BY location_id"
+    )
+    expect(await sql(
+      "SELECT location_id, on_hand::int, reserved::int, archived_through_id::text, archived_entries::int FROM inventory_history_baseline WHERE variant_id = 'ret-loc' ORDER BY location_id"
+    )).toEqual([
+      { location_id: "default", on_hand: 3, reserved: 0, archived_through_id: String(Number(kept[0]!.id) - 1), archived_entries: 2 },
+      { location_id: "store-1", on_hand: 5, reserved: 0, archived_through_id: String(Number(kept[1]!.id) - 1), archived_entries: 1 }
+    ])
+    expect(await app.run(historyDrift)).toEqual([])
+    expect((await app.run(reconcile)).drifts).toEqual([])
+
+    // A later sweep folds into the same (variant, location) baseline.
+    for (const quantity of [1, 1]) {
+      expect((await app.api.post("/v1/stock-levels/ret-loc/adjustments", { type: "PURCHASE", quantity })).status).toBe(200)
+    }
+    await sql("UPDATE inventory_history SET created_at = now() - interval '40 days' WHERE variant_id = 'ret-loc'")
+    expect((await app.run(Effect.flatMap(Retention, (r) => r.sweepOnce()))).inventory_history).toBe(2)
+    expect(await sql(
+      "SELECT location_id, on_hand::int, archived_entries::int FROM inventory_history_baseline WHERE variant_id = 'ret-loc' ORDER BY location_id"
+    )).toEqual([
+      { location_id: "default", on_hand: 7, archived_entries: 4 },
+      { location_id: "store-1", on_hand: 5, archived_entries: 1 }
+    ])
+    expect(await app.run(historyDrift)).toEqual([])
+
+    // Drift at one location is found there, and only there.
+    await sql("UPDATE location_stock SET on_hand = on_hand - 2 WHERE variant_id = 'ret-loc' AND location_id = 'store-1'")
+    expect(await app.run(historyDrift)).toEqual([
+      { variantId: "ret-loc", locationId: "store-1", onHand: 10, reserved: 0, expectedOnHand: 12, expectedReserved: 0 }
+    ])
+    await sql("UPDATE location_stock SET on_hand = on_hand + 2 WHERE variant_id = 'ret-loc' AND location_id = 'store-1'")
   })
 })
 
@@ -229,11 +309,15 @@ describe("history retention with interleaved transactions", () => {
     const first = new pg.Client({ connectionString: app.database.url })
     const second = new pg.Client({ connectionString: app.database.url })
     await Promise.all([first.connect(), second.connect()])
-    const write = (client: pg.Client) =>
-      client.query(`
-        WITH s AS (UPDATE stock_levels SET on_hand = on_hand + 1, version = version + 1 WHERE variant_id = 'ret-order' RETURNING on_hand, reserved)
-        INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after)
-        SELECT 'ret-order', 'PURCHASE', 1, 0, on_hand, reserved FROM s`)
+    // As the service writes: the variant's row locked first, then its location row (the totals follow by trigger).
+    const write = async (client: pg.Client) => {
+      await client.query("SELECT 1 FROM stock_levels WHERE variant_id = 'ret-order' FOR UPDATE")
+      await client.query(`
+        WITH s AS (UPDATE location_stock SET on_hand = on_hand + 1 WHERE variant_id = 'ret-order' AND location_id = 'default'
+                   RETURNING on_hand, reserved)
+        INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after)
+        SELECT 'ret-order', 'default', 'PURCHASE', 1, 0, on_hand, reserved FROM s`)
+    }
     try {
       await first.query("BEGIN")
       await first.query("SELECT now()")
