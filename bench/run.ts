@@ -4,13 +4,14 @@
  * Starts the built service (node dist/src/main.js) on a fresh database, loads 10,000 variants, then for
  * each scenario measures with autocannon over CONNECTIONS HTTP connections (a) single-line
  * reservations spread uniformly over the variants, (b) every reservation on one hot variant,
- * (c) GET /v1/stock-levels/{id}, at full speed and then at half the rate reached, and runs pgbench
+ * (c) GET /v1/stock-levels/{id}, (d) two-line reservations over variants stocked at three locations
+ * (see LOC_* below), at full speed and then at half the rate reached, and for (a)–(c) runs pgbench
  * with the same number of connections on the same SQL (bench/*.pgbench.sql). Prints one table.
  * Not part of the test suite; numbers are reported, not asserted.
  *
  * Environment: BENCH_DATABASE_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_CONNECTIONS (64), BENCH_DURATION_S (15), BENCH_DB_POOL_MAX (service pool, default 10),
- * BENCH_KEEP_DB=1. The service trusts a key the bench makes (the test issuer) and the bench sends a token
+ * BENCH_LOC_VARIANTS (variants of scenario (d), default 50,000), BENCH_KEEP_DB=1. The service trusts a key the bench makes (the test issuer) and the bench sends a token
  * signed with it; any answer other than 2xx/409 stops the bench (a broken setup measures nothing).
  */
 import autocannon, { type Request, type Result } from "autocannon"
@@ -20,7 +21,7 @@ import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
-import { adminQuery, cpuSeconds, log, rssMiB, withBenchService } from "./support.js"
+import { adminQuery, cpuSeconds, loadVariants, log, rssMiB, withBenchService } from "./support.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
 const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
@@ -30,6 +31,24 @@ const POOL_MAX = process.env["BENCH_DB_POOL_MAX"] ?? "10"
 const VARIANTS = 10_000
 const HOT = "bench-0"
 const STOCK = 1_000_000_000
+/**
+ * Scenario (d): `default` plus two locations after it in priority order, each variant stocked
+ * 40/30/30 % (4/3/3 units) and every line asking 5: a variant's first line is held 4 at `default` + 1
+ * at `bench-east`, its second 2 at `bench-east` + 3 at `bench-west` (PRIORITY allocation), a third is
+ * refused (409). So every reserved line splits; the variants are many for the stock to last the runs
+ * (409s are counted in the note).
+ */
+const LOC_VARIANTS = Number(process.env["BENCH_LOC_VARIANTS"] ?? 50_000)
+const LOC_LOCATIONS = [
+  { locationId: "bench-east", priority: 10 },
+  { locationId: "bench-west", priority: 20 }
+]
+const LOC_SPREAD = [
+  { locationId: "default", onHand: 4 },
+  { locationId: "bench-east", onHand: 3 },
+  { locationId: "bench-west", onHand: 3 }
+]
+const LOC_LINE_QUANTITY = 5
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
@@ -75,6 +94,9 @@ const load = (baseUrl: string, request: Request, durationS: number, overallRate?
     instance.on("response", (_client, _status, _bytes, responseTime) => latencies.push(responseTime))
   })
 
+/** No pgbench counterpart (scenario (d)): the columns show "-". */
+const NOT_MEASURED: Measure = { rate: NaN, p50: NaN, p95: NaN, p99: NaN, note: "not run (no SQL counterpart)" }
+
 /** pgbench on the same SQL with as many connections; latencies from its per-transaction log. */
 const pgbench = (databaseUrl: string, script: string, defines: Record<string, string | number>): Measure => {
   const logDir = mkdtempSync(join(tmpdir(), "pgbench-"))
@@ -112,12 +134,17 @@ const main = async () => {
   token = await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 })
   await withBenchService("bench", { DB_POOL_MAX: POOL_MAX }, async ({ baseUrl, databaseUrl, child }) => {
     log(`service up on ${baseUrl} (pool ${POOL_MAX}); loading ${VARIANTS} variants + the hot one`)
-    await adminQuery(
-      databaseUrl,
-      `WITH v AS (INSERT INTO stock_levels (variant_id, on_hand) SELECT 'bench-' || g, ${STOCK} FROM generate_series(0, ${VARIANTS}) g RETURNING variant_id)
-       INSERT INTO inventory_history (variant_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, reason)
-       SELECT variant_id, 'PURCHASE', ${STOCK}, 0, ${STOCK}, 0, 'bench load' FROM v`
-    )
+    await loadVariants(databaseUrl, "bench-", 0, VARIANTS, [{ locationId: "default", onHand: STOCK }])
+    log(`scenario (d): locations ${LOC_LOCATIONS.map((l) => l.locationId).join(", ")}; loading ${LOC_VARIANTS} variants stocked at three locations`)
+    for (const { locationId, priority } of LOC_LOCATIONS) {
+      const response = await fetch(`${baseUrl}/v1/locations/${locationId}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ name: `Bench ${locationId}`, priority })
+      })
+      if (response.status !== 201 && response.status !== 200) throw new Error(`PUT /v1/locations/${locationId} answered ${response.status}`)
+    }
+    await loadVariants(databaseUrl, "loc-", 1, LOC_VARIANTS, LOC_SPREAD)
     await adminQuery(databaseUrl, "VACUUM ANALYZE")
 
     let order = 0
@@ -130,6 +157,17 @@ const main = async () => {
       })
     })
     const uniformVariant = () => `bench-${1 + Math.floor(Math.random() * VARIANTS)}`
+    /** Two lines on two different variants of scenario (d). */
+    const reserveSplit: Request = {
+      method: "POST",
+      path: "/v1/reservations",
+      setupRequest: (request) => {
+        const first = 1 + Math.floor(Math.random() * LOC_VARIANTS)
+        const second = 1 + ((first + Math.floor(Math.random() * (LOC_VARIANTS - 1))) % LOC_VARIANTS)
+        const lines = [first, second].map((n) => ({ variantId: `loc-${n}`, quantity: LOC_LINE_QUANTITY }))
+        return { ...request, body: JSON.stringify({ orderId: `b-${++order}`, lines }) }
+      }
+    }
     const getLevel: Request = { method: "GET", setupRequest: (request) => ({ ...request, path: `/v1/stock-levels/${uniformVariant()}` }) }
 
     log("warm-up (3 s)")
@@ -139,7 +177,8 @@ const main = async () => {
     const scenarios = [
       { name: "(a) reserve, uniform over 10,000 variants", request: reserve(uniformVariant), script: "reserve.pgbench.sql", defines: { lo: 1, hi: VARIANTS } },
       { name: "(b) reserve, one hot variant", request: reserve(() => HOT), script: "reserve.pgbench.sql", defines: { lo: 0, hi: 0 } },
-      { name: "(c) GET /v1/stock-levels/{id}", request: getLevel, script: "get.pgbench.sql", defines: {} }
+      { name: "(c) GET /v1/stock-levels/{id}", request: getLevel, script: "get.pgbench.sql", defines: {} },
+      { name: "(d) reserve 2 lines, 3 locations 40/30/30 %, split by priority", request: reserveSplit, script: undefined, defines: {} }
     ]
     const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure; cpuMsPerRequest: number; cores: number; rss: Array<number> }> = []
     for (const scenario of scenarios) {
@@ -157,8 +196,8 @@ const main = async () => {
       const halfRate = Math.max(1, Math.floor(service.rate / 2))
       log(`${scenario.name}: service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s`)
       const half = await load(baseUrl, scenario.request, HALF_RATE_DURATION_S, halfRate)
-      log(`${scenario.name}: pgbench, ${DURATION_S} s`)
-      const db = pgbench(databaseUrl, scenario.script, scenario.defines)
+      if (scenario.script !== undefined) log(`${scenario.name}: pgbench, ${DURATION_S} s`)
+      const db = scenario.script === undefined ? NOT_MEASURED : pgbench(databaseUrl, scenario.script, scenario.defines)
       rows.push({ name: scenario.name, service, half, db, cpuMsPerRequest, cores, rss })
     }
 
@@ -170,6 +209,13 @@ const main = async () => {
     )
 
     const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-")
+    const count = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : "-")
+    // Scenario (d): how the lines were held (allocations per line), for the note under the table.
+    const split = await adminQuery(
+      databaseUrl,
+      `SELECT count(*)::int AS lines, count(*) FILTER (WHERE n > 1)::int AS split
+         FROM (SELECT count(*) AS n FROM reservation_allocations WHERE variant_id LIKE 'loc-%' GROUP BY order_id, variant_id) a`
+    )
     const lines = [
       `Inventory Service benchmark: ${CONNECTIONS} connections, ${DURATION_S} s per run, service pool ${POOL_MAX}, node ${process.version}`,
       "",
@@ -177,7 +223,7 @@ const main = async () => {
       "|---|---:|---:|---:|---|---|---|",
       ...rows.map(
         (r) =>
-          `| ${r.name} | ${r.service.rate.toFixed(0)} | ${r.db.rate.toFixed(0)} | ${(r.service.rate / r.db.rate * 100).toFixed(0)}% | ` +
+          `| ${r.name} | ${r.service.rate.toFixed(0)} | ${count(r.db.rate)} | ${Number.isFinite(r.db.rate) ? `${(r.service.rate / r.db.rate * 100).toFixed(0)}%` : "-"} | ` +
           `${ms(r.service.p50)} / ${ms(r.service.p95)} / ${ms(r.service.p99)} | ${ms(r.db.p50)} / ${ms(r.db.p95)} / ${ms(r.db.p99)} | ` +
           `${r.half.rate.toFixed(0)}: ${ms(r.half.p50)} / ${ms(r.half.p95)} / ${ms(r.half.p99)} |`
       ),
@@ -189,6 +235,7 @@ const main = async () => {
       ),
       `machine load (1/5/15 min) at the end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} on ${availableParallelism()} cores`,
       `reserved vs ACTIVE reservation lines after the run: ${drift[0]!.n} variant(s) drifted`,
+      `(d): ${split[0]!.split} of ${split[0]!.lines} reserved lines split over two locations`,
       "Targets (reported, not asserted): (a) service >= 50% of pgbench tps; p99 < 25 ms at half the maximum rate."
     ]
     process.stdout.write(lines.join("\n") + "\n")

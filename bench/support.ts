@@ -23,6 +23,32 @@ export const adminQuery = async (url: string, text: string) => {
   }
 }
 
+/** Where each loaded variant is stocked: units per location (the locations must exist). */
+export interface LoadSpread {
+  readonly locationId: string
+  readonly onHand: number
+}
+
+/**
+ * Loads variants `prefix + from` .. `prefix + to`, stocked as `spread` says, the way the schema allows
+ * it (migration 0080): a stock level starts at 0, its location rows carry the units (the triggers roll
+ * them up into the totals), and each row gets its PURCHASE history entry, so reconciliation agrees.
+ * Ids and numbers are the bench's own constants (interpolated, no parameters).
+ */
+export const loadVariants = (databaseUrl: string, prefix: string, from: number, to: number, spread: ReadonlyArray<LoadSpread>) => {
+  const stock = spread.map(({ locationId, onHand }) => `('${locationId}', ${Math.trunc(onHand)})`).join(", ")
+  const ids = `SELECT '${prefix}' || g AS variant_id FROM generate_series(${from}, ${to}) g`
+  return adminQuery(
+    databaseUrl,
+    `INSERT INTO stock_levels (variant_id) ${ids};
+     INSERT INTO location_stock (variant_id, location_id, on_hand)
+     SELECT v.variant_id, s.location_id, s.on_hand FROM (${ids}) v CROSS JOIN (VALUES ${stock}) s(location_id, on_hand);
+     INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after, reason)
+     SELECT v.variant_id, s.location_id, 'PURCHASE', s.on_hand, 0, s.on_hand, 0, 'bench load'
+       FROM (${ids}) v CROSS JOIN (VALUES ${stock}) s(location_id, on_hand) WHERE s.on_hand > 0;`
+  )
+}
+
 export const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const server = createServer()

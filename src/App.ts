@@ -13,6 +13,7 @@ import { TelemetryLive } from "./layers/Telemetry.js"
 import { Outbox } from "./outbox/Outbox.js"
 import { RelayLive } from "./outbox/Relay.js"
 import { Adjustments } from "./services/Adjustments.js"
+import { BulkAdjustments } from "./services/BulkAdjustments.js"
 import { ExpiryLive } from "./services/Expiry.js"
 import { History } from "./services/History.js"
 import { Locations } from "./services/Locations.js"
@@ -25,6 +26,7 @@ const ServicesLive = Layer.mergeAll(
   StockLevels.layer,
   Locations.layer,
   Adjustments.layer,
+  BulkAdjustments.layer,
   History.layer,
   Reservations.layer,
   Retention.layer

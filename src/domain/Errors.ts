@@ -13,6 +13,9 @@ export interface ProblemInfo {
   readonly title: string
 }
 
+/** The RFC 9457 `type` of a problem code (API.md): stated once, for HTTP answers and stored answers alike. */
+export const problemType = (code: string) => `urn:inventory:problem:${code}`
+
 const problem = (status: number, code: string, title: string) => ({
   info: { status, code, title } satisfies ProblemInfo,
   // The HTTP status travels on the schema, so the HttpApi documents and serves it without a table.
@@ -56,12 +59,15 @@ export class InsufficientStock extends Schema.TaggedError<InsufficientStock>()(
   }
 }
 
-export const ReservationFailureReason = Schema.Literals(["INSUFFICIENT_STOCK", "UNKNOWN_VARIANT"])
+/** UNKNOWN_LOCATION: the line names a location that does not exist or is inactive. */
+export const ReservationFailureReason = Schema.Literals(["INSUFFICIENT_STOCK", "UNKNOWN_VARIANT", "UNKNOWN_LOCATION"])
+/** A line that cannot be reserved; `locationId` is the location the line named, when it named one. */
 export class ReservationFailure extends Schema.Class<ReservationFailure>("ReservationFailure")({
   variantId: VariantId,
   requested: Schema.Int,
   available: Schema.Int,
-  reason: ReservationFailureReason
+  reason: ReservationFailureReason,
+  locationId: Schema.optionalKey(LocationId)
 }) {}
 
 /** A reservation refused as a whole; `failures` lists every line that could not be reserved. */
@@ -147,6 +153,25 @@ export class ReservationNotActive extends Schema.TaggedError<ReservationNotActiv
   readonly problem = reservationNotActive.info
   override get message() {
     return `Reservation of order ${this.orderId} is ${this.reservationStatus}`
+  }
+}
+
+const batchRefused = problem(409, "batch-refused", "Batch refused")
+export class BatchFailure extends Schema.Class<BatchFailure>("BatchFailure")({
+  index: Schema.Int,
+  code: Schema.String,
+  detail: Schema.String
+}) {}
+
+/** An atomic bulk adjustment refused as a whole; `failures` lists every refused item, nothing was applied. */
+export class BatchRefused extends Schema.TaggedError<BatchRefused>()(
+  "BatchRefused",
+  { failures: Schema.Array(BatchFailure) },
+  batchRefused.annotations()
+) {
+  readonly problem = batchRefused.info
+  override get message() {
+    return `${this.failures.length} item(s) of the batch refused; nothing was applied`
   }
 }
 

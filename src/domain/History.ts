@@ -9,7 +9,15 @@ export type AdjustmentType = typeof AdjustmentType.Type
 export const ReservationChangeType = Schema.Literals(["RESERVE", "RELEASE", "COMMIT", "EXPIRE"])
 export type ReservationChangeType = typeof ReservationChangeType.Type
 
-export const HistoryType = Schema.Literals([...AdjustmentType.literals, ...ReservationChangeType.literals]).annotate({
+/** The two halves of a transfer between locations (API.md), one entry at each. */
+export const TransferChangeType = Schema.Literals(["TRANSFER_OUT", "TRANSFER_IN"])
+export type TransferChangeType = typeof TransferChangeType.Type
+
+export const HistoryType = Schema.Literals([
+  ...AdjustmentType.literals,
+  ...ReservationChangeType.literals,
+  ...TransferChangeType.literals
+]).annotate({
   identifier: "HistoryType"
 })
 export type HistoryType = typeof HistoryType.Type

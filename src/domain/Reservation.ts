@@ -1,5 +1,5 @@
 import { Result, Schema } from "effect"
-import { allocateLines, DEFAULT_ALLOCATION, type AllocationStock } from "./Allocation.js"
+import { ALLOCATION_STRATEGIES, allocateLines, DEFAULT_ALLOCATION, type AllocationStock, type AllocationStrategy } from "./Allocation.js"
 import { ReservationFailure, ReservationNotActive } from "./Errors.js"
 import { OrderId, VariantId } from "./Ids.js"
 import { LocationId } from "./Location.js"
@@ -18,10 +18,15 @@ export const ReservationStatus = Schema.Literals(["ACTIVE", "COMMITTED", "RELEAS
 })
 export type ReservationStatus = typeof ReservationStatus.Type
 
+/** A requested line; `locationId` reserves it only there (click-and-collect). */
 export class ReservationLine extends Schema.Class<ReservationLine>("ReservationLine")({
   variantId: VariantId,
-  quantity: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_LINE_QUANTITY }))
+  quantity: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_LINE_QUANTITY })),
+  locationId: Schema.optionalKey(LocationId)
 }) {}
+
+/** `allocation` of `POST /v1/reservations` (default PRIORITY). */
+export const AllocationStrategySchema = Schema.Literals(ALLOCATION_STRATEGIES).annotate({ identifier: "AllocationStrategy" })
 
 /** Where a reserved line is held: `quantity` units at `locationId`. */
 export class LineAllocation extends Schema.Class<LineAllocation>("LineAllocation")({
@@ -37,11 +42,31 @@ export class ReservedLine extends Schema.Class<ReservedLine>("ReservedLine")({
 }) {}
 
 /**
- * Lines with the same variant summed, in variant-id order: the canonical form that is stored,
- * compared for idempotency and locked in (a fixed lock order rules out deadlocks between reservations).
+ * The canonical form of the requested lines, decided in this order and locked in variant-id order (a
+ * fixed lock order rules out deadlocks between reservations). Lines without `locationId` are summed
+ * per variant, as in v1; lines naming a location are summed per (variant, location), since each
+ * pin is its own constraint. Per variant: the pinned lines first (location-id order), then the
+ * unpinned one, so a line free to draw anywhere never takes the units a pinned line can only find at
+ * its location. A reservation stores one line per variant: `decideReservation` joins them again.
  */
-export const mergeLines = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>): ReadonlyArray<ReservationLine> =>
-  lineTotals(lines).map(([variantId, quantity]) => new ReservationLine({ variantId, quantity }))
+export const mergeLines = (
+  lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number; readonly locationId?: string | undefined }>
+): ReadonlyArray<ReservationLine> => {
+  const totals = new Map<string, { variantId: string; locationId: string | undefined; quantity: number }>()
+  for (const line of lines) {
+    const key = `${line.variantId} ${line.locationId ?? ""}`
+    const merged = totals.get(key)
+    if (merged === undefined) totals.set(key, { variantId: line.variantId, locationId: line.locationId, quantity: line.quantity })
+    else merged.quantity += line.quantity
+  }
+  const order = (a: string | undefined, b: string | undefined) =>
+    a === b ? 0 : a === undefined ? 1 : b === undefined ? -1 : a < b ? -1 : 1
+  return [...totals.values()]
+    .sort((a, b) => (a.variantId < b.variantId ? -1 : a.variantId > b.variantId ? 1 : order(a.locationId, b.locationId)))
+    .map(({ variantId, quantity, locationId }) =>
+      new ReservationLine(locationId === undefined ? { variantId, quantity } : { variantId, quantity, locationId })
+    )
+}
 
 /** [variantId, summed quantity] in variant-id order. */
 const lineTotals = (lines: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>) => {
@@ -55,9 +80,26 @@ export const sameLines = (
   a: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>,
   b: ReadonlyArray<{ readonly variantId: string; readonly quantity: number }>
 ): boolean => {
-  const left = mergeLines(a)
-  const right = mergeLines(b)
-  return left.length === right.length && left.every((line, i) => line.variantId === right[i]!.variantId && line.quantity === right[i]!.quantity)
+  const left = lineTotals(a)
+  const right = lineTotals(b)
+  return left.length === right.length && left.every(([variantId, quantity], i) => variantId === right[i]![0] && quantity === right[i]![1])
+}
+
+/**
+ * Whether a request repeats a stored reservation: the same quantities per variant, and each
+ * location a line names holds at least the units pinned there (so a request pinned elsewhere is a
+ * different request). The strategy is not stored: a repeat answers the reservation as made.
+ */
+export const repeatsReservation = (stored: ReadonlyArray<ReservedLine>, requested: ReadonlyArray<ReservationLine>): boolean => {
+  if (!sameLines(stored, requested)) return false
+  const pinned = new Map<string, number>()
+  for (const line of requested) {
+    if (line.locationId === undefined) continue
+    const key = `${line.variantId} ${line.locationId}`
+    pinned.set(key, (pinned.get(key) ?? 0) + line.quantity)
+  }
+  const held = new Map<string, number>(stored.flatMap((line) => line.allocations.map((a) => [`${line.variantId} ${a.locationId}`, a.quantity] as const)))
+  return [...pinned].every(([key, quantity]) => (held.get(key) ?? 0) >= quantity)
 }
 
 /** Body of `POST /v1/reservations`. A variant's merged quantity must still fit one line. */
@@ -65,7 +107,8 @@ export class ReservationRequest extends Schema.Class<ReservationRequest>("Reserv
   Schema.Struct({
     orderId: OrderId,
     lines: Schema.Array(ReservationLine).check(Schema.isMinLength(1), Schema.isMaxLength(MAX_LINES)),
-    ttlSeconds: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_TTL_SECONDS })))
+    ttlSeconds: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_TTL_SECONDS }))),
+    allocation: Schema.optionalKey(AllocationStrategySchema)
   }).check(
     Schema.makeFilter((request) => {
       const tooLarge = lineTotals(request.lines).find(([, quantity]) => quantity > MAX_LINE_QUANTITY)
@@ -87,16 +130,18 @@ export class Reservation extends Schema.Class<Reservation>("Reservation")({
 }) {}
 
 /**
- * The all-or-nothing decision of a v1 request (no line names a location): the allocation rule
- * (domain/Allocation.ts) with the default strategy, each line's allocations in location-id order.
- * Its failures keep the v1 shape: `available` is what the line could draw on, which with only the
- * location `default` and no safety stock is v1's `onHand - reserved`.
+ * The all-or-nothing decision on merged lines (`mergeLines`): the allocation rule
+ * (domain/Allocation.ts) with the request's strategy. The lines of a variant (pinned and not) become
+ * its one stored line, with one allocation per location (summed), in location-id order. Failures
+ * list every failing merged line, naming its location when it named one; with only the location
+ * `default` and no safety stock, `available` is v1's `onHand - reserved`.
  */
 export const decideReservation = (
   lines: ReadonlyArray<ReservationLine>,
-  stock: AllocationStock
+  stock: AllocationStock,
+  strategy: AllocationStrategy = DEFAULT_ALLOCATION
 ): Result.Result<ReadonlyArray<ReservedLine>, ReadonlyArray<ReservationFailure>> => {
-  const decision = allocateLines(lines, DEFAULT_ALLOCATION, stock)
+  const decision = allocateLines(lines, strategy, stock)
   if (decision._tag === "Refused") {
     return Result.fail(
       decision.failures.map((f) =>
@@ -104,18 +149,25 @@ export const decideReservation = (
           variantId: f.variantId,
           requested: f.requested,
           available: f.available,
-          // UNKNOWN_LOCATION needs a line that names a location, which a v1 request cannot.
-          reason: f.reason === "UNKNOWN_VARIANT" ? "UNKNOWN_VARIANT" : "INSUFFICIENT_STOCK"
+          reason: f.reason,
+          ...(f.locationId === undefined ? {} : { locationId: f.locationId })
         })
       )
     )
   }
+  const byVariant = new Map<string, { quantity: number; at: Map<string, number> }>()
+  for (const line of decision.lines) {
+    const entry = byVariant.get(line.variantId) ?? { quantity: 0, at: new Map<string, number>() }
+    entry.quantity += line.quantity
+    for (const a of line.allocations) entry.at.set(a.locationId, (entry.at.get(a.locationId) ?? 0) + a.quantity)
+    byVariant.set(line.variantId, entry)
+  }
   return Result.succeed(
-    decision.lines.map((line) =>
+    [...byVariant].map(([variantId, { quantity, at }]) =>
       new ReservedLine({
-        variantId: line.variantId,
-        quantity: line.quantity,
-        allocations: sortAllocations(line.allocations).map((a) => new LineAllocation(a))
+        variantId,
+        quantity,
+        allocations: sortAllocations([...at].map(([locationId, q]) => ({ locationId, quantity: q }))).map((a) => new LineAllocation(a))
       })
     )
   )

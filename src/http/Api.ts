@@ -1,9 +1,10 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
-import { Adjustment, AdjustmentResult } from "../domain/Adjustment.js"
+import { Adjustment, AdjustmentResult, Transfer, TransferResult } from "../domain/Adjustment.js"
 import {
   IdempotencyKeyReused,
   InsufficientStock,
+  LocationNotFound,
   ReservationConflict,
   ReservationNotActive,
   ReservationNotFound,
@@ -18,6 +19,7 @@ import { Cursor, PageLimit } from "../domain/Pagination.js"
 import { Reservation, ReservationRequest } from "../domain/Reservation.js"
 import { StockLevel, StockStatus, VariantSettings } from "../domain/StockLevel.js"
 import { printableText } from "../domain/Text.js"
+import { AdjustmentsApi } from "./AdjustmentsApi.js"
 import { LocationsApi } from "./LocationsApi.js"
 import { documentProblems, stableComponentNames } from "./OpenApiProblems.js"
 import { Problems } from "./Problem.js"
@@ -150,10 +152,22 @@ export class StockLevelsApi extends HttpApiGroup.make("stockLevels")
       headers: IdempotencyHeaders,
       payload: Adjustment,
       success: AdjustmentResult,
-      error: [VariantNotFound, InsufficientStock, VersionConflict, StockLimitExceeded, IdempotencyKeyReused]
+      error: [VariantNotFound, LocationNotFound, InsufficientStock, VersionConflict, StockLimitExceeded, IdempotencyKeyReused]
     })
       .annotate(RequiredScope, "inventory:adjust")
-      .annotate(OpenApi.Summary, "PURCHASE, SALE, RETURN, ADJUSTMENT or RECOUNT")
+      .annotate(OpenApi.Summary, "PURCHASE, SALE, RETURN, ADJUSTMENT or RECOUNT, at a location (default: `default`)")
+  )
+  .add(
+    HttpApiEndpoint.post("transfer", "/v1/stock-levels/:variantId/transfers", {
+      disableCodecs: true,
+      params: VariantPath,
+      headers: IdempotencyHeaders,
+      payload: Transfer,
+      success: TransferResult,
+      error: [VariantNotFound, LocationNotFound, InsufficientStock, StockLimitExceeded, IdempotencyKeyReused]
+    })
+      .annotate(RequiredScope, "inventory:adjust")
+      .annotate(OpenApi.Summary, "Move onHand from one location to another (TRANSFER_OUT and TRANSFER_IN, one transaction)")
   )
   .add(
     HttpApiEndpoint.get("history", "/v1/stock-levels/:variantId/history", {
@@ -264,7 +278,7 @@ const documentProbes = (spec: Json): Json => {
 }
 
 /** Every group of the contract (the OpenAPI transform below reads their scopes). */
-const groups = HttpApi.make("inventory").add(StockLevelsApi, ReservationsApi, LocationsApi, HealthApi)
+const groups = HttpApi.make("inventory").add(StockLevelsApi, ReservationsApi, LocationsApi, AdjustmentsApi, HealthApi)
 
 /**
  * The contract of API.md. Handlers live in *Http.ts files; this file says only what peers can call.

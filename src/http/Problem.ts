@@ -3,7 +3,7 @@ import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } fr
 import { HttpApiError, HttpApiMiddleware } from "effect/http-api"
 import { SqlError } from "effect/sql"
 import type { unhandled } from "effect/Types"
-import { isProblem, type ProblemInfo } from "../domain/Errors.js"
+import { isProblem, problemType, type ProblemInfo } from "../domain/Errors.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { classifySqlError, isDatabaseUnavailable, pgCode } from "../services/Transactions.js"
 
@@ -96,7 +96,7 @@ export const databaseFailures = <A, E, R>(
     R
   >
 
-export const problemType = (code: string) => `urn:inventory:problem:${code}`
+export { problemType }
 
 /** An RFC 9457 problem+json response. */
 export const problemResponse = (

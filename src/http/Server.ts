@@ -17,6 +17,7 @@ import { logListening, MetricsRouteLive, MetricsServerLive } from "./MetricsHttp
 import { Problems, problemResponse, problems, renderProblems, unroutedProblems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
 import { allowedMethods, routesOf } from "./Routes.js"
+import { AdjustmentsHttpLive } from "./AdjustmentsHttp.js"
 import { LocationsHttpLive } from "./LocationsHttp.js"
 import { StockLevelsHttpLive } from "./StockLevelsHttp.js"
 
@@ -173,7 +174,9 @@ const requestMiddleware =
       const headers = { ...securityHeaders(path), "x-correlation-id": correlationId }
       // Filled in from inside the request: the route the HttpApi matched, the authenticated caller.
       const facts: RequestFacts = { route: undefined, actor: null }
-      const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, config.bodyLimitBytes, correlationId))
+      // A bulk adjustment's 1,000 items need more room than any other body (API.md).
+      const bodyLimit = path === "/v1/adjustments" ? config.bulkBodyLimitBytes : config.bodyLimitBytes
+      const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, bodyLimit, correlationId))
       const response = yield* Option.match(rejected, {
         onSome: (response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)),
         // The app's responses are written inside `app`: its headers go on via a pre-response
@@ -189,7 +192,7 @@ const requestMiddleware =
             app
           )
       }).pipe(
-        Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(config.bodyLimitBytes)),
+        Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(bodyLimit)),
         Effect.provideService(CurrentRequestFacts, facts),
         Effect.provideService(CurrentRequest, { correlationId, actor: null }),
         Effect.annotateLogs("correlationId", correlationId)
@@ -238,7 +241,7 @@ const ProblemsWithDeadlineLive = Layer.effect(
 
 /** Every group behind `.middleware(Authentication)` gets its implementation from AuthenticationLive. */
 export const ApiLive = HttpApiBuilder.layer(InventoryApi, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, LocationsHttpLive, HealthHttpLive]),
+  Layer.provide([StockLevelsHttpLive, ReservationsHttpLive, LocationsHttpLive, AdjustmentsHttpLive, HealthHttpLive]),
   Layer.provide([AuthenticationLive, ProblemsWithDeadlineLive])
 )
 

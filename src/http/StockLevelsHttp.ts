@@ -1,4 +1,4 @@
-import { Effect, Option, Schema } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { DEFAULT_PAGE_LIMIT } from "../domain/Pagination.js"
@@ -6,6 +6,7 @@ import { StockLevel } from "../domain/StockLevel.js"
 import { Adjustments } from "../services/Adjustments.js"
 import { History } from "../services/History.js"
 import { StockLevels } from "../services/StockLevels.js"
+import { Transfers } from "../services/Transfers.js"
 import { databaseFailures } from "./Problem.js"
 import { HistoryPage, InventoryApi, StockLevelBatch, StockLevelPage } from "./Api.js"
 
@@ -16,6 +17,7 @@ export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLeve
     const stockLevels = yield* StockLevels
     const adjustments = yield* Adjustments
     const history = yield* History
+    const transfers = yield* Transfers
     return handlers
       .handle("configure", ({ params, payload }) =>
         Effect.gen(function* () {
@@ -42,6 +44,9 @@ export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLeve
       .handle("adjust", ({ params, payload, headers }) =>
         databaseFailures(adjustments.adjust(params.variantId, payload, Option.fromNullishOr(headers["idempotency-key"])))
       )
+      .handle("transfer", ({ params, payload, headers }) =>
+        databaseFailures(transfers.transfer(params.variantId, payload, Option.fromNullishOr(headers["idempotency-key"])))
+      )
       .handle("history", ({ params, query }) =>
         Effect.map(
           history.list(params.variantId, {
@@ -52,4 +57,6 @@ export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLeve
         ).pipe(databaseFailures)
       )
   })
-)
+  // Transfers are only served here; layers are memoised by reference, so its Transactions and
+  // Outbox are the app's own.
+).pipe(Layer.provide(Transfers.layer))

@@ -39,6 +39,8 @@ export interface AppConfigShape {
   readonly shutdownGraceMs: number
   readonly rateLimitRps: number
   readonly bodyLimitBytes: number
+  /** POST /v1/adjustments only: up to 1,000 items must fit (API.md). */
+  readonly bulkBodyLimitBytes: number
   readonly requestTimeoutMs: number
   readonly reservationSweepIntervalMs: number
   readonly amqpPrefetch: number
@@ -176,6 +178,7 @@ const fields = {
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
   rateLimitRps: checkedInt("RATE_LIMIT_RPS", "must be 0 (off) or a positive integer", (n) => n >= 0).pipe(Config.withDefault(1000)),
   bodyLimitBytes: positiveInt("BODY_LIMIT_BYTES", 64 * 1024),
+  bulkBodyLimitBytes: positiveInt("BULK_BODY_LIMIT_BYTES", 1024 * 1024),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
   reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000),
   amqpPrefetch: positiveInt("AMQP_PREFETCH", 20),

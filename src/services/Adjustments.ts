@@ -1,7 +1,7 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
-import { Adjustment, AdjustmentResult, planAdjustment } from "../domain/Adjustment.js"
-import { VariantNotFound } from "../domain/Errors.js"
+import { Adjustment, AdjustmentResult, planAdjustment, UNSTOCKED } from "../domain/Adjustment.js"
+import { LocationNotFound, VariantNotFound } from "../domain/Errors.js"
 import { DEFAULT_LOCATION } from "../domain/StockLevel.js"
 import { Idempotency } from "./Idempotency.js"
 import { CurrentRequest } from "./RequestContext.js"
@@ -19,8 +19,8 @@ import {
 import { Transactions } from "./Transactions.js"
 
 /**
- * The five adjustment types of API.md, each one transaction: the location row (v1: `default`), the
- * history entry, the outbox events. The variant's totals follow by trigger.
+ * The five adjustment types of API.md, each one transaction: the location row (`locationId`, v1:
+ * `default`), the history entry, the outbox events. The variant's totals follow by trigger.
  */
 export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjustments", {
   make: Effect.gen(function* () {
@@ -34,7 +34,7 @@ export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjus
 
     const apply = (variantId: string, adjustment: Adjustment) =>
       Effect.gen(function* () {
-        const locationId = DEFAULT_LOCATION
+        const locationId = adjustment.locationId ?? DEFAULT_LOCATION
         // Every writer locks the variant's row, then its location rows: concurrent adjustments of one
         // variant are ordered, and the rule decides on what it sees.
         const [variant] = yield* sql<StockRow>`
@@ -45,11 +45,21 @@ export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjus
             FROM location_stock ls JOIN locations l ON l.location_id = ls.location_id
            WHERE ls.variant_id = ${variantId} AND ls.location_id = ${locationId}
              FOR UPDATE OF ls`
-        // A variant is created with its `default` row (StockLevels), and 0080 gave every older one its own.
-        if (!current) return yield* Effect.die(new Error(`variant ${variantId} has no ${locationId} location row`))
+        // Not stocked there: the location must exist (read, never locked after the variant's lock).
+        if (!current && (yield* sql`SELECT 1 FROM locations WHERE location_id = ${locationId}`).length === 0) {
+          return yield* new LocationNotFound({ locationId })
+        }
+        const counts = current ?? UNSTOCKED
         const onHandChange = yield* Effect.fromResult(
-          planAdjustment({ variantId, onHand: current.onHand, reserved: current.reserved, version: variant.version }, adjustment)
+          planAdjustment(
+            { variantId, onHand: counts.onHand, reserved: counts.reserved, version: variant.version, variantOnHand: variant.onHand },
+            adjustment
+          )
         )
+        if (!current) {
+          // Accepted where the variant is not stocked: stock it there (onHand 0), then adjust as anywhere.
+          yield* sql`INSERT INTO location_stock (variant_id, location_id) VALUES (${variantId}, ${locationId})`
+        }
         const [location] = yield* sql<LocationRow>`
           UPDATE location_stock ls
              SET on_hand = ls.on_hand + ${onHandChange}

@@ -1,6 +1,6 @@
 import { Context, DateTime, Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
-import { availableAt, type AllocationStock } from "../domain/Allocation.js"
+import { availableAt, DEFAULT_ALLOCATION, type AllocationStock, type AllocationStrategy } from "../domain/Allocation.js"
 import { ReservationConflict, ReservationNotActive, ReservationNotFound, ReservationRefused, type ReservationFailure } from "../domain/Errors.js"
 import {
   correlatedWith,
@@ -18,9 +18,9 @@ import {
   lineChange,
   mergeLines,
   releaseTransition,
+  repeatsReservation,
   Reservation,
   ReservedLine,
-  sameLines,
   statusAfter,
   statusAt,
   type ReservationLine,
@@ -130,12 +130,19 @@ interface StockView {
   readonly rows: ReadonlyArray<LocationRow>
 }
 
-/** What the allocation rule decides on; v1 lines name no location, so no location beyond the rows is needed. */
-const allocationStock = (variants: Iterable<string>, rows: ReadonlyArray<LocationRow>): AllocationStock => ({
-  rows,
-  variants: new Set(variants),
-  locations: new Map()
-})
+/**
+ * What the allocation rule decides on. `pinned`: the locations the lines name, as read (unlocked);
+ * where the rows read with them say otherwise (read later, under the variant's lock), the rows win.
+ */
+const allocationStock = (
+  variants: Iterable<string>,
+  rows: ReadonlyArray<LocationRow>,
+  pinned: ReadonlyMap<string, { readonly active: boolean }>
+): AllocationStock => {
+  const locations = new Map(pinned)
+  for (const row of rows) if (locations.has(row.locationId)) locations.set(row.locationId, { active: row.active })
+  return { rows, variants: new Set(variants), locations }
+}
 
 /** The part of a view about the given variants. */
 const viewOf = (view: StockView, variantIds: ReadonlyArray<string>): StockView => ({
@@ -416,10 +423,11 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
         return { expired, locked: expired > 0 ? yield* lockStock(own) : viewOf(rows, own) }
       })
 
-    const createInTransaction = (orderId: string, lines: ReadonlyArray<ReservationLine>, ttlSeconds: number) =>
+    const createInTransaction = (orderId: string, lines: ReadonlyArray<ReservationLine>, ttlSeconds: number, strategy: AllocationStrategy) =>
       Effect.gen(function* () {
         const { correlationId, actor } = yield* CurrentRequest
-        const variantIds = lines.map((line) => line.variantId)
+        // Merged lines of one variant are adjacent (pinned ones first): each variant once, in order.
+        const variantIds = [...new Set(lines.map((line) => line.variantId))]
         // One statement: claim the orderId and read the variants with their location rows (no lock
         // yet). The claim makes a concurrent duplicate wait (on the primary key) until this
         // transaction ends, then find the stored reservation. The outer joins return `claimed` even
@@ -443,23 +451,34 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
             LEFT JOIN locations l ON l.location_id = ls.location_id`
         if (claim[0]!.claimed === 0) {
           const existing = yield* load(orderId, false)
-          if (!existing || !sameLines(existing.lines, lines)) return yield* new ReservationConflict({ orderId })
+          if (!existing || !repeatsReservation(existing.lines, lines)) return yield* new ReservationConflict({ orderId })
           return { _tag: "Existing", reservation: toReservation(existing.row, existing.lines, existing.now), expired: 0 } as CreateOutcome
         }
         const now = claim[0]!.claimedAt!
         const expiresAt = claim[0]!.claimExpiresAt!
+        // The named locations (a plain read: `locations` rows are never locked after a variant's).
+        // Whether one exists and is active; a row of the line's variant there overrides this.
+        const pinnedIds = [...new Set(lines.flatMap((line) => (line.locationId === undefined ? [] : [line.locationId])))]
+        const pinned = new Map(
+          pinnedIds.length === 0
+            ? []
+            : (yield* sql<{ locationId: string; active: boolean }>`
+                SELECT location_id, active FROM locations WHERE location_id = ANY(${pinnedIds})`).map((l) => [l.locationId, { active: l.active }] as const)
+        )
+        const decide = (stock: AllocationStock) => decideReservation(lines, stock, strategy)
         // A refusal on what is committed needs no lock: when a variant is sold out, refusals never
         // queue behind the reservations holding its rows. A reservation that can succeed locks the
         // rows (variants in variant-id order, then their locations) and decides again on them.
         const seen = allocationStock(
           claim.flatMap((row) => (row.stockedId === null ? [] : [row.stockedId])),
-          claim.flatMap((row): Array<LocationRow> => (row.locationId === null ? [] : [{ ...row, locationId: row.locationId }]))
+          claim.flatMap((row): Array<LocationRow> => (row.locationId === null ? [] : [{ ...row, locationId: row.locationId }])),
+          pinned
         )
         let locked: StockView | undefined
-        let decision = decideReservation(lines, seen)
+        let decision = decide(seen)
         if (Result.isSuccess(decision)) {
           locked = yield* lockStock(variantIds)
-          decision = decideReservation(lines, allocationStock(locked.levels.keys(), locked.rows))
+          decision = decide(allocationStock(locked.levels.keys(), locked.rows, pinned))
         }
         let expired = 0
         if (Result.isFailure(decision)) {
@@ -468,7 +487,7 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
             const lazy = yield* expireDueOf(short, variantIds, locked)
             expired = lazy.expired
             locked = lazy.locked
-            if (expired > 0 && locked !== undefined) decision = decideReservation(lines, allocationStock(locked.levels.keys(), locked.rows))
+            if (expired > 0 && locked !== undefined) decision = decide(allocationStock(locked.levels.keys(), locked.rows, pinned))
           }
         }
         if (Result.isFailure(decision)) {
@@ -489,8 +508,9 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
       })
 
     /**
-     * `POST /v1/reservations`: every line or none. The same orderId with the same lines answers the
-     * stored reservation (`created: false`) and reserves nothing twice; other lines are a conflict.
+     * `POST /v1/reservations`: every line or none, allocated over locations by the request's strategy
+     * (lines naming a location only there). The same orderId with the same lines answers the stored
+     * reservation (`created: false`) and reserves nothing twice; other lines are a conflict.
      */
     const create = Effect.fn("Reservations.create")(function* (request: ReservationRequest) {
       const lines = mergeLines(request.lines)
@@ -505,7 +525,7 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
             : {})
         }).pipe(Effect.andThen(Effect.logInfo("reservation attempt").pipe(Effect.annotateLogs({ orderId, lines, outcome, ...extra }))))
       const outcome = yield* transactions
-        .run(createInTransaction(orderId, lines, request.ttlSeconds ?? DEFAULT_TTL_SECONDS))
+        .run(createInTransaction(orderId, lines, request.ttlSeconds ?? DEFAULT_TTL_SECONDS, request.allocation ?? DEFAULT_ALLOCATION))
         .pipe(Effect.tapErrorTag("ReservationConflict", () => log("conflict")))
       yield* countReservations("expired", outcome.expired)
       switch (outcome._tag) {

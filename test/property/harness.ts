@@ -1,6 +1,8 @@
 import { Clock, Effect, Layer, ManagedRuntime, Option, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Adjustment } from "../../src/domain/Adjustment.js"
+import type { AllocationStrategy } from "../../src/domain/Allocation.js"
+import { LocationSettings } from "../../src/domain/Location.js"
 import { Reservation, ReservationRequest } from "../../src/domain/Reservation.js"
 import { VariantSettings } from "../../src/domain/StockLevel.js"
 import { configFromMap } from "../../src/layers/Config.js"
@@ -9,6 +11,7 @@ import { MigrationsLive } from "../../src/layers/Migrations.js"
 import { SqlLive } from "../../src/layers/Sql.js"
 import { Adjustments } from "../../src/services/Adjustments.js"
 import { sweepOnce } from "../../src/services/Expiry.js"
+import { Locations } from "../../src/services/Locations.js"
 import { reconcile } from "../../src/services/Reconcile.js"
 import { Reservations } from "../../src/services/Reservations.js"
 import { StockLevels } from "../../src/services/StockLevels.js"
@@ -62,7 +65,7 @@ const answer = <A>(encode: (a: A) => unknown) => <E extends { readonly _tag: str
  */
 export const startHarness = async (label: string, options: { readonly databaseClock?: "manual" | "real" } = {}) => {
   const database: TestDatabase = await createTestDatabase(label)
-  const layer = Layer.mergeAll(Reservations.layer, Adjustments.layer, StockLevels.layer).pipe(
+  const layer = Layer.mergeAll(Reservations.layer, Adjustments.layer, StockLevels.layer, Locations.layer).pipe(
     Layer.provideMerge(MigrationsLive),
     Layer.provideMerge(SqlLive),
     Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "10" })),
@@ -95,11 +98,26 @@ export const startHarness = async (label: string, options: { readonly databaseCl
   const ops = {
     configure: (variantId: string, lowStockThreshold: number) =>
       run(Effect.flatMap(StockLevels, (s) => s.configure(variantId, new VariantSettings({ lowStockThreshold })))),
-    adjust: (variantId: string, type: "PURCHASE" | "SALE", quantity: number) =>
-      run(Effect.flatMap(Adjustments, (a) => a.adjust(variantId, new Adjustment({ type, quantity }), Option.none())).pipe(answer(() => null))),
-    reserve: (orderId: string, lines: ReadonlyArray<{ variantId: string; quantity: number }>, ttlSeconds: number) =>
+    /** An adjustment at `locationId` (absent: `default`, as in v1). */
+    adjust: (variantId: string, type: "PURCHASE" | "SALE", quantity: number, locationId?: string) =>
       run(
-        Effect.flatMap(Reservations, (r) => r.create(decodeRequest({ orderId, lines, ttlSeconds }))).pipe(
+        Effect.flatMap(Adjustments, (a) =>
+          a.adjust(variantId, new Adjustment(locationId === undefined ? { type, quantity } : { type, quantity, locationId }), Option.none())
+        ).pipe(answer(() => null))
+      ),
+    /** Creates or changes a location (PUT /v1/locations/{locationId}). */
+    location: (locationId: string, settings: { readonly priority?: number; readonly active?: boolean } = {}) =>
+      run(Effect.flatMap(Locations, (l) => l.upsert(locationId, new LocationSettings({ name: locationId, ...settings })))),
+    reserve: (
+      orderId: string,
+      lines: ReadonlyArray<{ variantId: string; quantity: number; locationId?: string }>,
+      ttlSeconds: number,
+      allocation?: AllocationStrategy
+    ) =>
+      run(
+        Effect.flatMap(Reservations, (r) =>
+          r.create(decodeRequest({ orderId, lines, ttlSeconds, ...(allocation === undefined ? {} : { allocation }) }))
+        ).pipe(
           answer(({ reservation, created }) => ({ created, reservation: encodeReservation(reservation) }))
         )
       ),

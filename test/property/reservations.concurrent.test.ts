@@ -104,4 +104,53 @@ describe("reservations fired concurrently (fast-check, real PostgreSQL)", () => 
       { numRuns: RUNS }
     )
   })
+
+  it("across 3 locations (40 + 30 + 30), 300 one-unit reservations 60 at a time reserve exactly 100, as allocated", async () => {
+    await harness.ops.truncate()
+    const stocked = { "conc-a": 40, "conc-b": 30, "conc-c": 30 } as const
+    for (const [i, locationId] of Object.keys(stocked).entries()) await harness.ops.location(locationId, { priority: i + 1 })
+    await harness.ops.configure("hot", 0)
+    for (const [locationId, units] of Object.entries(stocked)) {
+      expect(await harness.ops.adjust("hot", "PURCHASE", units, locationId)).toEqual({ ok: null })
+    }
+    await harness.clock.set(Date.parse("2030-01-01T00:00:00.000Z"))
+
+    // Both strategies: a one-unit line is drawn from the same place by either.
+    const orders = Array.from({ length: 300 }, (_, i) => ({ orderId: `hot-${i}`, allocation: i % 2 === 0 ? "PRIORITY" : "SINGLE_LOCATION" } as const))
+    const answers: Array<Answer> = []
+    let next = 0
+    await Promise.all(
+      Array.from({ length: 60 }, async () => {
+        while (next < orders.length) {
+          const { orderId, allocation } = orders[next++]!
+          answers.push(await harness.ops.reserve(orderId, [{ variantId: "hot", quantity: 1 }], 900, allocation))
+        }
+      })
+    )
+    expect(answers).toHaveLength(300)
+    type Created = { ok: { created: boolean; reservation: { lines: Array<{ allocations: Array<{ locationId: string; quantity: number }> }> } } }
+    const created = answers.filter((a): a is Created => "ok" in a && (a.ok as { created?: boolean }).created === true)
+    expect(created).toHaveLength(100)
+    for (const a of answers) if (!("ok" in a)) expect(a.error).toBe("ReservationRefused")
+
+    // Each location's reserved is what the answers allocated there, and what the stored allocations say.
+    const answered = new Map<string, number>()
+    for (const a of created) {
+      for (const { locationId, quantity } of a.ok.reservation.lines[0]!.allocations) answered.set(locationId, (answered.get(locationId) ?? 0) + quantity)
+    }
+    const { rows } = await db.query(`
+      SELECT ls.location_id, ls.on_hand, ls.reserved,
+             (SELECT coalesce(sum(a.quantity), 0)::int FROM reservation_allocations a
+               WHERE a.variant_id = ls.variant_id AND a.location_id = ls.location_id) AS allocated
+        FROM location_stock ls WHERE ls.variant_id = 'hot' ORDER BY ls.location_id`)
+    for (const row of rows) {
+      expect(row.reserved).toBe(row.allocated)
+      expect(row.reserved).toBe(answered.get(row.location_id) ?? 0)
+      expect(row.reserved).toBeLessThanOrEqual(row.on_hand)
+    }
+    expect(Object.fromEntries(rows.map((r) => [r.location_id, r.reserved]))).toEqual({ "conc-a": 40, "conc-b": 30, "conc-c": 30, default: 0 })
+    const { rows: [level] } = await db.query("SELECT on_hand, reserved, available FROM stock_levels WHERE variant_id = 'hot'")
+    expect(level).toEqual({ on_hand: 100, reserved: 100, available: 0 })
+    expect((await harness.ops.reconcile()).drifts).toEqual([])
+  })
 })
