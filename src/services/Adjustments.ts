@@ -7,14 +7,13 @@ import { Idempotency } from "./Idempotency.js"
 import { CurrentRequest } from "./RequestContext.js"
 import { StockChanges } from "./StockChanges.js"
 import {
+  applyOnHandChange,
   LOCATION_COLUMNS,
+  type LocationRow,
   locationStateOf,
   STOCK_COLUMNS,
-  STOCK_LEVEL_COLUMNS,
-  toStockLevel,
-  type LocationRow,
-  type StockLevelRow,
-  type StockRow
+  type StockRow,
+  toStockLevel
 } from "./StockRows.js"
 import { Transactions } from "./Transactions.js"
 
@@ -30,7 +29,6 @@ export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjus
     const idempotency = yield* Idempotency
     const columns = sql.literal(STOCK_COLUMNS)
     const locationColumns = sql.literal(LOCATION_COLUMNS)
-    const levelColumns = sql.literal(STOCK_LEVEL_COLUMNS)
 
     const apply = (variantId: string, adjustment: Adjustment) =>
       Effect.gen(function* () {
@@ -56,23 +54,8 @@ export class Adjustments extends Context.Service<Adjustments>()("inventory/Adjus
             adjustment
           )
         )
-        if (!current) {
-          // Accepted where the variant is not stocked: stock it there (onHand 0), then adjust as anywhere.
-          yield* sql`INSERT INTO location_stock (variant_id, location_id) VALUES (${variantId}, ${locationId})`
-        }
-        const [location] = yield* sql<LocationRow>`
-          UPDATE location_stock ls
-             SET on_hand = ls.on_hand + ${onHandChange}
-            FROM locations l
-           WHERE l.location_id = ls.location_id AND ls.variant_id = ${variantId} AND ls.location_id = ${locationId}
-          RETURNING ${locationColumns}`
-        if (onHandChange === 0) {
-          // A RECOUNT to the current count moves no row, so no trigger bumps the variant's version;
-          // v1 makes every accepted adjustment a new version (its history entry and event carry it).
-          yield* sql`UPDATE stock_levels SET version = version + 1, updated_at = inventory_now() WHERE variant_id = ${variantId}`
-        }
-        const [after] = yield* sql<StockLevelRow>`
-          SELECT ${levelColumns} FROM stock_levels s WHERE s.variant_id = ${variantId}`
+        // Accepted where the variant is not stocked: applyOnHandChange stocks it there first.
+        const { location, after } = yield* applyOnHandChange(sql, { variantId, locationId, onHandChange, stocked: current !== undefined })
         const [entry] = yield* stockChanges.record([
           {
             after: after!,

@@ -15,14 +15,13 @@ import { Idempotency } from "./Idempotency.js"
 import { CurrentRequest } from "./RequestContext.js"
 import { StockChanges, type StockChange } from "./StockChanges.js"
 import {
+  applyOnHandChange,
   LOCATION_COLUMNS,
+  type LocationRow,
   locationStateOf,
   STOCK_COLUMNS,
-  STOCK_LEVEL_COLUMNS,
-  toStockLevel,
-  type LocationRow,
-  type StockLevelRow,
-  type StockRow
+  type StockRow,
+  toStockLevel
 } from "./StockRows.js"
 import { Transactions } from "./Transactions.js"
 
@@ -50,7 +49,6 @@ export class BulkAdjustments extends Context.Service<BulkAdjustments>()("invento
     const idempotency = yield* Idempotency
     const columns = sql.literal(STOCK_COLUMNS)
     const locationColumns = sql.literal(LOCATION_COLUMNS)
-    const levelColumns = sql.literal(STOCK_LEVEL_COLUMNS)
 
     const apply = (request: BulkAdjustmentRequest) =>
       Effect.gen(function* () {
@@ -102,22 +100,8 @@ export class BulkAdjustments extends Context.Service<BulkAdjustments>()("invento
           const locationId = locationOf(item)
           const onHandChange = decision.success
           const key = stockKey(variantId, locationId)
-          if (!stocked.has(key)) {
-            // Accepted where the variant is not stocked: stock it there (onHand 0), then adjust as anywhere.
-            yield* sql`INSERT INTO location_stock (variant_id, location_id) VALUES (${variantId}, ${locationId})`
-            stocked.add(key)
-          }
-          const [location] = yield* sql<LocationRow>`
-            UPDATE location_stock ls
-               SET on_hand = ls.on_hand + ${onHandChange}
-              FROM locations l
-             WHERE l.location_id = ls.location_id AND ls.variant_id = ${variantId} AND ls.location_id = ${locationId}
-            RETURNING ${locationColumns}`
-          if (onHandChange === 0) {
-            // As the single adjustment: a RECOUNT to the current count moves no row, yet is a new version.
-            yield* sql`UPDATE stock_levels SET version = version + 1, updated_at = inventory_now() WHERE variant_id = ${variantId}`
-          }
-          const [after] = yield* sql<StockLevelRow>`SELECT ${levelColumns} FROM stock_levels s WHERE s.variant_id = ${variantId}`
+          const { location, after } = yield* applyOnHandChange(sql, { variantId, locationId, onHandChange, stocked: stocked.has(key) })
+          stocked.add(key)
           changes.push({
             after: after!,
             locationId,

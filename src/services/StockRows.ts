@@ -1,4 +1,5 @@
-import { DateTime } from "effect"
+import { DateTime, Effect } from "effect"
+import type { SqlClient } from "effect/sql"
 import { availableAt } from "../domain/Allocation.js"
 import type { LocationState } from "../domain/Events.js"
 import { HistoryEntry, type HistoryType } from "../domain/History.js"
@@ -122,3 +123,32 @@ export const HISTORY_COLUMNS =
 
 export const toHistoryEntry = (row: HistoryRow): HistoryEntry =>
   new HistoryEntry({ ...row, id: String(row.id), createdAt: DateTime.fromDateUnsafe(row.createdAt) })
+
+/**
+ * One accepted change of onHand at one location, under the caller's variant and location locks:
+ * stocks the variant there first when it is not (onHand 0), moves the location row (the triggers
+ * roll it up into the variant's totals), and answers the location row and the variant after it.
+ * A change of 0 (a RECOUNT to the current count) moves no row, so no trigger bumps the variant's
+ * version: v1 makes every accepted adjustment a new version (its history entry and event carry it).
+ */
+export const applyOnHandChange = (
+  sql: SqlClient.SqlClient,
+  change: { readonly variantId: string; readonly locationId: string; readonly onHandChange: number; readonly stocked: boolean }
+) =>
+  Effect.gen(function* () {
+    const { variantId, locationId, onHandChange } = change
+    if (!change.stocked) {
+      yield* sql`INSERT INTO location_stock (variant_id, location_id) VALUES (${variantId}, ${locationId})`
+    }
+    const [location] = yield* sql<LocationRow>`
+      UPDATE location_stock ls
+         SET on_hand = ls.on_hand + ${onHandChange}
+        FROM locations l
+       WHERE l.location_id = ls.location_id AND ls.variant_id = ${variantId} AND ls.location_id = ${locationId}
+      RETURNING ${sql.literal(LOCATION_COLUMNS)}`
+    if (onHandChange === 0) {
+      yield* sql`UPDATE stock_levels SET version = version + 1, updated_at = inventory_now() WHERE variant_id = ${variantId}`
+    }
+    const [after] = yield* sql<StockLevelRow>`SELECT ${sql.literal(STOCK_LEVEL_COLUMNS)} FROM stock_levels s WHERE s.variant_id = ${variantId}`
+    return { location: location!, after: after! }
+  })
