@@ -19,8 +19,33 @@ import { startService } from "../test/support/process.js"
 const BACKLOG = Number(process.env["BENCH_BACKLOG"] ?? 50_000)
 const RESERVATIONS_PER_S = Number(process.env["BENCH_RESERVATIONS_PER_S"] ?? 500)
 const LOAD_SECONDS = Number(process.env["BENCH_LOAD_SECONDS"] ?? 20)
+/**
+ * BENCH_NOTIFY=off: the relay without its NOTIFY wake-up (migration 0082's switch and OUTBOX_LISTEN=false),
+ * to tell the writers' share of its cost (notifying commits are serialised) from the relay's gains.
+ */
+const NOTIFY = process.env["BENCH_NOTIFY"] !== "off"
 /** BENCH_PHASES=drain or latency runs only that half (default both). */
 const PHASES = (process.env["BENCH_PHASES"] ?? "drain,latency").split(",")
+
+/** p50 / p90 / p99 / max of `values`, in ms with one decimal (nearest rank). */
+const percentiles = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => Number((sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN).toFixed(1))
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) }
+}
+
+/** The service's CPU seconds so far and its event-loop lag since the previous scrape (ProcessMetrics.ts). */
+const processMetrics = async (baseUrl: string, headers: Record<string, string>) => {
+  const text = await (await fetch(`${baseUrl}/metrics`, { headers })).text()
+  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, "m").exec(text)?.[1] ?? NaN)
+  const ms = (name: string) => Number((value(name) * 1000).toFixed(1))
+  return {
+    cpuSeconds: value("process_cpu_seconds_total"),
+    lagMeanMs: ms("nodejs_eventloop_lag_mean_seconds"),
+    lagP99Ms: ms("nodejs_eventloop_lag_p99_seconds"),
+    lagMaxMs: ms("nodejs_eventloop_lag_max_seconds")
+  }
+}
 
 const progress = (text: string) => process.stderr.write(`[bench] ${text}\n`)
 
@@ -52,13 +77,16 @@ const main = async () => {
 
     // --- 1. drain rate -------------------------------------------------------------------------
     proxy.cut()
+    // Read by every new connection; the service migrates after this, so the trigger exists by then.
+    if (!NOTIFY) await query(database.url, `ALTER DATABASE ${database.name} SET inventory.outbox_notify = off`)
     progress("starting the service")
     const service = await startService({
       DATABASE_URL: database.url,
       AMQP_URL: vhost.url(proxy.port),
       RATE_LIMIT_RPS: "0",
       LOG_LEVEL: process.env["BENCH_LOG_LEVEL"] ?? "info",
-      DB_POOL_MAX: "10"
+      DB_POOL_MAX: "10",
+      OUTBOX_LISTEN: String(NOTIFY)
     })
     try {
       if (PHASES.includes("drain")) {
@@ -117,8 +145,11 @@ const main = async () => {
         await waitUntil(async () => (await pending(database.url)) === 0, 60_000)
         await query(database.url, "DELETE FROM outbox")
         progress("reservation load")
+        const processBefore = await processMetrics(service.baseUrl, headers)
         const total = RESERVATIONS_PER_S * LOAD_SECONDS
         const statuses = new Map<number, number>()
+        /** When each reservation's 201 arrived: after its transaction committed. */
+        const answeredAt = new Map<string, number>()
         const loadStarted = Date.now()
         const inFlight: Array<Promise<void>> = []
         for (let i = 0; i < total; i++) {
@@ -126,13 +157,15 @@ const main = async () => {
           const due = loadStarted + (i * 1000) / RESERVATIONS_PER_S
           const wait = due - Date.now()
           if (wait > 0) await sleep(wait)
+          const orderId = `bench-order-${i}`
           inFlight.push(
             fetch(`${service.baseUrl}/v1/reservations`, {
               method: "POST",
               headers,
-              body: JSON.stringify({ orderId: `bench-order-${i}`, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
+              body: JSON.stringify({ orderId, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
             }).then(
               async (res) => {
+                if (res.status === 201) answeredAt.set(orderId, Date.now())
                 await res.arrayBuffer()
                 statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1)
               },
@@ -144,6 +177,8 @@ const main = async () => {
         }
         await Promise.all(inFlight)
         const loadSeconds = (Date.now() - loadStarted) / 1000
+        // Scraping resets the lag window: these cover the load (10 ms resolution).
+        const processAfter = await processMetrics(service.baseUrl, headers)
         await waitUntil(async () => (await pending(database.url)) === 0, 120_000)
         const [latency] = await query<{ events: string; p50: number; p90: number; p99: number; max: number }>(
           database.url,
@@ -154,6 +189,22 @@ const main = async () => {
                   max(ms) AS max
              FROM (SELECT EXTRACT(EPOCH FROM published_at - created_at) * 1000 AS ms FROM outbox) AS t`
         )
+        // The split of that bound for each reservation's InventoryReservedEvent (aggregate = order):
+        // transaction start → its 201 (batching, transaction, HTTP) and 201 → confirmed and marked
+        // (the relay's share; the 201 leaves after COMMIT, so this slightly under-counts it).
+        const reserved = await query<{ aggregate_id: string; created_ms: number; published_ms: number }>(
+          database.url,
+          `SELECT aggregate_id, EXTRACT(EPOCH FROM created_at) * 1000 AS created_ms, EXTRACT(EPOCH FROM published_at) * 1000 AS published_ms
+             FROM outbox WHERE event_type = 'InventoryReservedEvent'`
+        )
+        const toAnswer: Array<number> = []
+        const answerToConfirm: Array<number> = []
+        for (const row of reserved) {
+          const answered = answeredAt.get(row.aggregate_id)
+          if (answered === undefined) continue
+          toAnswer.push(answered - Number(row.created_ms))
+          answerToConfirm.push(Number(row.published_ms) - answered)
+        }
         results["latency"] = {
           reservations: total,
           reservationsPerSecond: Math.round(total / loadSeconds),
@@ -165,7 +216,12 @@ const main = async () => {
             p90: Number(Number(latency!.p90).toFixed(1)),
             p99: Number(Number(latency!.p99).toFixed(1)),
             max: Number(Number(latency!.max).toFixed(1))
-          }
+          },
+          transactionStartToAnswerMs: percentiles(toAnswer),
+          answerToConfirmMs: percentiles(answerToConfirm),
+          // The relay shares the service's event loop with the HTTP load: its delay is every round trip's.
+          serviceCpuShare: Number(((processAfter.cpuSeconds - processBefore.cpuSeconds) / loadSeconds).toFixed(2)),
+          eventLoopLagMs: { mean: processAfter.lagMeanMs, p99: processAfter.lagP99Ms, max: processAfter.lagMaxMs }
         }
       }
     } finally {
@@ -180,7 +236,7 @@ const main = async () => {
     await database.drop()
     await vhost.drop()
   }
-  process.stdout.write(JSON.stringify(results, null, 2) + "\n")
+  process.stdout.write(JSON.stringify({ notify: NOTIFY, ...results }, null, 2) + "\n")
 }
 
 main().catch((error) => {

@@ -1,33 +1,64 @@
 /**
- * `npm run bench`: the reservation hot path under load, next to what PostgreSQL itself can do.
+ * `npm run bench`: the service under load next to the limits it is judged against, measured in one
+ * run, and one table of the targets (issue 13) with PASS/MISS.
  *
- * Starts the built service (node dist/src/main.js) on a fresh database, loads 10,000 variants, then for
- * each scenario measures with autocannon over CONNECTIONS HTTP connections (a) single-line
- * reservations spread uniformly over the variants, (b) every reservation on one hot variant,
- * (c) GET /v1/stock-levels/{id}, (d) two-line reservations over variants stocked at three locations
- * (see LOC_* below), at full speed and then at half the rate reached, and for (a)–(c) runs pgbench
- * with the same number of connections on the same SQL (bench/*.pgbench.sql). Prints one table.
- * Not part of the test suite; numbers are reported, not asserted.
+ * Starts the built service (node dist/src/main.js) on a fresh database, loads 10,000 variants (and
+ * the hot one, and the 50,000 of (d)), and measures with autocannon over CONNECTIONS connections:
+ *   (a) single-unit reservations uniform over the 10,000 variants, (b) all on one hot variant,
+ *   (c) GET /v1/stock-levels/{id}, (d) two-line reservations over variants stocked at three
+ *   locations (LOC_* below),
+ * each at full speed (closed loop, autocannon) and then, once the relay has drained the outbox the
+ * full-speed run filled, at half the rate reached, evenly spaced (open loop, `paced`; the p99
+ * target). Beside them, in the same
+ * run and on the same database: two floor servers of (c)'s endpoint (bench/floor-node.ts, bare
+ * node:http + pg; bench/floor-effect.ts, a minimal Effect HttpApi + @effect/sql-pg), both compiled
+ * into dist/bench and run with the same `node` as the service, and pgbench with as many connections
+ * on bench/reserve.pgbench.sql (uniform, and the same SQL on the hot variant: the one-reservation
+ * transaction, unbatched) and bench/get.pgbench.sql. Then the service's own reconciliation.
+ *
+ * Per run: req/s (answered per second), p50/p99 latency, CPU ms per request of the serving process
+ * (user + system from /proc/<pid>/stat over the run, divided by the answers), RSS (the highest
+ * 0.5 s sample during the full-speed run), 5xx. Order: (c), the floors and pgbench GET first (no
+ * relay backlog behind them), then (a), (b), (d), then pgbench's reservations.
+ *
+ * Prints markdown on stdout (the targets table first, then the measurements) and writes it to
+ * BENCH_OUT when set. Not part of the test suite: targets are reported, not asserted.
  *
  * Environment: BENCH_DATABASE_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres),
- * BENCH_CONNECTIONS (64), BENCH_DURATION_S (15), BENCH_DB_POOL_MAX (service pool, default 10),
- * BENCH_LOC_VARIANTS (variants of scenario (d), default 50,000), BENCH_KEEP_DB=1. The service trusts a key the bench makes (the test issuer) and the bench sends a token
- * signed with it; any answer other than 2xx/409 stops the bench (a broken setup measures nothing).
+ * BENCH_CONNECTIONS (64), BENCH_DURATION_S (10; the half-rate runs take 2/3 of it, at least 3 s),
+ * BENCH_DB_POOL_MAX (pool of the service and of both floors, default 10), BENCH_LOC_VARIANTS
+ * (variants of (d), default 50,000), BENCH_OUT (a file for the markdown), BENCH_KEEP_DB=1. The
+ * service trusts a key the bench makes (the test issuer) and the bench sends a token signed with
+ * it; any answer other than 2xx/409/5xx stops the bench (a broken setup measures nothing).
  */
 import autocannon, { type Request, type Result } from "autocannon"
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { createConnection, type Socket } from "node:net"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { performance } from "node:perf_hooks"
+import { isDeepStrictEqual } from "node:util"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
-import { adminQuery, cpuSeconds, loadVariants, log, rssMiB, withBenchService } from "./support.js"
+import { createTestVhost } from "../test/support/broker.js"
+import { adminQuery, type BenchProcess, cpuSeconds, loadVariants, log, reconcile, rssMiB, startFloor, withBenchService } from "./support.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
 const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
-const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 15)
-const HALF_RATE_DURATION_S = Math.max(5, Math.round(DURATION_S * 0.66))
+const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 10)
+const HALF_RATE_DURATION_S = Math.max(3, Math.round(DURATION_S * 0.66))
 const POOL_MAX = process.env["BENCH_DB_POOL_MAX"] ?? "10"
+const OUT = process.env["BENCH_OUT"]
+/**
+ * The V8 flags the image starts the service with (the Dockerfile's `ENV NODE_OPTIONS="…"` line, when
+ * it has one: heap sizing decides the RSS target), so the bench measures what ships;
+ * BENCH_NODE_OPTIONS overrides them ("" for V8's defaults). The floors run with V8's defaults.
+ */
+const SERVICE_NODE_OPTIONS =
+  process.env["BENCH_NODE_OPTIONS"] ?? /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))?.[1] ?? ""
+/** Before measuring, each server runs this long at full speed (the JIT settles; 2 s left the Effect floor's CPU per request ~2x high). */
+const WARMUP_S = 3
 const VARIANTS = 10_000
 const HOT = "bench-0"
 const STOCK = 1_000_000_000
@@ -53,52 +84,227 @@ const LOC_LINE_QUANTITY = 5
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 
-interface Measure {
+/** One load run: answers per second, latency percentiles, failures. */
+interface Run {
   readonly rate: number
+  readonly answered: number
   readonly p50: number
   readonly p95: number
   readonly p99: number
+  /** 5xx answers (pgbench: failed transactions). */
+  readonly failed: number
   readonly note: string
 }
 
-const fromLatencies = (rate: number, latenciesMs: Array<number>, note: string): Measure => {
+const fromLatencies = (rate: number, answered: number, failed: number, latenciesMs: Array<number>, note: string): Run => {
   latenciesMs.sort((a, b) => a - b)
-  return { rate, p50: percentile(latenciesMs, 50), p95: percentile(latenciesMs, 95), p99: percentile(latenciesMs, 99), note }
+  return { rate, answered, failed, p50: percentile(latenciesMs, 50), p95: percentile(latenciesMs, 95), p99: percentile(latenciesMs, 99), note }
 }
 
-/** autocannon against the service; latencies of every response, throughput of 2xx/4xx answers (no 5xx expected). */
-const load = (baseUrl: string, request: Request, durationS: number, overallRate?: number) =>
-  new Promise<Measure>((resolve, reject) => {
+/** Every scope, valid for the whole run. */
+let token = ""
+
+/** autocannon against a server at full speed (closed loop); latencies of every response, throughput of every answer. */
+const load = (baseUrl: string, request: Request, durationS: number) =>
+  new Promise<Run>((resolve, reject) => {
     const latencies: Array<number> = []
-    const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${token}` }
     const instance = autocannon(
-      {
-        url: baseUrl,
-        // autocannon paces each connection at overallRate / connections: keep that at least 1 req/s.
-        connections: overallRate ? Math.min(CONNECTIONS, overallRate) : CONNECTIONS,
-        duration: durationS,
-        headers,
-        requests: [request],
-        ...(overallRate ? { overallRate } : {})
-      },
+      { url: baseUrl, connections: CONNECTIONS, duration: durationS, headers: requestHeaders(), requests: [request] },
       (error, result: Result) => {
         if (error) return reject(error)
-        const answered = Object.values(result.statusCodeStats).reduce((s, c) => s + c.count, 0)
-        const fiveHundreds = Object.entries(result.statusCodeStats).filter(([code]) => code.startsWith("5")).reduce((s, [, c]) => s + c.count, 0)
-        const codes = Object.entries(result.statusCodeStats).map(([code, c]) => `${code}×${c.count}`).join(" ")
-        const unexpected = Object.keys(result.statusCodeStats).filter((code) => !/^(2\d\d|409|5\d\d)$/.test(code))
-        if (unexpected.length > 0) return reject(new Error(`unexpected answers ${codes}: the bench's setup is broken`))
-        resolve(fromLatencies(answered / result.duration, latencies, `${codes}${fiveHundreds > 0 ? " (5xx!)" : ""}${result.errors ? ` errors×${result.errors}` : ""}`))
+        const counts = new Map(Object.entries(result.statusCodeStats).map(([code, c]) => [code, c.count] as const))
+        const summary = summarise(baseUrl, counts, result.errors)
+        if (summary instanceof Error) return reject(summary)
+        resolve(fromLatencies(summary.answered / result.duration, summary.answered, summary.fiveHundreds, latencies, summary.note))
       }
     )
     instance.on("response", (_client, _status, _bytes, responseTime) => latencies.push(responseTime))
   })
 
-/** No pgbench counterpart (scenario (d)): the columns show "-". */
-const NOT_MEASURED: Measure = { rate: NaN, p50: NaN, p95: NaN, p99: NaN, note: "not run (no SQL counterpart)" }
+const requestHeaders = (): Record<string, string> => ({ "content-type": "application/json", authorization: `Bearer ${token}` })
+
+/** Answers by status: the answered count, 5xx, the note; an Error for any answer the bench does not expect. */
+const summarise = (baseUrl: string, counts: ReadonlyMap<string, number>, errorCount: number) => {
+  const stats = [...counts]
+  const answered = stats.reduce((s, [, c]) => s + c, 0)
+  const fiveHundreds = stats.filter(([code]) => code.startsWith("5")).reduce((s, [, c]) => s + c, 0)
+  const codes = stats.map(([code, c]) => `${code}×${c}`).join(" ")
+  const unexpected = stats.filter(([code]) => !/^(2\d\d|409|5\d\d)$/.test(code))
+  if (unexpected.length > 0) return new Error(`${baseUrl}: unexpected answers ${codes}: the bench's setup is broken`)
+  return { answered, fiveHundreds, note: `${codes}${errorCount > 0 ? ` errors×${errorCount}` : ""}` }
+}
+
+/**
+ * Open-loop load at a fixed rate (the half-rate runs): request i is due at start + i / rate, evenly
+ * spaced, and goes out on a free one of at most CONNECTIONS keep-alive connections, or waits for
+ * one. Latency runs from when a request was due to the end of its answer, so a wait for a free
+ * connection (the service falling behind) counts.
+ *
+ * Not autocannon's `overallRate`: autocannon gives each connection rate / connections requests per
+ * second and lets it send them back to back from the moment its one-second interval resets; the
+ * intervals of all connections start together, so the service got the full-speed concurrency (64
+ * requests in flight) for the first part of every second and nothing after, and the "half-rate"
+ * latencies were full-speed latencies (p50 at half rate ≈ p50 at full speed). Raw HTTP/1.1 over
+ * node:net with a minimal response parser, so the client costs about what autocannon costs
+ * (node:http cost twice that per request on this 2-core machine, which delayed the pacing itself).
+ */
+const paced = (baseUrl: string, request: Request, durationS: number, rate: number) =>
+  new Promise<Run>((resolve, reject) => {
+    const { hostname, port } = new URL(baseUrl)
+    const fixedHeaders = Object.entries({ host: `${hostname}:${port}`, ...requestHeaders() })
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("")
+    const total = Math.max(1, Math.round(rate * durationS))
+    const latencies: Array<number> = []
+    const counts = new Map<string, number>()
+    let sent = 0
+    let settled = 0
+    let errors = 0
+    let open = 0
+    let finished = false
+    interface Connection {
+      readonly socket: Socket
+      /** When its current request was due (performance.now()); NaN when it has none. */
+      due: number
+      buffer: Buffer
+    }
+    const idle: Array<Connection> = []
+    const queued: Array<number> = []
+    const started = performance.now()
+    const finish = () => {
+      if (finished || settled < total) return
+      finished = true
+      for (const c of idle) c.socket.destroy()
+      const summary = summarise(baseUrl, counts, errors)
+      if (summary instanceof Error) return reject(summary)
+      resolve(fromLatencies(summary.answered / durationS, summary.answered, summary.fiveHundreds, latencies, summary.note))
+    }
+    const settle = (connection: Connection, status: string | undefined) => {
+      settled += 1
+      if (status === undefined) errors += 1
+      else {
+        latencies.push(performance.now() - connection.due)
+        counts.set(status, (counts.get(status) ?? 0) + 1)
+      }
+      connection.due = NaN
+      connection.buffer = Buffer.alloc(0)
+    }
+    const send = (connection: Connection, due: number) => {
+      connection.due = due
+      const r = request.setupRequest ? request.setupRequest({ ...request }, {}) : request
+      const body = r.body ?? ""
+      connection.socket.write(
+        `${r.method ?? "GET"} ${r.path ?? "/"} HTTP/1.1\r\n${fixedHeaders}` +
+          `${body === "" ? "" : `content-length: ${Buffer.byteLength(body)}\r\n`}\r\n${body}`
+      )
+    }
+    const free = (connection: Connection) => {
+      const next = queued.shift()
+      if (next === undefined) idle.push(connection)
+      else send(connection, next)
+    }
+    /** A complete answer at the front of the buffer: its status and its length in bytes. */
+    const parse = (buffer: Buffer): { readonly status: string; readonly length: number } | undefined => {
+      const end = buffer.indexOf("\r\n\r\n")
+      if (end < 0) return undefined
+      const head = buffer.toString("latin1", 0, end)
+      const status = head.slice(9, 12)
+      const length = /\r\ncontent-length: *(\d+)/i.exec(head)
+      if (length !== null) {
+        const total = end + 4 + Number(length[1])
+        return buffer.length >= total ? { status, length: total } : undefined
+      }
+      if (!/\r\ntransfer-encoding: *chunked/i.test(head)) return { status, length: end + 4 }
+      const last = buffer.indexOf("\r\n0\r\n\r\n", end + 2)
+      return last < 0 ? undefined : { status, length: last + 7 }
+    }
+    const connect = (due: number) => {
+      open += 1
+      const socket = createConnection({ host: hostname, port: Number(port), noDelay: true })
+      const connection: Connection = { socket, due, buffer: Buffer.alloc(0) }
+      socket.setTimeout(10_000, () => socket.destroy(new Error("timeout")))
+      socket.once("connect", () => send(connection, connection.due))
+      socket.on("data", (chunk: Buffer) => {
+        connection.buffer = connection.buffer.length === 0 ? chunk : Buffer.concat([connection.buffer, chunk])
+        const answer = parse(connection.buffer)
+        if (answer === undefined) return
+        settle(connection, answer.status)
+        free(connection)
+        finish()
+      })
+      // An error is followed by `close`, which counts the request it lost.
+      socket.on("error", () => {})
+      socket.once("close", () => {
+        open -= 1
+        const at = idle.indexOf(connection)
+        if (at >= 0) idle.splice(at, 1)
+        if (!Number.isNaN(connection.due)) {
+          settle(connection, undefined)
+          const next = queued.shift()
+          if (next !== undefined) connect(next)
+          finish()
+        }
+      })
+    }
+    const dispatch = (due: number) => {
+      const connection = idle.pop()
+      if (connection !== undefined) send(connection, due)
+      else if (open < CONNECTIONS) connect(due)
+      else queued.push(due)
+    }
+    const tick = () => {
+      const dueNow = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + 1)
+      while (sent < dueNow) dispatch(started + (sent++ * 1000) / rate)
+      if (sent < total) setTimeout(tick, 1)
+    }
+    tick()
+  })
+
+/** Outbox rows still to publish (the relay's backlog). */
+const outboxPending = async (databaseUrl: string) =>
+  Number((await adminQuery(databaseUrl, "SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"))[0]!["n"])
+
+/**
+ * Waits (at most 60 s) until the relay has published what the full-speed run left in the outbox, so
+ * that the half-rate run measures requests, not requests competing with the relay's catch-up on
+ * the full-speed run's events. Says what it waited for (in the run's note).
+ */
+const outboxDrained = async (databaseUrl: string) => {
+  const since = performance.now()
+  const backlog = await outboxPending(databaseUrl)
+  let left = backlog
+  while (left > 0 && performance.now() - since < 60_000) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    left = await outboxPending(databaseUrl)
+  }
+  const waited = ((performance.now() - since) / 1000).toFixed(1)
+  if (backlog === 0) return ""
+  return left === 0 ? `outbox ${backlog} drained in ${waited} s; ` : `outbox ${left} of ${backlog} left after ${waited} s; `
+}
+
+/** A full-speed run with the serving process's CPU and memory over it. */
+interface Measured {
+  readonly run: Run
+  readonly cpuMsPerRequest: number
+  readonly cores: number
+  readonly rssMaxMiB: number
+}
+
+const underLoad = async (pid: number | undefined, baseUrl: string, request: Request, durationS: number): Promise<Measured> => {
+  const cpuBefore = cpuSeconds(pid)
+  const started = process.hrtime.bigint()
+  const rss: Array<number> = [rssMiB(pid)]
+  const sampler = setInterval(() => rss.push(rssMiB(pid)), 500)
+  const run = await load(baseUrl, request, durationS)
+  clearInterval(sampler)
+  rss.push(rssMiB(pid))
+  const cpuSpent = cpuSeconds(pid) - cpuBefore
+  const wallS = Number(process.hrtime.bigint() - started) / 1e9
+  return { run, cpuMsPerRequest: (cpuSpent * 1000) / run.answered, cores: cpuSpent / wallS, rssMaxMiB: Math.max(...rss) }
+}
 
 /** pgbench on the same SQL with as many connections; latencies from its per-transaction log. */
-const pgbench = (databaseUrl: string, script: string, defines: Record<string, string | number>): Measure => {
+const pgbench = (databaseUrl: string, script: string, defines: Record<string, string | number>): Run => {
   const logDir = mkdtempSync(join(tmpdir(), "pgbench-"))
   try {
     const url = new URL(databaseUrl)
@@ -111,7 +317,8 @@ const pgbench = (databaseUrl: string, script: string, defines: Record<string, st
     ]
     const run = spawnSync("pgbench", args, { encoding: "utf8", env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password) } })
     const tps = Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1] ?? NaN)
-    const failed = /number of failed transactions: (\d+)/.exec(run.stdout)?.[1] ?? "?"
+    const processed = Number(/number of transactions actually processed: (\d+)/.exec(run.stdout)?.[1] ?? NaN)
+    const failed = Number(/number of failed transactions: (\d+)/.exec(run.stdout)?.[1] ?? NaN)
     if (run.status !== 0) log(`pgbench ${script} exited ${run.status}: ${run.stderr.split("\n").slice(-3).join(" ")}`)
     const latencies: Array<number> = []
     for (const file of readdirSync(logDir)) {
@@ -120,126 +327,228 @@ const pgbench = (databaseUrl: string, script: string, defines: Record<string, st
         if (fields.length >= 3) latencies.push(Number(fields[2]) / 1000)
       }
     }
-    return fromLatencies(tps, latencies, `failed×${failed}`)
+    return fromLatencies(tps, processed, failed, latencies, `failed×${Number.isFinite(failed) ? failed : "?"}`)
   } finally {
     rmSync(logDir, { recursive: true, force: true })
   }
 }
 
+// Formatting.
+const fixed = (digits: number) => (n: number) => (Number.isFinite(n) ? n.toFixed(digits) : "-")
+const ms = fixed(1)
+const ms2 = fixed(2)
+const whole = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-")
 
-/** Every scope, valid for the whole run. */
-let token = ""
+/** A target: the measured value(s) against a bound; PASS only when every part is measured and within it. */
+interface Target {
+  readonly name: string
+  readonly measured: string
+  readonly goal: string
+  readonly pass: boolean
+  /** Of several scenarios, the ones that miss. */
+  readonly missed?: ReadonlyArray<string>
+}
+
+/** A bound checked on several scenarios at once: the value of each, and which of them miss. */
+const each = (
+  name: string,
+  goal: string,
+  parts: ReadonlyArray<readonly [label: string, value: number]>,
+  ok: (value: number) => boolean,
+  show: (value: number) => string
+): Target => {
+  const missed = parts.filter(([, value]) => !(Number.isFinite(value) && ok(value))).map(([label]) => label)
+  const measured = parts.map(([label, value]) => `${label} ${show(value)}`).join(" · ")
+  return { name, goal, pass: missed.length === 0, measured, ...(parts.length > 1 ? { missed } : {}) }
+}
+
+const ratio = (name: string, goal: number, numerator: number, denominator: number, units: readonly [string, string]): Target => {
+  const value = numerator / denominator
+  return {
+    name,
+    goal: `≥ ${goal.toFixed(1)}`,
+    pass: Number.isFinite(value) && value >= goal,
+    measured: `${whole(numerator)} ${units[0]} / ${whole(denominator)} ${units[1]} = **${fixed(2)(value)}**`
+  }
+}
 
 const main = async () => {
   token = await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 })
-  await withBenchService("bench", { DB_POOL_MAX: POOL_MAX }, async ({ baseUrl, databaseUrl, child }) => {
-    log(`service up on ${baseUrl} (pool ${POOL_MAX}); loading ${VARIANTS} variants + the hot one`)
-    await loadVariants(databaseUrl, "bench-", 0, VARIANTS, [{ locationId: "default", onHand: STOCK }])
-    log(`scenario (d): locations ${LOC_LOCATIONS.map((l) => l.locationId).join(", ")}; loading ${LOC_VARIANTS} variants stocked at three locations`)
-    for (const { locationId, priority } of LOC_LOCATIONS) {
-      const response = await fetch(`${baseUrl}/v1/locations/${locationId}`, {
-        method: "PUT",
-        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-        body: JSON.stringify({ name: `Bench ${locationId}`, priority })
-      })
-      if (response.status !== 201 && response.status !== 200) throw new Error(`PUT /v1/locations/${locationId} answered ${response.status}`)
-    }
-    await loadVariants(databaseUrl, "loc-", 1, LOC_VARIANTS, LOC_SPREAD)
-    await adminQuery(databaseUrl, "VACUUM ANALYZE")
-
-    let order = 0
-    const reserve = (variant: () => string): Request => ({
-      method: "POST",
-      path: "/v1/reservations",
-      setupRequest: (request) => ({
-        ...request,
-        body: JSON.stringify({ orderId: `b-${++order}`, lines: [{ variantId: variant(), quantity: 1 }] })
-      })
-    })
-    const uniformVariant = () => `bench-${1 + Math.floor(Math.random() * VARIANTS)}`
-    /** Two lines on two different variants of scenario (d). */
-    const reserveSplit: Request = {
-      method: "POST",
-      path: "/v1/reservations",
-      setupRequest: (request) => {
-        const first = 1 + Math.floor(Math.random() * LOC_VARIANTS)
-        const second = 1 + ((first + Math.floor(Math.random() * (LOC_VARIANTS - 1))) % LOC_VARIANTS)
-        const lines = [first, second].map((n) => ({ variantId: `loc-${n}`, quantity: LOC_LINE_QUANTITY }))
-        return { ...request, body: JSON.stringify({ orderId: `b-${++order}`, lines }) }
+  const loadAtStart = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
+  // Production-like: the relay publishes every event to a real RabbitMQ (its own vhost), with
+  // publisher confirms, as issue 13's harness did; BENCH_EVENTS_LOG_ONLY=1 uses the log publisher.
+  const vhost = process.env["BENCH_EVENTS_LOG_ONLY"] === "1" ? undefined : await createTestVhost("bench")
+  const events = vhost === undefined ? { EVENTS_LOG_ONLY: "true" } : { AMQP_URL: vhost.url() }
+  try {
+    await withBenchService("bench", { DB_POOL_MAX: POOL_MAX, NODE_ENV: "production", NODE_OPTIONS: SERVICE_NODE_OPTIONS, ...events }, async ({ baseUrl, databaseUrl, child }) => {
+      log(`service up on ${baseUrl} (pool ${POOL_MAX}, NODE_OPTIONS "${SERVICE_NODE_OPTIONS}"); loading ${VARIANTS} variants + the hot one`)
+      await loadVariants(databaseUrl, "bench-", 0, VARIANTS, [{ locationId: "default", onHand: STOCK }])
+      log(`scenario (d): locations ${LOC_LOCATIONS.map((l) => l.locationId).join(", ")}; loading ${LOC_VARIANTS} variants stocked at three locations`)
+      for (const { locationId, priority } of LOC_LOCATIONS) {
+        const response = await fetch(`${baseUrl}/v1/locations/${locationId}`, {
+          method: "PUT",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ name: `Bench ${locationId}`, priority })
+        })
+        if (response.status !== 201 && response.status !== 200) throw new Error(`PUT /v1/locations/${locationId} answered ${response.status}`)
       }
-    }
-    const getLevel: Request = { method: "GET", setupRequest: (request) => ({ ...request, path: `/v1/stock-levels/${uniformVariant()}` }) }
+      await loadVariants(databaseUrl, "loc-", 1, LOC_VARIANTS, LOC_SPREAD)
+      await adminQuery(databaseUrl, "VACUUM ANALYZE")
 
-    log("warm-up (3 s)")
-    await load(baseUrl, reserve(uniformVariant), 3)
-    await load(baseUrl, getLevel, 2)
+      let order = 0
+      const reserve = (variant: () => string): Request => ({
+        method: "POST",
+        path: "/v1/reservations",
+        setupRequest: (request) => ({
+          ...request,
+          body: JSON.stringify({ orderId: `b-${++order}`, lines: [{ variantId: variant(), quantity: 1 }] })
+        })
+      })
+      const uniformVariant = () => `bench-${1 + Math.floor(Math.random() * VARIANTS)}`
+      /** Two lines on two different variants of scenario (d). */
+      const reserveSplit: Request = {
+        method: "POST",
+        path: "/v1/reservations",
+        setupRequest: (request) => {
+          const first = 1 + Math.floor(Math.random() * LOC_VARIANTS)
+          const second = 1 + ((first + Math.floor(Math.random() * (LOC_VARIANTS - 1))) % LOC_VARIANTS)
+          const lines = [first, second].map((n) => ({ variantId: `loc-${n}`, quantity: LOC_LINE_QUANTITY }))
+          return { ...request, body: JSON.stringify({ orderId: `b-${++order}`, lines }) }
+        }
+      }
+      const getLevel: Request = { method: "GET", setupRequest: (request) => ({ ...request, path: `/v1/stock-levels/${uniformVariant()}` }) }
 
-    const scenarios = [
-      { name: "(a) reserve, uniform over 10,000 variants", request: reserve(uniformVariant), script: "reserve.pgbench.sql", defines: { lo: 1, hi: VARIANTS } },
-      { name: "(b) reserve, one hot variant", request: reserve(() => HOT), script: "reserve.pgbench.sql", defines: { lo: 0, hi: 0 } },
-      { name: "(c) GET /v1/stock-levels/{id}", request: getLevel, script: "get.pgbench.sql", defines: {} },
-      { name: "(d) reserve 2 lines, 3 locations 40/30/30 %, split by priority", request: reserveSplit, script: undefined, defines: {} }
-    ]
-    const rows: Array<{ name: string; service: Measure; half: Measure; db: Measure; cpuMsPerRequest: number; cores: number; rss: Array<number> }> = []
-    for (const scenario of scenarios) {
-      log(`${scenario.name}: service, ${DURATION_S} s at full speed`)
-      const cpuBefore = cpuSeconds(child.pid)
-      // Memory and CPU under load, for sizing the service's requests and limits.
-      const rss: Array<number> = []
-      const sampler = setInterval(() => rss.push(rssMiB(child.pid)), 500)
-      const service = await load(baseUrl, scenario.request, DURATION_S)
-      clearInterval(sampler)
-      // The service's own CPU per request: meaningful even on a busy machine, unlike req/s.
-      const cpuSpent = cpuSeconds(child.pid) - cpuBefore
-      const cpuMsPerRequest = (cpuSpent * 1000) / (service.rate * DURATION_S)
-      const cores = cpuSpent / DURATION_S
-      const halfRate = Math.max(1, Math.floor(service.rate / 2))
-      log(`${scenario.name}: service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s`)
-      const half = await load(baseUrl, scenario.request, HALF_RATE_DURATION_S, halfRate)
-      if (scenario.script !== undefined) log(`${scenario.name}: pgbench, ${DURATION_S} s`)
-      const db = scenario.script === undefined ? NOT_MEASURED : pgbench(databaseUrl, scenario.script, scenario.defines)
-      rows.push({ name: scenario.name, service, half, db, cpuMsPerRequest, cores, rss })
-    }
+      log("starting the floor servers (bench/floor-node.ts, bench/floor-effect.ts, compiled into dist/bench)")
+      const floors: Array<BenchProcess> = []
+      try {
+        const floorNode = await startFloor("floor-node", databaseUrl, POOL_MAX, "/health/ready")
+        floors.push(floorNode)
+        const floorEffect = await startFloor("floor-effect", databaseUrl, POOL_MAX, "/v1/stock-levels/bench-1")
+        floors.push(floorEffect)
+        // The floors are only a limit if they serve the same answer: compare the three bodies.
+        const bodyOf = (url: string) =>
+          fetch(`${url}/v1/stock-levels/bench-1`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => ({ status: r.status, json: await r.json() as unknown }))
+        const [serviceBody, nodeBody, effectBody] = await Promise.all([baseUrl, floorNode.baseUrl, floorEffect.baseUrl].map(bodyOf))
+        for (const [label, body] of [["floor-node", nodeBody], ["floor-effect", effectBody]] as const) {
+          if (!isDeepStrictEqual(body, serviceBody)) {
+            throw new Error(`${label} answers ${JSON.stringify(body)}, the service ${JSON.stringify(serviceBody)}: not the same endpoint`)
+          }
+        }
 
-    const drift = await adminQuery(
-      databaseUrl,
-      `SELECT count(*)::int AS n FROM stock_levels s
-        WHERE s.reserved <> coalesce((SELECT sum(l.quantity) FROM reservation_lines l JOIN reservations r USING (order_id)
-                                       WHERE r.status = 'ACTIVE' AND l.variant_id = s.variant_id), 0)`
-    )
+        log(`warm-up (${WARMUP_S} s reserve + ${WARMUP_S} s GET on the service, ${WARMUP_S} s GET on each floor)`)
+        await load(baseUrl, reserve(uniformVariant), WARMUP_S)
+        await load(baseUrl, getLevel, WARMUP_S)
+        await load(floorNode.baseUrl, getLevel, WARMUP_S)
+        await load(floorEffect.baseUrl, getLevel, WARMUP_S)
 
-    const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-")
-    const count = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : "-")
-    // Scenario (d): how the lines were held (allocations per line), for the note under the table.
-    const split = await adminQuery(
-      databaseUrl,
-      `SELECT count(*)::int AS lines, count(*) FILTER (WHERE n > 1)::int AS split
-         FROM (SELECT count(*) AS n FROM reservation_allocations WHERE variant_id LIKE 'loc-%' GROUP BY order_id, variant_id) a`
-    )
-    const lines = [
-      `Inventory Service benchmark: ${CONNECTIONS} connections, ${DURATION_S} s per run, service pool ${POOL_MAX}, node ${process.version}`,
-      "",
-      "| scenario | service req/s | pgbench tps | service/pgbench | service p50/p95/p99 ms (full speed) | pgbench p50/p95/p99 ms | service at half rate: req/s, p50/p95/p99 ms |",
-      "|---|---:|---:|---:|---|---|---|",
-      ...rows.map(
-        (r) =>
-          `| ${r.name} | ${r.service.rate.toFixed(0)} | ${count(r.db.rate)} | ${Number.isFinite(r.db.rate) ? `${(r.service.rate / r.db.rate * 100).toFixed(0)}%` : "-"} | ` +
-          `${ms(r.service.p50)} / ${ms(r.service.p95)} / ${ms(r.service.p99)} | ${ms(r.db.p50)} / ${ms(r.db.p95)} / ${ms(r.db.p99)} | ` +
-          `${r.half.rate.toFixed(0)}: ${ms(r.half.p50)} / ${ms(r.half.p95)} / ${ms(r.half.p99)} |`
-      ),
-      "",
-      ...rows.map(
-        (r) =>
-          `${r.name}: service ${r.service.note}, ${r.cpuMsPerRequest.toFixed(2)} ms of service CPU per request ` +
-          `(${r.cores.toFixed(2)} cores, RSS ${Math.min(...r.rss).toFixed(0)}–${Math.max(...r.rss).toFixed(0)} MiB at full speed); half rate ${r.half.note}; pgbench ${r.db.note}`
-      ),
-      `machine load (1/5/15 min) at the end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} on ${availableParallelism()} cores`,
-      `reserved vs ACTIVE reservation lines after the run: ${drift[0]!.n} variant(s) drifted`,
-      `(d): ${split[0]!.split} of ${split[0]!.lines} reserved lines split over two locations`,
-      "Targets (reported, not asserted): (a) service >= 50% of pgbench tps; p99 < 25 ms at half the maximum rate."
-    ]
-    process.stdout.write(lines.join("\n") + "\n")
-  })
+        const scenario = async (name: string, request: Request) => {
+          log(`${name}: service, ${DURATION_S} s at full speed`)
+          const full = await underLoad(child.pid, baseUrl, request, DURATION_S)
+          const halfRate = Math.max(1, Math.floor(full.run.rate / 2))
+          const drained = await outboxDrained(databaseUrl)
+          log(`${name}: ${drained}service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s, evenly spaced (open loop)`)
+          const half = await paced(baseUrl, request, HALF_RATE_DURATION_S, halfRate)
+          // The next measurement starts with the relay idle, not draining this one's events.
+          const after = await outboxDrained(databaseUrl)
+          return { name, full, half: { ...half, note: drained + half.note + (after === "" ? "" : `; after: ${after.replace(/; $/, "")}`) } }
+        }
+        const floorRun = async (name: string, floor: BenchProcess) => {
+          log(`${name}: ${DURATION_S} s at full speed`)
+          return { name, full: await underLoad(floor.child.pid, floor.baseUrl, getLevel, DURATION_S) }
+        }
+        const pgbenchRun = (name: string, script: string, defines: Record<string, string | number>) => {
+          log(`${name}: ${DURATION_S} s`)
+          return { name, run: pgbench(databaseUrl, script, defines) }
+        }
+
+        const c = await scenario("(c) GET /v1/stock-levels/{id}", getLevel)
+        const nodeFloor = await floorRun("floor: node:http + pg, same GET", floorNode)
+        const effectFloor = await floorRun("floor: Effect HttpApi + sql-pg, same GET", floorEffect)
+        while (floors.length > 0) await floors.pop()!.stop()
+        const pgGet = pgbenchRun("pgbench bench/get.pgbench.sql", "get.pgbench.sql", {})
+        const a = await scenario("(a) reserve 1, uniform over 10,000 variants", reserve(uniformVariant))
+        const b = await scenario("(b) reserve 1, one hot variant", reserve(() => HOT))
+        const d = await scenario("(d) reserve 2 lines, 3 locations 40/30/30 %, split", reserveSplit)
+        const pgUniform = pgbenchRun("pgbench bench/reserve.pgbench.sql, uniform", "reserve.pgbench.sql", { lo: 1, hi: VARIANTS })
+        const pgHot = pgbenchRun("pgbench bench/reserve.pgbench.sql, hot variant", "reserve.pgbench.sql", { lo: 0, hi: 0 })
+        const loadAtEnd = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
+
+        log("reconciling (dist/src/bin/reconcile.js)")
+        const reconciled = reconcile(databaseUrl)
+        // Scenario (d): how the lines were held (allocations per line).
+        const split = await adminQuery(
+          databaseUrl,
+          `SELECT count(*)::int AS lines, count(*) FILTER (WHERE n > 1)::int AS split
+             FROM (SELECT count(*) AS n FROM reservation_allocations WHERE variant_id LIKE 'loc-%' GROUP BY order_id, variant_id) a`
+        )
+
+        const services = [a, b, c, d]
+        const letter = (s: { name: string }) => s.name.slice(1, 2)
+        const targets: Array<Target> = [
+          ratio("(a) uniform reserve / pgbench uniform", 1, a.full.run.rate, pgUniform.run.rate, ["req/s", "tps"]),
+          ratio("(b) hot reserve / pgbench hot", 3, b.full.run.rate, pgHot.run.rate, ["req/s", "tps"]),
+          ratio("(c) GET / bare node floor", 0.7, c.full.run.rate, nodeFloor.full.run.rate, ["req/s", "req/s"]),
+          ratio("(c) GET / Effect floor", 0.8, c.full.run.rate, effectFloor.full.run.rate, ["req/s", "req/s"]),
+          {
+            ...each("CPU ms per GET (c)", "≤ 0.20", [["c", c.full.cpuMsPerRequest]], (v) => v <= 0.2, ms2),
+            measured: `**${ms2(c.full.cpuMsPerRequest)}** (floors: node ${ms2(nodeFloor.full.cpuMsPerRequest)}, Effect ${ms2(effectFloor.full.cpuMsPerRequest)})`
+          },
+          each("CPU ms per reservation (a, b, d)", "≤ 0.40", [a, b, d].map((s) => [letter(s), s.full.cpuMsPerRequest] as const), (v) => v <= 0.4, ms2),
+          each("p99 at half the max rate (a–d)", "< 50 ms", services.map((s) => [letter(s), s.half.p99] as const), (v) => v < 50, ms),
+          each("RSS under full load (a–d)", "≤ 200 MiB", services.map((s) => [letter(s), s.full.rssMaxMiB] as const), (v) => v <= 200, fixed(0)),
+          each("5xx, full + half rate (a–d)", "0", services.map((s) => [letter(s), s.full.run.failed + s.half.failed] as const), (v) => v === 0, whole),
+          { name: "reconcile clean after the run", goal: "clean", pass: reconciled.clean, measured: reconciled.clean ? "clean" : "**not clean**" }
+        ]
+        const verdict = (t: Target) => (t.pass ? "PASS" : `**MISS**${t.missed !== undefined && t.missed.length > 0 ? ` (${t.missed.join(", ")})` : ""}`)
+
+        const serviceRow = (s: (typeof services)[number]) =>
+          `| ${s.name} | ${whole(s.full.run.rate)} | ${ms(s.full.run.p50)} / ${ms(s.full.run.p99)} | ${ms2(s.full.cpuMsPerRequest)} | ` +
+          `${ms2(s.full.cores)} | ${fixed(0)(s.full.rssMaxMiB)} | ${s.full.run.failed + s.half.failed} | ` +
+          `${whole(s.half.rate)}: ${ms(s.half.p50)} / ${ms(s.half.p99)} | ${s.full.run.note}; half: ${s.half.note} |`
+        const floorRow = (f: typeof nodeFloor) =>
+          `| ${f.name} | ${whole(f.full.run.rate)} | ${ms(f.full.run.p50)} / ${ms(f.full.run.p99)} | ${ms2(f.full.cpuMsPerRequest)} | ` +
+          `${ms2(f.full.cores)} | ${fixed(0)(f.full.rssMaxMiB)} | ${f.full.run.failed} | – | ${f.full.run.note} |`
+        const pgbenchRow = (p: typeof pgGet) =>
+          `| ${p.name} | ${whole(p.run.rate)} | ${ms(p.run.p50)} / ${ms(p.run.p99)} | – | – | – | – | – | ${p.run.note} |`
+
+        const lines = [
+          `## Inventory Service benchmark (issue 13 targets)`,
+          "",
+          `${new Date().toISOString()}: ${CONNECTIONS} connections, ${DURATION_S} s per full-speed run, ${HALF_RATE_DURATION_S} s at half rate, ` +
+            `pool ${POOL_MAX} (service and floors), node ${process.version}, service NODE_OPTIONS "${SERVICE_NODE_OPTIONS}", ` +
+            `${availableParallelism()} cores, load ${loadAtStart} → ${loadAtEnd}`,
+          "",
+          "| target | measured (this run) | goal | verdict |",
+          "|---|---|---|---|",
+          ...targets.map((t) => `| ${t.name} | ${t.measured} | ${t.goal} | ${verdict(t)} |`),
+          "",
+          `${targets.filter((t) => t.pass).length} of ${targets.length} targets met.`,
+          "",
+          "| run | req/s (tps) | p50 / p99 ms | CPU ms/req | cores | RSS MiB (max) | 5xx | half rate: req/s: p50 / p99 ms | answers |",
+          "|---|---:|---|---:|---:|---:|---:|---|---|",
+          ...services.map(serviceRow),
+          floorRow(nodeFloor),
+          floorRow(effectFloor),
+          ...[pgUniform, pgHot, pgGet].map(pgbenchRow),
+          "",
+          `${reconciled.summary}. (d): ${split[0]!.split} of ${split[0]!.lines} reserved lines split over two locations.`,
+          "CPU ms/req: user + system CPU of the serving process (/proc/<pid>/stat) over the full-speed run / its answers; " +
+            "pgbench runs the one-reservation transaction unbatched (bench/reserve.pgbench.sql)."
+        ]
+        const text = lines.join("\n") + "\n"
+        process.stdout.write(text)
+        if (OUT !== undefined && OUT !== "") {
+          mkdirSync(dirname(OUT), { recursive: true })
+          writeFileSync(OUT, text)
+          log(`written to ${OUT}`)
+        }
+      } finally {
+        for (const floor of floors) await floor.stop()
+      }
+    })
+  } finally {
+    await vhost?.drop()
+  }
 }
 
 main().catch((error) => {

@@ -2,11 +2,12 @@
 // and what /proc says about it.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
+import ts from "typescript"
 import { TEST_AUDIENCE, TEST_ISSUER, testPublicKeyPem } from "../test/support/auth.js"
 
 export const ADMIN_URL = process.env["BENCH_DATABASE_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -77,14 +78,14 @@ export const rssMiB = (pid: number | undefined): number => {
   }
 }
 
-export const waitReady = async (baseUrl: string, child: ChildProcess) => {
+export const waitReady = async (baseUrl: string, child: ChildProcess, path = "/health/ready") => {
   for (let i = 0; i < 120; i++) {
-    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`)
-    const ok = await fetch(`${baseUrl}/health/ready`).then((r) => r.ok, () => false)
+    if (child.exitCode !== null) throw new Error(`${baseUrl} exited with ${child.exitCode}`)
+    const ok = await fetch(`${baseUrl}${path}`).then((r) => r.ok, () => false)
     if (ok) return
     await new Promise((resolve) => setTimeout(resolve, 500))
   }
-  throw new Error("service not ready after 60 s")
+  throw new Error(`${baseUrl}${path} not ready after 60 s`)
 }
 
 export interface BenchService {
@@ -94,6 +95,98 @@ export interface BenchService {
 }
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
+
+/** The built service's environment, beside what the caller adds (rate limiting off, the test issuer trusted). */
+const serviceEnv = (databaseUrl: string, port: number, env: Record<string, string>): NodeJS.ProcessEnv => ({
+  ...process.env,
+  DATABASE_URL: databaseUrl,
+  PORT: String(port),
+  RATE_LIMIT_RPS: "0",
+  LOG_LEVEL: "warn",
+  NODE_ENV: "development",
+  AUTH_PUBLIC_KEY: testPublicKeyPem,
+  AUTH_ISSUER: TEST_ISSUER,
+  AUTH_AUDIENCE: TEST_AUDIENCE,
+  ...env
+})
+
+/**
+ * Compiles bench/<name>.ts to dist/bench/<name>.js with the project's TypeScript and tsconfig.json's
+ * options (emit only; `npm run typecheck` checks its types), as ES modules like the rest of dist/
+ * (package.json `type: module`), so it runs on plain `node` like the service. Its imports of
+ * ../src/* resolve to the service's own build (call after `npm run build`).
+ */
+export const compileBenchFile = (name: string): string => {
+  const config = ts.getParsedCommandLineOfConfigFile(join(ROOT, "tsconfig.json"), {}, {
+    ...ts.sys,
+    onUnRecoverableConfigFileDiagnostic: (diagnostic) => {
+      throw new Error(ts.flattenDiagnosticMessageText(diagnostic.messageText, "\n"))
+    }
+  })
+  const source = join(ROOT, "bench", `${name}.ts`)
+  const { outputText } = ts.transpileModule(readFileSync(source, "utf8"), {
+    fileName: source,
+    // NodeNext emits ESM for a .ts file under `type: module`; transpileModule alone cannot tell.
+    compilerOptions: { ...config!.options, module: ts.ModuleKind.ES2022, sourceMap: false }
+  })
+  const out = join(ROOT, "dist", "bench", `${name}.js`)
+  mkdirSync(dirname(out), { recursive: true })
+  writeFileSync(out, outputText)
+  return out
+}
+
+export interface BenchProcess {
+  readonly baseUrl: string
+  readonly child: ChildProcess
+  readonly stop: () => Promise<void>
+}
+
+/** SIGTERM, then wait for the exit (SIGKILL after 10 s). */
+const stopChild = async (child: ChildProcess) => {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once("exit", resolve))
+  child.kill("SIGTERM")
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000)
+  await exited
+  clearTimeout(timer)
+}
+
+/**
+ * Runs a compiled floor server (bench/floor-*.ts) on `databaseUrl` with the same `node` and no
+ * loader, on a free port; ready once `readyPath` answers 200.
+ */
+export const startFloor = async (name: string, databaseUrl: string, poolMax: string, readyPath: string): Promise<BenchProcess> => {
+  const script = compileBenchFile(name)
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const child = spawn(process.execPath, [script], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), DB_POOL_MAX: poolMax }
+  })
+  try {
+    await waitReady(baseUrl, child, readyPath)
+  } catch (error) {
+    await stopChild(child)
+    throw error
+  }
+  return { baseUrl, child, stop: () => stopChild(child) }
+}
+
+/**
+ * The service's own reconciliation (`npm run reconcile`, built: dist/src/bin/reconcile.js) on the
+ * bench database: clean when it exits 0 (1: drift, 3: the check could not run).
+ */
+export const reconcile = (databaseUrl: string): { readonly clean: boolean; readonly summary: string } => {
+  const run = spawnSync(process.execPath, [join(ROOT, "dist/src/bin/reconcile.js")], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: serviceEnv(databaseUrl, 8080, {})
+  })
+  const lines = `${run.stdout}\n${run.stderr}`.split("\n").map((l) => l.trim()).filter((l) => l.length > 0)
+  const summary = lines.find((l) => l.startsWith("reconcile:")) ?? lines.slice(-2).join(" ")
+  return { clean: run.status === 0, summary: `${summary} (exit ${run.status})` }
+}
 
 /**
  * Builds the service, runs it (`node dist/src/main.js`, as in the image) on a fresh database with
@@ -115,27 +208,13 @@ export const withBenchService = async <A>(
   const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      RATE_LIMIT_RPS: "0",
-      LOG_LEVEL: "warn",
-      NODE_ENV: "development",
-      AUTH_PUBLIC_KEY: testPublicKeyPem,
-      AUTH_ISSUER: TEST_ISSUER,
-      AUTH_AUDIENCE: TEST_AUDIENCE,
-      ...env
-    }
+    env: serviceEnv(databaseUrl, port, env)
   })
   try {
     await waitReady(baseUrl, child)
     return await use({ baseUrl, databaseUrl, child })
   } finally {
-    if (child.exitCode === null) {
-      child.kill("SIGTERM")
-      await new Promise((resolve) => child.once("exit", resolve))
-    }
+    await stopChild(child)
     if (process.env["BENCH_KEEP_DB"] !== "1") await adminQuery(ADMIN_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   }
 }

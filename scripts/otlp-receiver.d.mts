@@ -9,6 +9,7 @@ export interface ReceivedSpan {
   readonly attributes: Record<string, unknown>
   readonly status: { readonly code: "UNSET" | "OK" | "ERROR"; readonly message: string }
   readonly events: ReadonlyArray<{ readonly name: string; readonly attributes: Record<string, unknown> }>
+  readonly links: ReadonlyArray<{ readonly traceId: string; readonly spanId: string }>
   readonly resource: Record<string, unknown>
 }
 export interface OtlpReceiver {

@@ -41,6 +41,7 @@ export const spansOf = (request) =>
         attributes: attributes(span.attributes),
         status: { code: STATUS[span.status?.code ?? 0], message: span.status?.message ?? "" },
         events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributes(e.attributes) })),
+        links: (span.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
         resource: attributes(rs.resource?.attributes)
       }))
     )

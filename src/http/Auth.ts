@@ -13,7 +13,7 @@ import {
   type JWTVerifyGetKey
 } from "jose"
 import { createPublicKey, X509Certificate, type KeyObject } from "node:crypto"
-import { callerOf, hasScope, type Caller } from "../domain/Caller.js"
+import { callerOf, hasScope, type Caller, type Scope } from "../domain/Caller.js"
 import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
@@ -277,7 +277,12 @@ export class TokenVerifier extends Context.Service<TokenVerifier>()("inventory/T
       })
     /** Whether `token` verified recently (no signature check needed to admit it again). */
     const remembered = (token: string) => Effect.sync(() => recalled(token) !== undefined)
-    return { verify, remembered } as const
+    return {
+      verify,
+      remembered,
+      /** The caller of a token verified recently, without an Effect (the request path's common case). */
+      recall: recalled
+    } as const
   })
 }) {
   /** Was `TokenVerifier.Default`: needs AppConfig from outside, as before. */
@@ -350,15 +355,45 @@ export const AuthenticationLive = Layer.effect(
               )
             )
 
+    /** Scope checks, the caller's rate budget, then the rest of the request as the caller. */
+    const admit = <A, E, R>(
+      httpEffect: Effect.Effect<A, E, R>,
+      caller: Caller,
+      scope: Scope | undefined,
+      context: Context.Context<never>
+    ): Effect.Effect<A, E | RateLimited | Forbidden, Exclude<R, CurrentCaller> | HttpServerRequest.HttpServerRequest> => {
+      // The access log line (written by the server's request middleware, outside this scope) learns the caller here.
+      const facts = Context.getUnsafe(context, CurrentRequestFacts)
+      if (facts !== undefined) facts.actor = caller.id
+      // Fail closed: a route missing from the map (impossible after the start-up check) needs a scope nobody has.
+      if (scope === undefined || !hasScope(caller, scope)) {
+        const forbidden = new Forbidden({ detail: `This endpoint needs the scope ${scope ?? "(unknown)"}`, requiredScope: scope ?? "(unknown)" })
+        return Effect.andThen(rateLimit(caller), Effect.andThen(Effect.logDebug("request refused", forbidden.message), Effect.fail(forbidden)))
+      }
+      // The rest of the request runs as the caller: CurrentCaller for handlers, CurrentRequest.actor
+      // (history rows, and the `actor` field of its log lines).
+      const current = Context.getUnsafe(context, CurrentRequest)
+      // Overlays (Context.add) on the request's context, not a merge that copies every service.
+      const asCaller = Effect.updateContext(httpEffect as Effect.Effect<A, E>, (outer: Context.Context<never>) =>
+        Context.add(Context.add(outer, CurrentCaller, caller), CurrentRequest, { ...current, actor: caller.id })
+      ) as Effect.Effect<A, E, Exclude<R, CurrentCaller>>
+      return config.rateLimitRps === 0 ? asCaller : Effect.andThen(Effect.tapError(rateLimit(caller), (error) => Effect.logDebug("request refused", error.message)), asCaller)
+    }
+
     return {
       // The credential HttpApiSecurity.bearer decodes is not used: the header is read and checked
       // here against the RFC 6750 syntax (anything else is "no token", as before).
       bearer: (httpEffect, { endpoint }) =>
-        Effect.gen(function* () {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const address = Option.getOrElse(request.remoteAddress, () => "unknown")
+        Effect.withFiber((fiber) => {
+          const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
           const token = bearerToken(request.headers["authorization"])
-          const caller = yield* Effect.gen(function* () {
+          const scope = scopes.get(`${endpoint.method} ${endpoint.path}`)
+          // A token verified recently (the common case: a peer sends one token for its whole life) is
+          // admitted without an Effect of its own; it passes the failure budget by being remembered.
+          const known = Option.isSome(token) && token.value.length <= MAX_TOKEN_LENGTH ? verifier.recall(token.value) : undefined
+          if (known !== undefined) return admit(httpEffect, known, scope, fiber.context)
+          const address = Option.getOrElse(request.remoteAddress, () => "unknown")
+          return Effect.gen(function* () {
             if (Option.isNone(token)) {
               return yield* new Unauthenticated({ detail: "A bearer token is required (Authorization: Bearer <JWT>)", reason: "missing-token" })
             }
@@ -367,36 +402,11 @@ export const AuthenticationLive = Layer.effect(
             return yield* verifier.verify(token.value)
           }).pipe(
             // A token that does not verify cost a check; a missing one cost nothing and is not counted.
-            Effect.tapErrorTag("Unauthenticated", (error) => Effect.sync(() => error.reason === "invalid-token" && failures.failed(address)))
+            Effect.tapErrorTag("Unauthenticated", (error) => Effect.sync(() => error.reason === "invalid-token" && failures.failed(address))),
+            Effect.tapError((error) => Effect.logDebug("request refused", error.message)),
+            Effect.flatMap((caller) => admit(httpEffect, caller, scope, fiber.context))
           )
-          // The access log line (written by the server's request middleware, outside this scope) learns the caller here.
-          const facts = yield* CurrentRequestFacts
-          if (facts !== undefined) facts.actor = caller.id
-          yield* rateLimit(caller)
-          // Fail closed: a route missing from the map (impossible after the start-up check) needs a scope nobody has.
-          const scope = scopes.get(`${endpoint.method} ${endpoint.path}`)
-          if (scope === undefined || !hasScope(caller, scope)) {
-            return yield* new Forbidden({
-              detail: `This endpoint needs the scope ${scope ?? "(unknown)"}`,
-              requiredScope: scope ?? "(unknown)"
-            })
-          }
-          return caller
-        }).pipe(
-          Effect.tapError((error) => Effect.logDebug("request refused", error.message)),
-          // The rest of the request runs as the caller: CurrentCaller for handlers, CurrentRequest.actor
-          // (history rows) and the `actor` log annotation.
-          Effect.flatMap((caller) =>
-            Effect.gen(function* () {
-              const current = yield* CurrentRequest
-              return yield* httpEffect.pipe(
-                Effect.provideService(CurrentCaller, caller),
-                Effect.provideService(CurrentRequest, { ...current, actor: caller.id }),
-                Effect.annotateLogs("actor", caller.id)
-              )
-            })
-          )
-        )
+        })
     }
   })
 ).pipe(Layer.provide([TokenVerifier.layer, RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]))

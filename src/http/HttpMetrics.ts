@@ -78,3 +78,38 @@ export const recordRequest = (request: { route: string; method: string; status: 
     ],
     { discard: true }
   )
+
+/**
+ * `recordRequest` without an Effect per request: each label set's counter and histogram are made
+ * once (the same series `labelled` would address) and updated in place. One recorder per server.
+ */
+export const makeRequestRecorder = () => {
+  interface Series {
+    readonly requests: Metric.Metric<number, unknown>
+    readonly duration: Metric.Metric<number, unknown>
+  }
+  const series = new Map<string, Series>()
+  const seriesOf = (route: string, method: string, status: number): Series => {
+    const key = `${route} ${method} ${status}`
+    let found = series.get(key)
+    if (found === undefined) {
+      const labels = { route, method: methodLabel(method), status: statusLabel(status), status_class: statusClass(status) }
+      found = {
+        requests: Metric.counter("inventory_http_requests", { description: httpRequests.description, incremental: true, attributes: labels }),
+        duration: Metric.histogram("inventory_http_request_duration_seconds", {
+          boundaries: LATENCY_BOUNDARIES,
+          description: httpRequestDuration.description,
+          attributes: { route, method: labels.method }
+        })
+      }
+      // Bounded by routes × methods × statuses; a flood of odd methods shares `_OTHER` but not its key.
+      if (series.size < 10_000) series.set(key, found)
+    }
+    return found
+  }
+  return (request: { route: string; method: string; status: number; seconds: number }, context: Context.Context<never>) => {
+    const { requests, duration } = seriesOf(request.route, request.method, request.status)
+    requests.updateUnsafe(1, context)
+    duration.updateUnsafe(request.seconds, context)
+  }
+}

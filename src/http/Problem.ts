@@ -1,4 +1,4 @@
-import { Cause, Effect, Layer, Option, Result, Schema, SchemaIssue } from "effect"
+import { Cause, Context, Effect, Layer, Option, Result, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiError, HttpApiMiddleware } from "effect/http-api"
 import { SqlError } from "effect/sql"
@@ -225,12 +225,12 @@ const problemFor415 = (response: HttpServerResponse.HttpServerResponse, correlat
 export const renderProblems = <R>(
   effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, R>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
-  Effect.gen(function* () {
-    const { correlationId } = yield* CurrentRequest
-    return yield* effect.pipe(
-      Effect.map((response) => problemFor415(response, correlationId)),
-      Effect.catchCause((cause) => causeToProblem(cause, correlationId))
-    )
+  Effect.withFiber((fiber) => {
+    const { correlationId } = Context.getUnsafe(fiber.context, CurrentRequest)
+    return Effect.matchCauseEffect(effect, {
+      onSuccess: (response) => Effect.succeed(problemFor415(response, correlationId)),
+      onFailure: (cause) => causeToProblem(cause, correlationId)
+    })
   })
 
 /**
@@ -257,9 +257,8 @@ export const unroutedProblems = (allowedMethods: (path: string) => ReadonlyArray
     (httpEffect) =>
       // A middleware that handles every error does not type-check as such (docs trap 5): it
       // handles them all, so nothing is left for the router's own error answer.
-      Effect.gen(function* () {
-        const { correlationId } = yield* CurrentRequest
-        return yield* Effect.catchCause(httpEffect, (cause) => causeToProblem(cause, correlationId, allowedMethods))
-      }) as Effect.Effect<HttpServerResponse.HttpServerResponse, unhandled, HttpServerRequest.HttpServerRequest>,
+      Effect.catchCause(httpEffect, (cause) =>
+        Effect.flatMap(Effect.service(CurrentRequest), ({ correlationId }) => causeToProblem(cause, correlationId, allowedMethods))
+      ) as Effect.Effect<HttpServerResponse.HttpServerResponse, unhandled, HttpServerRequest.HttpServerRequest>,
     { global: true }
   )

@@ -1,5 +1,5 @@
 import { NodeHttpServer } from "@effect/platform-node"
-import { ByteSize, Context, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { ByteSize, Context, Effect, Exit, Fiber, Layer, Option, References, Tracer } from "effect"
 import { HttpEffect, HttpMiddleware, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiSwagger } from "effect/http-api"
 import { randomUUID } from "node:crypto"
@@ -7,12 +7,14 @@ import { createServer, type Server } from "node:http"
 import { wellFormedCorrelationId } from "../domain/Ids.js"
 import { AppConfig, type AppConfigShape } from "../layers/Config.js"
 import { Lifecycle } from "../layers/Lifecycle.js"
+import { AccessLog, type AccessFields } from "../layers/Logging.js"
 import { InFlightDrain } from "../layers/Shutdown.js"
+import { exportsTraces } from "../layers/Telemetry.js"
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { AuthenticationLive } from "./Auth.js"
 import { HealthHttpLive } from "./HealthHttp.js"
-import { CurrentRequestFacts, recordRequest, type RequestFacts, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
+import { CurrentRequestFacts, makeRequestRecorder, type RequestFacts, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
 import { logListening, MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { Problems, problemResponse, problems, renderProblems, unroutedProblems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
@@ -97,45 +99,49 @@ const rejectBody = (request: HttpServerRequest.HttpServerRequest, limit: number,
  * after the 503: clients retry with their Idempotency-Key.
  */
 const withDeadline = <R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>, timeoutMs: number, correlationId: string) =>
-  Effect.gen(function* () {
-    // Whichever comes first: the handler's answer or the deadline. The request fiber waits on a plain
-    // timer and the work fiber's exit observer (no second fiber per request), so shutdown still waits
-    // for it, at most until the deadline.
-    const work = yield* Effect.forkDetach(app)
-    const first = yield* Effect.callback<"answered" | "late">((resume) => {
-      const timer = setTimeout(() => resume(Effect.succeed("late")), timeoutMs)
-      const removeObserver = work.addObserver(() => {
+  // Whichever comes first: the handler's answer or the deadline. The request fiber waits on a plain
+  // timer and the work fiber's exit observer (no second fiber per request, no join: the observer
+  // hands over the work's exit), so shutdown still waits for it, at most until the deadline.
+  // The work starts at once on its fiber (no scheduler turn before it reaches its first query).
+  Effect.flatMap(Effect.forkDetach(app, { startImmediately: true }), (work) =>
+    Effect.callback<HttpServerResponse.HttpServerResponse>((resume) => {
+      const timer = setTimeout(() => {
+        removeObserver()
+        resume(late(work, timeoutMs, correlationId))
+      }, timeoutMs)
+      const removeObserver = work.addObserver((exit) => {
         clearTimeout(timer)
-        resume(Effect.succeed("answered"))
+        resume(exit)
       })
       return Effect.sync(() => {
         clearTimeout(timer)
         removeObserver()
       })
     })
-    if (first === "answered") {
-      // Already done: returns its response (the caller reaches the access log through RequestFacts).
-      return yield* Fiber.join(work)
-    }
-    yield* Effect.forkDetach(
+  )
+
+/** The deadline passed first: 503 now, and a warning once the work has finished on its own fiber. */
+const late = (work: Fiber.Fiber<HttpServerResponse.HttpServerResponse>, timeoutMs: number, correlationId: string) =>
+  Effect.as(
+    Effect.forkDetach(
       Effect.flatMap(Fiber.await(work), (exit) =>
         Effect.logWarning("request finished after its deadline").pipe(
           Effect.annotateLogs({ status: Exit.isSuccess(exit) ? exit.value.status : "failed", correlationId })
         )
       )
-    )
-    return problemResponse(
+    ),
+    problemResponse(
       problems.unavailable,
       `The request did not complete within ${timeoutMs} ms; it may still take effect, so retry with the same Idempotency-Key`,
       correlationId,
       {},
       { "retry-after": "2" }
     )
-  })
+  )
 
 /** A path as logged: a JWT a client pasted into it is masked, and it is cut at 200 characters. */
 const loggedPath = (path: string) => {
-  const masked = path.replace(/eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*/g, "[jwt]")
+  const masked = path.includes("eyJ") ? path.replace(/eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*/g, "[jwt]") : path
   return masked.length > 200 ? masked.slice(0, 200) + "…" : masked
 }
 
@@ -152,8 +158,14 @@ const securityHeaders = (path: string) => ({
       : "default-src 'none'; frame-ancestors 'none'"
 })
 
+const API_HEADERS = securityHeaders("/")
+const DOCS_HEADERS = securityHeaders("/docs")
+
 /** Served beside the HttpApi's own endpoints (see HttpLive), by exact path. */
 const EXTRA_ROUTES = [{ method: "GET", path: "/openapi.json" }, { method: "GET", path: "/docs" }]
+
+/** Methods that change nothing: with no trace exporter, their requests open no spans (see HttpLive). */
+const READ_METHODS = new Set(["GET", "HEAD"])
 
 /**
  * Outermost middleware: correlation id (honoured or generated, echoed on every response, on every
@@ -162,61 +174,82 @@ const EXTRA_ROUTES = [{ method: "GET", path: "/openapi.json" }, { method: "GET",
  * route template. No bodies, no headers are logged. It is the server's middleware
  * (`HttpRouter.serve({ middleware })`): it wraps the writing of the response too, so the duration
  * includes it and the response it sees is the one sent.
+ *
+ * It is the per-request cost beyond the framework's, so it runs as one synchronous step before and
+ * one after the app: no generator, the metrics' series bound once (HttpMetrics.makeRequestRecorder),
+ * the access line serialised in one template and written straight to stdout (Logging.AccessLog;
+ * through the Effect logger only where no such writer is provided, e.g. a test's capturing logger).
  */
-const requestMiddleware =
-  (config: AppConfigShape, lifecycle: Lifecycle["Service"]) =>
-  <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-    Effect.gen(function* () {
-      const request = yield* HttpServerRequest.HttpServerRequest
+const requestMiddleware = (
+  config: AppConfigShape,
+  lifecycle: Lifecycle["Service"],
+  accessLog: ((fields: AccessFields) => void) | undefined,
+  untracedReads: boolean
+) => {
+  const record = makeRequestRecorder()
+  return <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+    Effect.withFiber((fiber) => {
+      const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
+      const started = performance.now()
       const correlationId = correlationIdOf(request)
-      const path = request.url.split("?")[0] ?? "/"
-      const started = process.hrtime.bigint()
-      const headers = { ...securityHeaders(path), "x-correlation-id": correlationId }
+      const at = request.url.indexOf("?")
+      const path = at < 0 ? request.url : request.url.slice(0, at)
+      const headers = { ...(path === "/docs" ? DOCS_HEADERS : API_HEADERS), "x-correlation-id": correlationId }
       // Filled in from inside the request: the route the HttpApi matched, the authenticated caller.
       const facts: RequestFacts = { route: undefined, actor: null }
       // A bulk adjustment's 1,000 items need more room than any other body (API.md).
       const bodyLimit = path === "/v1/adjustments" ? config.bulkBodyLimitBytes : config.bodyLimitBytes
       const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, bodyLimit, correlationId))
-      const response = yield* Option.match(rejected, {
-        onSome: (response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)),
+      let handled: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+      if (Option.isSome(rejected)) {
+        handled = Effect.succeed(HttpServerResponse.setHeaders(rejected.value, headers))
+      } else {
         // The app's responses are written inside `app`: its headers go on via a pre-response
         // handler. While the process drains, `Connection: close` makes keep-alive clients stop
         // reusing this socket.
-        onNone: () =>
-          Effect.andThen(
-            HttpEffect.appendPreResponseHandler((_, response) =>
-              Effect.map(lifecycle.isDraining, (draining) =>
-                HttpServerResponse.setHeaders(response, { ...headers, ...(draining ? { connection: "close" } : {}) })
-              )
-            ),
-            app
+        HttpEffect.appendPreResponseHandlerUnsafe(fiber.context, (_, response) =>
+          Effect.map(lifecycle.isDraining, (draining) =>
+            HttpServerResponse.setHeaders(response, draining ? { ...headers, connection: "close" } : headers)
           )
-      }).pipe(
-        Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(bodyLimit)),
-        Effect.provideService(CurrentRequestFacts, facts),
-        Effect.provideService(CurrentRequest, { correlationId, actor: null }),
-        Effect.annotateLogs("correlationId", correlationId)
-      )
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9
-      const route =
-        facts.route ??
-        (EXTRA_ROUTES.some((r) => r.path === path) && (request.method === "GET" || request.method === "HEAD") && response.status !== 404
-          ? path
-          : routeOf(yield* Effect.option(Effect.currentSpan), path))
-      yield* recordRequest({ route, method: request.method, status: response.status, seconds })
-      yield* Effect.logInfo("http request").pipe(
-        Effect.annotateLogs({
+        )
+        handled = app
+      }
+      // Overlays on the request's context (Context.add), not a merge that copies every service.
+      const withRequest = Effect.updateContext(handled as Effect.Effect<HttpServerResponse.HttpServerResponse, E>, (outer: Context.Context<never>) => {
+        let context = Context.add(Context.add(outer, CurrentRequestFacts, facts), CurrentRequest, { correlationId, actor: null })
+        if (BODY_METHODS.has(request.method)) context = Context.add(context, HttpServerRequest.MaxBodySize, ByteSize.bytes(bodyLimit))
+        // Nothing would see these spans (Effect's native tracer): a read opens none (see HttpLive).
+        return untracedReads && READ_METHODS.has(request.method) ? Context.add(context, References.TracerEnabled, false) : context
+      }) as Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+      return Effect.flatMap(withRequest, (response) => {
+        const seconds = (performance.now() - started) / 1000
+        const span = Context.getOption(fiber.context, Tracer.ParentSpan)
+        const route =
+          facts.route ??
+          (EXTRA_ROUTES.some((r) => r.path === path) && (request.method === "GET" || request.method === "HEAD") && response.status !== 404
+            ? path
+            : routeOf(span, path))
+        record({ route, method: request.method, status: response.status, seconds }, fiber.context)
+        const fields: AccessFields = {
           correlationId,
+          traceId: Option.isSome(span) ? span.value.traceId : null,
+          spanId: Option.isSome(span) ? span.value.spanId : null,
           actor: facts.actor,
           method: request.method,
           route,
           path: loggedPath(path),
           status: response.status,
           durationMs: Math.round(seconds * 1e6) / 1e3
-        })
-      )
-      return response
+        }
+        if (accessLog !== undefined) {
+          accessLog(fields)
+          return Effect.succeed(response)
+        }
+        const { traceId: _t, spanId: _s, ...annotations } = fields
+        return Effect.as(Effect.logInfo("http request").pipe(Effect.annotateLogs(annotations)), response)
+      })
     })
+}
 
 /**
  * `Problems` (http/Problem.ts) as this server runs it: every failure becomes problem+json before the
@@ -228,12 +261,12 @@ const ProblemsWithDeadlineLive = Layer.effect(
   Problems,
   Effect.map(Effect.service(AppConfig), (config) =>
     Problems.of((httpEffect) =>
-      Effect.gen(function* () {
-        const { route } = yield* HttpRouter.RouteContext
-        const facts = yield* CurrentRequestFacts
+      Effect.withFiber((fiber) => {
+        const { route } = Context.getUnsafe(fiber.context, HttpRouter.RouteContext)
+        const facts = Context.getUnsafe(fiber.context, CurrentRequestFacts)
         if (facts !== undefined) facts.route = route.path
-        const { correlationId } = yield* CurrentRequest
-        return yield* withDeadline(renderProblems(httpEffect), config.requestTimeoutMs, correlationId ?? "unknown")
+        const { correlationId } = Context.getUnsafe(fiber.context, CurrentRequest)
+        return withDeadline(renderProblems(httpEffect), config.requestTimeoutMs, correlationId ?? "unknown")
       })
     )
   )
@@ -283,6 +316,7 @@ export const HttpLive = Layer.unwrap(
       // No route (404, or 405 with Allow) and failures outside the HttpApi, as problem+json.
       unroutedProblems(allowed)
     )
+    const untracedReads = !exportsTraces(config)
     const serve = HttpRouter.serve(app, {
       // Our access log line replaces the platform's, our listening line (logListening) its own.
       disableLogger: true,
@@ -290,11 +324,17 @@ export const HttpLive = Layer.unwrap(
       // find-my-way refuses path parameters over 100 characters as "no route"; ids may be 128 and
       // longer ones must reach validation to get a 400, not a 404.
       routerConfig: { maxParamLength: 1024 },
-      middleware: requestMiddleware(config, lifecycle)
+      middleware: requestMiddleware(config, lifecycle, yield* AccessLog, untracedReads)
     })
     return Layer.effectDiscard(logListening).pipe(
       Layer.provideMerge(serve),
-      Layer.provide(HttpMiddleware.layerTracerDisabledForUrls(UNTRACED_PATHS)),
+      // Probes and scrapes are never traced; with no trace exporter neither are reads (GET, HEAD):
+      // Effect's native tracer keeps spans nobody can see, at a cost per request.
+      Layer.provide(
+        Layer.succeed(HttpMiddleware.TracerDisabledWhen, (request) =>
+          UNTRACED_PATHS.includes(request.url) || (untracedReads && READ_METHODS.has(request.method))
+        )
+      ),
       Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port })),
       Layer.merge(Option.match(config.metricsPort, { onNone: () => Layer.empty, onSome: MetricsServerLive }))
     )

@@ -26,7 +26,12 @@ export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLeve
           return HttpServerResponse.jsonUnsafe(yield* encodeStockLevel(level).pipe(Effect.orDie), { status: 201 })
         }).pipe(databaseFailures)
       )
-      .handle("get", ({ params }) => databaseFailures(stockLevels.get(params.variantId)))
+      // The body as the database wrote it (StockLevels.getJson): the same JSON `StockLevel` encodes to.
+      .handle("get", ({ params }) =>
+        databaseFailures(
+          Effect.map(stockLevels.getJson(params.variantId), (body) => HttpServerResponse.text(body, { contentType: "application/json" }))
+        )
+      )
       .handle("list", ({ query }) =>
         databaseFailures<StockLevelBatch | StockLevelPage, never, never>(
           query.variantId !== undefined

@@ -11,6 +11,13 @@ export interface AppConfigShape {
   readonly metricsPort: Option.Option<number>
   readonly databaseUrl: Option.Option<Redacted.Redacted>
   readonly dataDir: string
+  /** Group commit: most reservation requests one transaction decides (RESERVATION_BATCH_MAX). */
+  readonly reservationBatchMax: number
+  /**
+   * Group commit: batches in flight at once, each on its own connection (RESERVATION_BATCH_WORKERS);
+   * unset: 3, or fewer on a pool too small to leave a connection for everything else.
+   */
+  readonly reservationBatchWorkers: Option.Option<number>
   readonly dbPoolMax: number
   readonly dbStatementTimeoutMs: number
   readonly dbConnectTimeoutMs: number
@@ -50,6 +57,8 @@ export interface AppConfigShape {
   readonly outboxPollIntervalMs: number
   readonly outboxBatchSize: number
   readonly outboxMaxAttempts: number
+  /** The relay LISTENs for the outbox trigger's NOTIFY (off behind a transaction-mode pooler, which drops them). */
+  readonly outboxListen: boolean
   readonly retention: RetentionConfig
 }
 
@@ -181,6 +190,10 @@ const fields = {
   bulkBodyLimitBytes: positiveInt("BULK_BODY_LIMIT_BYTES", 1024 * 1024),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 10_000),
   reservationSweepIntervalMs: positiveInt("RESERVATION_SWEEP_INTERVAL_MS", 1_000),
+  reservationBatchMax: checkedInt("RESERVATION_BATCH_MAX", "must be an integer 1-1000", (n) => n >= 1 && n <= 1000).pipe(
+    Config.withDefault(256)
+  ),
+  reservationBatchWorkers: Config.option(checkedInt("RESERVATION_BATCH_WORKERS", "must be an integer 1-64", (n) => n >= 1 && n <= 64)),
   amqpPrefetch: positiveInt("AMQP_PREFETCH", 20),
   amqpConsumerMaxAttempts: positiveInt("AMQP_CONSUMER_MAX_ATTEMPTS", 5),
   orderEventsExchange: Config.String("ORDER_EVENTS_EXCHANGE").pipe(Config.withDefault("order.events")),
@@ -188,6 +201,7 @@ const fields = {
   outboxPollIntervalMs: positiveInt("OUTBOX_POLL_INTERVAL_MS", 300),
   outboxBatchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
   outboxMaxAttempts: positiveInt("OUTBOX_MAX_ATTEMPTS", 10),
+  outboxListen: Config.Boolean("OUTBOX_LISTEN").pipe(Config.withDefault(true)),
   retention: Config.all(retentionFields)
 }
 export const appConfig: Config.Config<AppConfigShape> = Config.all(fields)
@@ -237,10 +251,19 @@ const productionProblems = (config: AppConfigShape, env: ConfigProvider.ConfigPr
 }
 
 /** Settings that contradict each other, in any environment. */
-const ambiguities = (config: AppConfigShape): ReadonlyArray<string> =>
-  Option.isSome(config.authJwksUrl) && Option.isSome(config.authPublicKey)
+const ambiguities = (config: AppConfigShape): ReadonlyArray<string> => [
+  ...(Option.isSome(config.authJwksUrl) && Option.isSome(config.authPublicKey)
     ? ["AUTH_JWKS_URL and AUTH_PUBLIC_KEY(_FILE): set only one source of token keys"]
-    : []
+    : []),
+  // Each batch in flight holds a connection: reads, adjustments and the relay need the rest.
+  ...(Option.isSome(config.reservationBatchWorkers) && config.reservationBatchWorkers.value >= config.dbPoolMax
+    ? [`RESERVATION_BATCH_WORKERS: must be below DB_POOL_MAX (${config.dbPoolMax})`]
+    : [])
+]
+
+/** Batches in flight at once: RESERVATION_BATCH_WORKERS, or 3 but never the whole pool. */
+export const reservationBatchWorkers = (config: AppConfigShape): number =>
+  Option.getOrElse(config.reservationBatchWorkers, () => Math.max(1, Math.min(3, config.dbPoolMax - 1)))
 
 export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{ readonly message: string }> {}
 

@@ -1,4 +1,4 @@
-import { Cause, Context, Layer, Logger, type LogLevel, Option, References, Tracer } from "effect"
+import { Cause, Context, Layer, Logger, LogLevel, Option, References, Tracer } from "effect"
 import { CurrentRequest } from "../services/RequestContext.js"
 
 const SERVICE = "inventory-service"
@@ -19,13 +19,15 @@ const messageText = (message: unknown): string => {
  * One JSON object per line: timestamp, level, message, service, correlationId, traceId, spanId, the
  * log's annotations as fields, and the error's cause when there is one. Nothing else is printed.
  * The correlation id is the request's (or consumed message's) from `CurrentRequest`, else a
- * `correlationId` annotation (the access line is written after the request's scope has ended).
+ * `correlationId` annotation (the access line is written after the request's scope has ended);
+ * the request's authenticated caller is its `actor` field.
  */
 export const structuredLogger: Logger.Logger<unknown, string> = Logger.make<unknown, string>(({ logLevel, message, cause, fiber, date }) => {
   const span = Context.getOption(fiber.context, Tracer.ParentSpan)
   const annotations = fiber.getRef(References.CurrentLogAnnotations)
   const annotated = annotations["correlationId"]
-  const correlationId = fiber.getRef(CurrentRequest).correlationId ?? (typeof annotated === "string" ? annotated : null)
+  const request = fiber.getRef(CurrentRequest)
+  const correlationId = request.correlationId ?? (typeof annotated === "string" ? annotated : null)
   const line: Record<string, unknown> = {
     timestamp: date.toISOString(),
     level: levelName(logLevel),
@@ -35,6 +37,8 @@ export const structuredLogger: Logger.Logger<unknown, string> = Logger.make<unkn
     traceId: Option.match(span, { onNone: () => null, onSome: (s) => s.traceId }),
     spanId: Option.match(span, { onNone: () => null, onSome: (s) => s.spanId })
   }
+  // Set in place by the authentication middleware (no log annotation per request).
+  if (request.actor !== null) line["actor"] = request.actor
   for (const [key, value] of Object.entries(annotations)) if (!CORE_FIELDS.has(key)) line[key] = value
   // Cause.pretty renders nested `Error.cause` chains too (Effect 3 needed `renderErrorCause: true`).
   if (cause.reasons.length > 0) line["error"] = Cause.pretty(cause)
@@ -45,6 +49,47 @@ const writeLine = Logger.map(structuredLogger, (line) => {
   process.stdout.write(line + "\n")
 })
 
+/** What the access line says of one request (observability.md "Logs": `http request`). */
+export interface AccessFields {
+  readonly correlationId: string
+  readonly traceId: string | null
+  readonly spanId: string | null
+  readonly actor: string | null
+  readonly method: string
+  readonly route: string
+  readonly path: string
+  readonly status: number
+  readonly durationMs: number
+}
+
+/**
+ * The access line written without Effect's logger pipeline: the same JSON `structuredLogger` makes
+ * for `Effect.logInfo("http request")` with these fields, serialised in one template. Provided by
+ * `LoggingLive` (the service's own stdout logger); where it is absent (a test's capturing logger),
+ * the server logs the line through the Effect logger instead.
+ */
+export const AccessLog = Context.Reference<((fields: AccessFields) => void) | undefined>("inventory/AccessLog", {
+  defaultValue: () => undefined
+})
+
+const str = (value: string | null) => (value === null ? "null" : JSON.stringify(value))
+
+const accessLine = (f: AccessFields) =>
+  `{"timestamp":"${new Date().toISOString()}","level":"info","message":"http request","service":"${SERVICE}",` +
+  `"correlationId":${str(f.correlationId)},"traceId":${str(f.traceId)},"spanId":${str(f.spanId)},` +
+  `"actor":${str(f.actor)},"method":${str(f.method)},"route":${str(f.route)},"path":${str(f.path)},"status":${f.status},"durationMs":${f.durationMs}}\n`
+
 /** The service's only logger (it replaces Effect's default loggers), at the configured minimum level. */
 export const LoggingLive = (minimum: LogLevel.LogLevel): Layer.Layer<never> =>
-  Layer.mergeAll(Logger.layer([writeLine]), Layer.succeed(References.MinimumLogLevel, minimum))
+  Layer.mergeAll(
+    Logger.layer([writeLine]),
+    Layer.succeed(References.MinimumLogLevel, minimum),
+    Layer.succeed(
+      AccessLog,
+      LogLevel.isGreaterThan(minimum, "Info")
+        ? () => {}
+        : (fields: AccessFields) => {
+            process.stdout.write(accessLine(fields))
+          }
+    )
+  )

@@ -89,7 +89,8 @@ const makeClient = (
     // sql-pg's own pooled client: its pool (dead-connection handling, idle timeout) and `reserve`.
     const pooled = yield* PgClient.make(options)
     const stats = makePoolStats(IDLE_TIMEOUT_MS)
-    if (instrumented) yield* instrumentPool(stats, options.maxConnections ?? 10)
+    const maxConnections = options.maxConnections ?? 10
+    if (instrumented) yield* instrumentPool(stats, maxConnections)
     const unavailable = () =>
       new SqlError.SqlError({
         reason: new SqlError.ConnectionError({
@@ -106,8 +107,12 @@ const makeClient = (
     })
     const checkout: SqlConnection.Acquirer = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
+        // With a connection free (or room to open one, which connectTimeout bounds), reserve cannot
+        // wait for another caller: no race, whose two fibers cost about as much as a short statement.
+        // One connection of headroom for any reserve this count does not see.
+        const free = stats.inUse + stats.waiting < maxConnections - 1
         stats.waiting += 1
-        const connection = yield* restore(Effect.raceFirst(pooled.reserve, acquireDeadline)).pipe(
+        const connection = yield* restore(free ? pooled.reserve : Effect.raceFirst(pooled.reserve, acquireDeadline)).pipe(
           Effect.ensuring(
             Effect.sync(() => {
               stats.waiting -= 1

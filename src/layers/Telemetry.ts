@@ -90,3 +90,9 @@ export const TelemetryLive = Layer.unwrap(
     return Layer.merge(sdk, Layer.effect(Metrics, makeMetrics(exporter)))
   })
 )
+
+/**
+ * Whether spans leave the process. Without an exporter Effect's native tracer keeps them in memory
+ * only, so the HTTP server does not open spans for reads (http/Server.ts).
+ */
+export const exportsTraces = (config: { readonly otlpEndpoint: Option.Option<string> }) => Option.isSome(config.otlpEndpoint)

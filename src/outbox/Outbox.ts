@@ -14,8 +14,9 @@ const currentTraceparent = Effect.map(Effect.currentSpan.pipe(Effect.option), (s
 
 /**
  * The transactional outbox. `write` must run inside the transaction of the state change it describes;
- * `committed` is called after that transaction commits and wakes this process's relay at once (other
- * replicas' rows are found by the relay's polling). No NOTIFY: it takes a global lock at commit.
+ * `committed` is called after that transaction commits and wakes this process's relay at once. Every
+ * replica's relay is also woken by the NOTIFY that the `outbox_notify` trigger (migration 0082) sends
+ * at that commit, so writers do nothing more (docs/messaging.md).
  */
 export class Outbox extends Context.Service<Outbox>()("inventory/Outbox", {
   make: Effect.gen(function* () {

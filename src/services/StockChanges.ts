@@ -6,6 +6,9 @@ import { correlatedWith, stockLevelChanged, stockStatusChanged, type DomainEvent
 import type { HistoryType } from "../domain/History.js"
 import { deriveStatus, type StockStatus } from "../domain/StockLevel.js"
 import { Outbox } from "../outbox/Outbox.js"
+
+/** An outbox row as `Outbox.rows` builds it. */
+type OutboxRow = Effect.Success<ReturnType<Outbox["Service"]["rows"]>>[number]
 import { CurrentRequest } from "./RequestContext.js"
 import { initStockMetrics, statusChangesTo, stockUpdatesOf } from "./StockMetrics.js"
 import { HISTORY_COLUMNS, toHistoryEntry, type HistoryRow, type StockRow } from "./StockRows.js"
@@ -28,6 +31,8 @@ export interface StockChange {
   readonly orderId?: string | undefined
   /** The story's correlation id when it is not the current request's (see DomainEvent). */
   readonly correlationId?: string | null | undefined
+  /** Who made the change when it is not the current request's caller (a batch of several callers). */
+  readonly actor?: string | null | undefined
 }
 
 /** The variant's status before the change: its available less what the change added at the location. */
@@ -106,6 +111,61 @@ export class StockChanges extends Context.Service<StockChanges>()("inventory/Sto
     yield* initStockMetrics
 
     /**
+     * The history entries and outbox rows of `changes` and `events` (outbox rows already built) as
+     * the CTEs `history` (RETURNING the entries) and `events` of the caller's statement, inserted
+     * only when `gate`, a boolean SQL expression of that statement, holds. `current` answers the
+     * correlation id and actor of a change that names none.
+     */
+    const historyAndEvents = (
+      changes: ReadonlyArray<StockChange>,
+      events: ReadonlyArray<OutboxRow>,
+      gate: Statement.Fragment,
+      current: { readonly correlationId: string | null; readonly actor: string | null }
+    ) => {
+      const column = <A>(f: (change: StockChange) => A) => changes.map(f)
+      const correlationOf = (change: StockChange) => (change.correlationId !== undefined ? change.correlationId : current.correlationId)
+      const actorOf = (change: StockChange) => (change.actor !== undefined ? change.actor : current.actor)
+      const eventColumn = <A>(f: (event: OutboxRow) => A) => events.map(f)
+      // Nullable text columns bind each element as text: the driver cannot infer the type of an
+      // array whose elements are all null (e.g. no reason on any line), and would refuse the query.
+      const textColumn = (f: (change: StockChange) => string | null) => changes.map((change) => PgTypes.text(f(change)))
+      const eventTextColumn = (f: (event: OutboxRow) => string | null) => events.map((event) => PgTypes.text(f(event)))
+      // unnest keeps the given order (WITH ORDINALITY makes it explicit): history ids and outbox ids
+      // follow line order, and the relay publishes an aggregate's events in outbox id order.
+      const ctes = sql`
+        history AS (
+          INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after,
+                                         reserved_after, reason, reference, order_id, correlation_id, actor)
+          SELECT h.variant_id, h.location_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after, h.reserved_after,
+                 h.reason, h.reference, h.order_id, h.correlation_id, h.actor
+            FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.locationId)}::text[],
+                        ${column((c) => c.type)}::text[],
+                        ${column((c) => c.onHandChange)}::int[], ${column((c) => c.reservedChange)}::int[],
+                        ${column((c) => c.location.onHand)}::int[], ${column((c) => c.location.reserved)}::int[],
+                        ${textColumn((c) => c.reason ?? null)}::text[], ${textColumn((c) => c.reference ?? null)}::text[],
+                        ${textColumn((c) => c.orderId ?? null)}::text[], ${textColumn(correlationOf)}::text[],
+                        ${textColumn(actorOf)}::text[])
+                 WITH ORDINALITY AS h(variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
+                                      reason, reference, order_id, correlation_id, actor, n)
+           WHERE ${gate}
+           ORDER BY h.n
+          RETURNING ${sql.literal(HISTORY_COLUMNS)}
+        ), events AS (
+          INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent)
+          SELECT e.event_id, e.event_type, e.routing_key, e.aggregate_type, e.aggregate_id, e.payload, e.correlation_id, e.traceparent
+            FROM unnest(${eventColumn((e) => e.eventId)}::uuid[], ${eventColumn((e) => e.eventType)}::text[],
+                        ${eventColumn((e) => e.routingKey)}::text[], ${eventColumn((e) => e.aggregateType)}::text[],
+                        ${eventColumn((e) => e.aggregateId)}::text[], ${eventColumn((e) => e.payload)}::jsonb[],
+                        ${eventTextColumn((e) => e.correlationId)}::text[], ${eventTextColumn((e) => e.traceparent)}::text[])
+                 WITH ORDINALITY AS e(event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent, n)
+           WHERE ${gate}
+           ORDER BY e.n
+        )`
+      const recorded = afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationOf(change)), { discard: true }))
+      return { ctes, recorded } as const
+    }
+
+    /**
      * The history entries and outbox rows of `changes` (plus `extraEvents`) as the CTEs `history`
      * (RETURNING the entries) and `events` of the caller's statement, inserted only when `gate`, a
      * boolean SQL expression of that statement, holds: a writer can then move its rows and record
@@ -113,48 +173,10 @@ export class StockChanges extends Context.Service<StockChanges>()("inventory/Sto
      */
     const recordIf = (changes: ReadonlyArray<StockChange>, extraEvents: ReadonlyArray<DomainEvent>, gate: Statement.Fragment) =>
       Effect.gen(function* () {
-        const { correlationId, actor } = yield* CurrentRequest
+        const current = yield* CurrentRequest
         // Aggregate events first (e.g. InventoryReserved), then each variant's own, in line order.
         const events = yield* outbox.rows([...extraEvents, ...changes.flatMap(eventsOfChange)])
-        const column = <A>(f: (change: StockChange) => A) => changes.map(f)
-        const correlationOf = (change: StockChange) => (change.correlationId !== undefined ? change.correlationId : correlationId)
-        const eventColumn = <A>(f: (event: (typeof events)[number]) => A) => events.map(f)
-        // Nullable text columns bind each element as text: the driver cannot infer the type of an
-        // array whose elements are all null (e.g. no reason on any line), and would refuse the query.
-        const textColumn = (f: (change: StockChange) => string | null) => changes.map((change) => PgTypes.text(f(change)))
-        const eventTextColumn = (f: (event: (typeof events)[number]) => string | null) => events.map((event) => PgTypes.text(f(event)))
-        // unnest keeps the given order (WITH ORDINALITY makes it explicit): history ids and outbox ids
-        // follow line order, and the relay publishes an aggregate's events in outbox id order.
-        const ctes = sql`
-          history AS (
-            INSERT INTO inventory_history (variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after,
-                                           reserved_after, reason, reference, order_id, correlation_id, actor)
-            SELECT h.variant_id, h.location_id, h.type, h.on_hand_change, h.reserved_change, h.on_hand_after, h.reserved_after,
-                   h.reason, h.reference, h.order_id, h.correlation_id, ${actor}::text
-              FROM unnest(${column((c) => c.after.variantId)}::text[], ${column((c) => c.locationId)}::text[],
-                          ${column((c) => c.type)}::text[],
-                          ${column((c) => c.onHandChange)}::int[], ${column((c) => c.reservedChange)}::int[],
-                          ${column((c) => c.location.onHand)}::int[], ${column((c) => c.location.reserved)}::int[],
-                          ${textColumn((c) => c.reason ?? null)}::text[], ${textColumn((c) => c.reference ?? null)}::text[],
-                          ${textColumn((c) => c.orderId ?? null)}::text[], ${textColumn(correlationOf)}::text[])
-                   WITH ORDINALITY AS h(variant_id, location_id, type, on_hand_change, reserved_change, on_hand_after, reserved_after,
-                                        reason, reference, order_id, correlation_id, n)
-             WHERE ${gate}
-             ORDER BY h.n
-            RETURNING ${sql.literal(HISTORY_COLUMNS)}
-          ), events AS (
-            INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent)
-            SELECT e.event_id, e.event_type, e.routing_key, e.aggregate_type, e.aggregate_id, e.payload, e.correlation_id, e.traceparent
-              FROM unnest(${eventColumn((e) => e.eventId)}::uuid[], ${eventColumn((e) => e.eventType)}::text[],
-                          ${eventColumn((e) => e.routingKey)}::text[], ${eventColumn((e) => e.aggregateType)}::text[],
-                          ${eventColumn((e) => e.aggregateId)}::text[], ${eventColumn((e) => e.payload)}::jsonb[],
-                          ${eventTextColumn((e) => e.correlationId)}::text[], ${eventTextColumn((e) => e.traceparent)}::text[])
-                   WITH ORDINALITY AS e(event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent, n)
-             WHERE ${gate}
-             ORDER BY e.n
-          )`
-        const recorded = afterCommit(Effect.forEach(changes, (change) => reportChange(change, correlationOf(change)), { discard: true }))
-        return { ctes, recorded } as const
+        return historyAndEvents(changes, events, gate, current)
       })
 
     /** Records changes already applied to `location_stock` in the current transaction; returns the history entries. */
@@ -171,7 +193,7 @@ export class StockChanges extends Context.Service<StockChanges>()("inventory/Sto
         return rows.map(toHistoryEntry)
       })
 
-    return { record, recordIf } as const
+    return { record, recordIf, historyAndEvents } as const
   })
 }) {
   /** Was `StockChanges.Default`: the service with its dependencies (Outbox) provided; needs SqlClient. */

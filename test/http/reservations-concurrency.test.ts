@@ -5,8 +5,11 @@ import { startTestApp, type TestApp } from "../support/app.js"
 import { query } from "../support/database.js"
 import { client, type JsonResponse } from "../support/http.js"
 
-/** Concurrency against the real PostgreSQL, over HTTP, as peers would hit the service during a sale. */
-describe("reservations under concurrency", () => {
+/**
+ * Concurrency against the real PostgreSQL, over HTTP, as peers would hit the service during a sale,
+ * with group-commit batches of one request (as before group commit), of a few and of the default size.
+ */
+describe.each(["1", "7", "256"])("reservations under concurrency (RESERVATION_BATCH_MAX %s)", (batchMax) => {
   let app: TestApp
   let api: ReturnType<typeof client>
   const stock = async (variantId: string, onHand: number) => {
@@ -23,7 +26,7 @@ describe("reservations under concurrency", () => {
     // longer than the default pool / request deadlines, whose 503 (overload) is tested elsewhere.
     app = await startTestApp({
       label: "resvconc",
-      env: { RATE_LIMIT_RPS: "0", DB_CONNECT_TIMEOUT_MS: "60000", REQUEST_TIMEOUT_MS: "60000", DB_STATEMENT_TIMEOUT_MS: "60000" }
+      env: { RESERVATION_BATCH_MAX: batchMax, RATE_LIMIT_RPS: "0", DB_CONNECT_TIMEOUT_MS: "60000", REQUEST_TIMEOUT_MS: "60000", DB_STATEMENT_TIMEOUT_MS: "60000" }
     })
     api = app.api
   })

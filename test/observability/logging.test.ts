@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
-import { LoggingLive } from "../../src/layers/Logging.js"
+import { AccessLog, LoggingLive } from "../../src/layers/Logging.js"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { bearer } from "../support/auth.js"
 import { client } from "../support/http.js"
@@ -88,5 +88,49 @@ describe("logging: LOG_LEVEL", () => {
     }
     const levels = written.map((line) => JSON.parse(line).level)
     expect(levels).toEqual(["warn", "error"])
+  })
+})
+
+describe("logging: the access line's own writer", () => {
+  const fields = {
+    correlationId: 'c-"1"',
+    traceId: null,
+    spanId: null,
+    actor: "order-service",
+    method: "GET",
+    route: "/v1/stock-levels/:variantId",
+    path: "/v1/stock-levels/v-\u00e9",
+    status: 200,
+    durationMs: 1.234
+  }
+  const written = (run: () => void) => {
+    const lines: Array<string> = []
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      lines.push(String(chunk))
+      return true
+    })
+    try {
+      run()
+    } finally {
+      spy.mockRestore()
+    }
+    return lines
+  }
+
+  it("writes the same JSON line as the Effect logger would for `http request`", () => {
+    const fast = written(() =>
+      Effect.runSync(Effect.flatMap(Effect.service(AccessLog), (write) => Effect.sync(() => write!(fields))).pipe(Effect.provide(LoggingLive("Info"))))
+    )
+    const { traceId: _t, spanId: _s, correlationId, ...annotations } = fields
+    const viaLogger = written(() =>
+      Effect.runSync(Effect.logInfo("http request").pipe(Effect.annotateLogs({ correlationId, ...annotations }), Effect.provide(LoggingLive("Info"))))
+    )
+    expect(fast).toHaveLength(1)
+    const strip = (line: string) => line.replace(/"timestamp":"[^"]*"/, "")
+    expect(strip(fast[0]!)).toBe(strip(viaLogger[0]!))
+  })
+
+  it("writes nothing above info", () => {
+    expect(written(() => Effect.runSync(Effect.flatMap(Effect.service(AccessLog), (write) => Effect.sync(() => write!(fields))).pipe(Effect.provide(LoggingLive("Warn")))))).toEqual([])
   })
 })

@@ -19,6 +19,18 @@ const traceOf = (spans: ReadonlyArray<ReceivedSpan>, traceId: string) => {
   return { spans: mine, ancestors }
 }
 
+/**
+ * The group-commit batch that decided a request (its own trace, linked both ways with the request's
+ * span), with the SQL statements it ran.
+ */
+const batchOf = (spans: ReadonlyArray<ReceivedSpan>, request: ReceivedSpan) => {
+  const batch = spans.find((s) => s.name === "ReservationBatch" && s.links.some((l) => l.spanId === request.spanId && l.traceId === request.traceId))
+  if (batch === undefined) return undefined
+  const { spans: batchTrace, ancestors } = traceOf(spans, batch.traceId)
+  const statements = batchTrace.filter((s) => s.name === "sql.execute" && ancestors(s).some((a) => a.spanId === batch.spanId))
+  return { batch, statements }
+}
+
 describe("tracing: one request, one trace, exported over OTLP/HTTP", () => {
   let receiver: OtlpReceiver
   let app: TestApp
@@ -200,7 +212,7 @@ describe("tracing across messaging: reservation → outbox publish → RabbitMQ 
     await receiver?.close()
   })
 
-  it("chains a reservation's HTTP span → Reservations.create (order id, outcome) → its SQL statements", () => {
+  it("chains a reservation's HTTP span → Reservations.create (order id, outcome), linked to its batch and the batch's SQL statements", () => {
     const { spans, ancestors } = traceOf(receiver.spans, reserveTrace)
     const server = spans.find((s) => s.kind === "SERVER")!
     expect(server.parentSpanId).toBe(reserveCallerSpan)
@@ -209,7 +221,12 @@ describe("tracing across messaging: reservation → outbox publish → RabbitMQ 
     expect(create).toBeDefined()
     expect(ancestors(create).map((s) => s.spanId)).toContain(server.spanId)
     expect(create.attributes).toMatchObject({ "inventory.order_id": "traced-order-1", "inventory.outcome": "created" })
-    const statements = spans.filter((s) => s.name === "sql.execute" && ancestors(s).some((a) => a.spanId === create.spanId))
+    const decided = batchOf(receiver.spans, create)
+    expect(decided).toBeDefined()
+    const { batch, statements } = decided!
+    // The request's span links back to the batch, so ops can walk from either side.
+    expect(create.links).toContainEqual({ traceId: batch.traceId, spanId: batch.spanId })
+    expect(batch.attributes["inventory.batch.size"]).toBeGreaterThanOrEqual(1)
     expect(statements.length).toBeGreaterThan(0)
     for (const statement of statements) expect(statement.attributes["db.system"]).toBe("postgresql")
     expect(statements.some((s) => String(s.attributes["db.query.text"]).includes("INSERT INTO reservations"))).toBe(true)
@@ -247,7 +264,7 @@ describe("tracing across messaging: reservation → outbox publish → RabbitMQ 
     expect(ancestors(publish!).map((s) => s.spanId)).toContain(server.spanId)
   })
 
-  it("continues the order service's trace in the consume span; the release and its SQL are its children", () => {
+  it("continues the order service's trace in the consume span; the release is its child, linked to the batch that ran its SQL", () => {
     const { spans, ancestors } = traceOf(receiver.spans, cancelTrace)
     const consume = spans.find((s) => s.name === "consume OrderCancelledEvent")
     expect(consume).toBeDefined()
@@ -262,8 +279,9 @@ describe("tracing across messaging: reservation → outbox publish → RabbitMQ 
     const release = spans.find((s) => s.name === "Reservations.release")!
     expect(ancestors(release).map((s) => s.spanId)).toContain(consume!.spanId)
     expect(release.attributes).toMatchObject({ "inventory.order_id": "traced-order-1", "inventory.outcome": "released" })
-    const statements = spans.filter((s) => s.name === "sql.execute" && ancestors(s).some((a) => a.spanId === release.spanId))
-    expect(statements.some((s) => String(s.attributes["db.query.text"]).includes("UPDATE reservations"))).toBe(true)
+    const decided = batchOf(receiver.spans, release)
+    expect(decided).toBeDefined()
+    expect(decided!.statements.some((s) => String(s.attributes["db.query.text"]).includes("UPDATE reservations"))).toBe(true)
   })
 
   it("publishes the resulting InventoryReservationReleasedEvent in that same trace", () => {

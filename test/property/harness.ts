@@ -62,13 +62,17 @@ const answer = <A>(encode: (a: A) => unknown) => <E extends { readonly _tag: str
  * the database's clock (`inventory_now()`), so by default the manual clock also drives that one (the
  * test database's function reads a one-row table it sets); `databaseClock: "real"` leaves the
  * database on its own time, so the manual clock is only the replica's, skewed as a test likes.
+ * `config` adds environment variables (e.g. RESERVATION_BATCH_MAX for the group-commit batches).
  */
-export const startHarness = async (label: string, options: { readonly databaseClock?: "manual" | "real" } = {}) => {
+export const startHarness = async (
+  label: string,
+  options: { readonly databaseClock?: "manual" | "real"; readonly config?: Readonly<Record<string, string>> } = {}
+) => {
   const database: TestDatabase = await createTestDatabase(label)
   const layer = Layer.mergeAll(Reservations.layer, Adjustments.layer, StockLevels.layer, Locations.layer).pipe(
     Layer.provideMerge(MigrationsLive),
     Layer.provideMerge(SqlLive),
-    Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "10" })),
+    Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "10", ...options.config })),
     // Merged, not only provided: in Effect 4 the loggers and the minimum level are context references,
     // so the runtime itself (not only the layer construction) must carry them.
     Layer.provideMerge(LoggingLive("Error"))

@@ -15,7 +15,9 @@ import { type BulkItem, DEFAULT_LOCATION, type HttpAnswer, Model, type ModelEven
  * with the model: totals (available = Σ over active locations of max(0, onHand − reserved −
  * safetyStock)), every location row, locations, reservations with their allocations (PRIORITY, the
  * rule of src/domain/Allocation.ts), exactly the history entries and outbox events the step should
- * write, and reconciliation (reserved = Σ ACTIVE allocations, counters = Σ history).
+ * write, and reconciliation (reserved = Σ ACTIVE allocations, counters = Σ history). Bursts of
+ * concurrent reservations (duplicates of one orderId; different orders on different variants) go
+ * through group commit's shared batches and still answer what the model says.
  */
 const RUNS = Number(process.env["PROPERTY_RUNS"] ?? 60)
 const VARIANTS = ["v0", "v1", "v2", "v3", "v4"]
@@ -174,6 +176,36 @@ const reserveCommand = fc
     sameAnswer(await r.harness.ops.reserve(order, lines as ReadonlyArray<ModelLine>, ttl), m.reserve(order, lines, ttl))
   }))
 
+/**
+ * Group commit: the same reservation sent 2-5 times at once. The requests can land in one batch;
+ * the batcher decides one per orderId per batch, so whatever the batching the answers are the model's
+ * for that many requests one after another (in some order: they are compared as a multiset).
+ */
+const duplicateBurstCommand = fc
+  .tuple(orderId, fc.array(line, { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 2, max: 5 }))
+  .map(([order, lines, ttl, copies]) => step(`duplicates(${order}, ${JSON.stringify(lines)}, ttl ${ttl}, x${copies})`, () => true, async (m, r) => {
+    const real = await Promise.all(Array.from({ length: copies }, () => r.harness.ops.reserve(order, lines as ReadonlyArray<ModelLine>, ttl)))
+    const expected = Array.from({ length: copies }, () => m.reserve(order, lines, ttl))
+    const asSet = (answers: ReadonlyArray<Answer>) => answers.map((a) => JSON.stringify(a)).sort()
+    expect(asSet(real)).toEqual(asSet(expected))
+  }))
+
+/**
+ * Group commit: reservations of different orders on different variants sent at once (after a sweep,
+ * so no lazy expiry couples them): they land in shared batches with mixed outcomes, and each answer
+ * is the model's for that request alone.
+ */
+const disjointBurstCommand = fc
+  .tuple(fc.shuffledSubarray(ORDERS, { minLength: 2, maxLength: 4 }), fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 4, maxLength: 4 }))
+  .map(([orders, quantities]) => {
+    const requests = orders.map((order, i) => ({ order, lines: [{ variantId: VARIANTS[i]!, quantity: quantities[i]! }] }))
+    return step(`burst(${JSON.stringify(requests)})`, () => true, async (m, r) => {
+      expect(await r.harness.ops.sweep()).toBe(m.sweep())
+      const real = await Promise.all(requests.map(({ order, lines }) => r.harness.ops.reserve(order, lines, 60)))
+      requests.forEach(({ order, lines }, i) => sameAnswer(real[i]!, m.reserve(order, lines, 60)))
+    })
+  })
+
 /** Which of the locations endpoints this build serves (found out once, in beforeAll). */
 interface Served {
   readonly adjustAtLocation: boolean
@@ -186,6 +218,8 @@ const commandsFor = (served: Served) => [
   reserveCommand,
   reserveCommand,
   reserveCommand,
+  duplicateBurstCommand,
+  disjointBurstCommand,
   fc
     .tuple(variantId, fc.integer({ min: 0, max: 3 }))
     .map(([id, threshold]) => step(`configure(${id}, ${threshold})`, () => true, async (m, r) => {
