@@ -3,6 +3,7 @@ import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, 
 import { Headers, HttpTraceContext } from "effect/http"
 import { hostname } from "node:os"
 import { AppConfig, type AppConfigShape } from "./Config.js"
+import { exportsTraces } from "./Telemetry.js"
 import { type LoopControl, runBackgroundLoop } from "./BackgroundLoop.js"
 import { Lifecycle } from "./Lifecycle.js"
 
@@ -210,6 +211,7 @@ const openConnection = (url: string) =>
 
 const amqpMessaging = (url: string, config: AppConfigShape) =>
   Effect.gen(function* () {
+    const traced = exportsTraces(config)
     // amqplib's event callbacks run their log lines with the services (logger, annotations) of this layer.
     const context = yield* Effect.context<never>()
     const runFork = Effect.runForkWith(context)
@@ -280,7 +282,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
           return messages.map(() => Result.fail(down))
         }
         const { session } = current
-        const inFlight: Array<{ readonly span: Tracer.Span; readonly confirm: Deferred.Deferred<void, PublishFailed> }> = []
+        const inFlight: Array<{ readonly span: Tracer.Span | undefined; readonly confirm: Deferred.Deferred<void, PublishFailed> }> = []
         let blocked = false
         for (const message of messages) {
           // Back-pressure: wait for `drain` while amqplib's buffer is full instead of piling up; a
@@ -296,18 +298,22 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
           if (blocked) {
             const failed = yield* Deferred.make<void, PublishFailed>()
             yield* Deferred.fail(failed, new PublishFailed({ reason: "unavailable", message: "the broker took no more messages in time" }))
-            inFlight.push({ span: yield* Effect.makeSpan(...publishSpan(message, "rabbitmq")), confirm: failed })
+            inFlight.push({ span: traced ? yield* Effect.makeSpan(...publishSpan(message, "rabbitmq")) : undefined, confirm: failed })
             continue
           }
-          // One span per message from the write to its confirm (a span per batch would hide the trace).
-          const span = yield* Effect.makeSpan(...publishSpan(message, "rabbitmq"))
+          // One span per message from the write to its confirm (a span per batch would hide the trace);
+          // none when no tracer exports them (nobody could see it, and it costs on every event). The
+          // message's traceparent header is the stored one either way.
+          const span = traced ? yield* Effect.makeSpan(...publishSpan(message, "rabbitmq")) : undefined
           inFlight.push({ span, confirm: send(session, message) })
         }
         return yield* Effect.forEach(inFlight, ({ confirm, span }) =>
-          Deferred.await(confirm).pipe(
-            Effect.onExit((exit) => Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.end(now, exit)))),
-            Effect.result
-          )
+          span === undefined
+            ? Effect.result(Deferred.await(confirm))
+            : Deferred.await(confirm).pipe(
+              Effect.onExit((exit) => Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.end(now, exit)))),
+              Effect.result
+            )
         )
       })
 
