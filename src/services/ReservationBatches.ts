@@ -25,7 +25,7 @@ import {
 import { Outbox } from "../outbox/Outbox.js"
 import { countReservations } from "./ReservationMetrics.js"
 import { CurrentRequest, type RequestContext } from "./RequestContext.js"
-import { LINES_JSON, RESERVATION_COLUMNS, toLines, toReservation, type ReservationRow, type StoredLine } from "./ReservationRows.js"
+import { RESERVATION_WITH_LINES, toLines, toReservation, type ReservationRow, type ReservationWithLinesRow } from "./ReservationRows.js"
 import { eventsOfChange, StockChanges, type StockChange } from "./StockChanges.js"
 import { LOCATION_COLUMNS, locationStateOf, STOCK_COLUMNS, type LocationRow, type StockRow } from "./StockRows.js"
 import { afterCommit, Transactions } from "./Transactions.js"
@@ -94,7 +94,7 @@ interface DecidedItem {
 /** Most due reservations one batch expires on the way. */
 const LAZY_EXPIRY_LIMIT = 500
 
-type LoadedRow = ReservationRow & { readonly dbNow: Date; readonly lines: ReadonlyArray<StoredLine> | null }
+type LoadedRow = ReservationWithLinesRow
 
 /** A stored reservation the batch found, with its row. */
 interface Found {
@@ -131,7 +131,7 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
     const transactions = yield* Transactions
     const stockChanges = yield* StockChanges
     const outbox = yield* Outbox
-    const reservationColumns = sql.literal(RESERVATION_COLUMNS)
+    const withLines = sql.literal(RESERVATION_WITH_LINES)
     /** Due for expiry: ACTIVE and past expiresAt on the database's clock (one clock for every replica). */
     const isDue = sql.literal("status = 'ACTIVE' AND expires_at <= inventory_now()")
 
@@ -158,7 +158,7 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
       orderIds.length === 0
         ? Effect.succeed([] as ReadonlyArray<LoadedRow>)
         : sql<LoadedRow>`
-            SELECT ${reservationColumns}, inventory_now() AS db_now, ${sql.literal(LINES_JSON)} AS lines
+            SELECT ${withLines}
               FROM reservations r
              WHERE order_id = ANY(${[...orderIds].sort(byId)})
              ORDER BY order_id
@@ -221,7 +221,7 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
     /** Due ACTIVE reservations holding any of `variantIds`, not in the batch and not held by another transaction. */
     const dueHolding = (variantIds: ReadonlyArray<string>, inBatch: ReadonlyArray<string>) =>
       sql<LoadedRow>`
-        SELECT ${reservationColumns}, inventory_now() AS db_now, ${sql.literal(LINES_JSON)} AS lines
+        SELECT ${withLines}
           FROM reservations r
          WHERE r.status = 'ACTIVE' AND r.expires_at <= inventory_now() AND r.order_id <> ALL(${inBatch})
            AND EXISTS (SELECT 1 FROM reservation_lines l WHERE l.order_id = r.order_id AND l.variant_id = ANY(${variantIds}))
@@ -388,12 +388,10 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
           const expiresAt = input._tag === "Create" ? claimed.get(input.orderId)!.expiresAt : loaded.get(input.orderId)?.row.expiresAt ?? now
           return [{ index, request, context: entry.context, span: entry.span, expiresAt } satisfies DecidedItem]
         })
-        const variantsOf = (requests: ReadonlyArray<BatchRequest>) => [
-          ...new Set(requests.flatMap((r) => (r._tag === "Create" ? r.lines : r.stored?.lines ?? []).map((line) => line.variantId)))
-        ]
+        const variantsOf = (lines: ReadonlyArray<{ readonly variantId: string }>) => [...new Set(lines.map((line) => line.variantId))]
         const requests = decided.map((d) => d.request)
         const pinned = yield* pinnedLocations(requests)
-        let locked = yield* lockStock(variantsOf(requests))
+        let locked = yield* lockStock(variantsOf(requests.flatMap((r) => (r._tag === "Create" ? r.lines : r.stored?.lines ?? []))))
         let items: ReadonlyArray<DecidedItem> = decided
         let outcome = decideBatch(requests, { ...locked, pinned }, now.getTime())
         let expired: ReadonlyArray<Found> = []
@@ -405,7 +403,7 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
         if (short.length > 0) {
           const due = (yield* dueHolding(short, entries.map((e) => e.input.orderId))).map(foundOf)
           if (due.length > 0) {
-            const others = variantsOf(due.map((f) => ({ _tag: "Expire", orderId: f.row.orderId, stored: f.stored }))).filter((id) => !locked.totals.has(id))
+            const others = variantsOf(due.flatMap((f) => f.stored.lines)).filter((id) => !locked.totals.has(id))
             const free = yield* lockStock(others, true)
             locked = { totals: new Map([...locked.totals, ...free.totals]), rows: [...locked.rows, ...free.rows] }
             expired = due.filter((f) => f.stored.lines.every((line) => locked.totals.has(line.variantId)))
@@ -466,7 +464,7 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
     const expireDue = (limit: number) =>
       Effect.uninterruptible(transactions.run(Effect.gen(function* () {
         const due = (yield* sql<LoadedRow>`
-          SELECT ${reservationColumns}, inventory_now() AS db_now, ${sql.literal(LINES_JSON)} AS lines
+          SELECT ${withLines}
             FROM reservations r
            WHERE ${isDue}
            ORDER BY expires_at, order_id

@@ -12,7 +12,7 @@ export interface ReservationRow {
   readonly updatedAt: Date
 }
 
-export const RESERVATION_COLUMNS = "order_id, status, expires_at, correlation_id, created_at, updated_at"
+const RESERVATION_COLUMNS = "order_id, status, expires_at, correlation_id, created_at, updated_at"
 
 /** A stored line as JSON (`LINE_JSON`): its allocations in location-id order, as answers list them. */
 export interface StoredLine {
@@ -22,13 +22,22 @@ export interface StoredLine {
 }
 
 /** A line of `reservation_lines l` with its allocations, as JSON. */
-export const LINE_JSON = `json_build_object(
+const LINE_JSON = `json_build_object(
   'variantId', l.variant_id, 'quantity', l.quantity,
   'allocations', (SELECT json_agg(json_build_object('locationId', a.location_id, 'quantity', a.quantity) ORDER BY a.location_id COLLATE "C")
                     FROM reservation_allocations a WHERE a.order_id = l.order_id AND a.variant_id = l.variant_id))`
 
 /** A reservation's lines as a JSON array (for `FROM reservations r`), in variant order. */
-export const LINES_JSON = `(SELECT json_agg(${LINE_JSON} ORDER BY l.variant_id) FROM reservation_lines l WHERE l.order_id = r.order_id)`
+const LINES_JSON = `(SELECT json_agg(${LINE_JSON} ORDER BY l.variant_id) FROM reservation_lines l WHERE l.order_id = r.order_id)`
+
+/**
+ * A reservation row with its lines and the database's time (`now`, what an answer is decided on),
+ * for `FROM reservations r`: the select list of every read of stored reservations.
+ */
+export const RESERVATION_WITH_LINES = `${RESERVATION_COLUMNS}, inventory_now() AS db_now, ${LINES_JSON} AS lines`
+
+/** A row selected with `RESERVATION_WITH_LINES`. */
+export type ReservationWithLinesRow = ReservationRow & { readonly dbNow: Date; readonly lines: ReadonlyArray<StoredLine> | null }
 
 /** Class construction without re-running the schema's checks (see toReservation). */
 const SKIP_CHECKS = { disableChecks: true } as const

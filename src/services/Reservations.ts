@@ -6,7 +6,7 @@ import { DEFAULT_TTL_SECONDS, mergeLines, type ReservationRequest } from "../dom
 import { ReservationBatcher } from "./ReservationBatcher.js"
 import { ReservationBatches } from "./ReservationBatches.js"
 import { countReservations, initReservationMetrics } from "./ReservationMetrics.js"
-import { LINES_JSON, RESERVATION_COLUMNS, toLines, toReservation, type ReservationRow, type StoredLine } from "./ReservationRows.js"
+import { RESERVATION_WITH_LINES, toLines, toReservation, type ReservationWithLinesRow } from "./ReservationRows.js"
 
 /**
  * Reservations of API.md: all-or-nothing, idempotent by orderId, never more than `onHand`, expiring.
@@ -58,16 +58,18 @@ export class Reservations extends Context.Service<Reservations>()("inventory/Res
           yield* countReservations("refused")
           yield* log("refused", { failures: outcome.failures })
           return yield* new ReservationRefused({ orderId, failures: outcome.failures })
-        default:
+        case "Conflict":
           yield* log("conflict")
           return yield* new ReservationConflict({ orderId })
+        default:
+          return yield* Effect.die(new Error(`a create answered ${outcome._tag}`))
       }
     })
 
     const get = Effect.fn("Reservations.get")(function* (orderId: string) {
       yield* Effect.annotateCurrentSpan("inventory.order_id", orderId)
-      const [row] = yield* sql<ReservationRow & { dbNow: Date; lines: ReadonlyArray<StoredLine> | null }>`
-        SELECT ${sql.literal(RESERVATION_COLUMNS)}, inventory_now() AS db_now, ${sql.literal(LINES_JSON)} AS lines
+      const [row] = yield* sql<ReservationWithLinesRow>`
+        SELECT ${sql.literal(RESERVATION_WITH_LINES)}
           FROM reservations r
          WHERE order_id = ${orderId}`
       if (!row) return yield* new ReservationNotFound({ orderId })
