@@ -18,8 +18,11 @@
  *
  * Per run: req/s (answered per second), p50/p99 latency, CPU ms per request of the serving process
  * (user + system from /proc/<pid>/stat over the run, divided by the answers), RSS (the highest
- * 0.5 s sample during the full-speed run), 5xx. Order: (c), the floors and pgbench GET first (no
- * relay backlog behind them), then (a), (b), (d), then pgbench's reservations.
+ * 0.5 s sample during the full-speed run), 5xx. The full-speed runs come in BENCH_ROUNDS (3) rounds,
+ * each side by side: (c) then both floors, (a) then pgbench uniform, (b) then pgbench hot, (d),
+ * every run after the relay drained the one before. Each ratio is taken per round and judged on its
+ * median; the other figures are medians over the rounds (RSS: the highest). Then pgbench GET, and
+ * the half-rate runs once, at half the median full-speed rate.
  *
  * Prints markdown on stdout (the targets table first, then the measurements) and writes it to
  * BENCH_OUT when set. Not part of the test suite: targets are reported, not asserted.
@@ -27,7 +30,7 @@
  * Environment: BENCH_DATABASE_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_CONNECTIONS (64), BENCH_DURATION_S (10; the half-rate runs take 2/3 of it, at least 3 s),
  * BENCH_DB_POOL_MAX (pool of the service and of both floors, default 10), BENCH_LOC_VARIANTS
- * (variants of (d), default 50,000), BENCH_OUT (a file for the markdown), BENCH_KEEP_DB=1. The
+ * (variants of (d), default 50,000), BENCH_ROUNDS (3), BENCH_OUT (a file for the markdown), BENCH_KEEP_DB=1. The
  * service trusts a key the bench makes (the test issuer) and the bench sends a token signed with
  * it; any answer other than 2xx/409/5xx stops the bench (a broken setup measures nothing).
  */
@@ -48,6 +51,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
 const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 10)
 const HALF_RATE_DURATION_S = Math.max(3, Math.round(DURATION_S * 0.66))
+/** Side-by-side rounds of every full-speed run (service, floors, pgbench); the table reports their medians. */
+const ROUNDS = Math.max(1, Number(process.env["BENCH_ROUNDS"] ?? 3))
 const POOL_MAX = process.env["BENCH_DB_POOL_MAX"] ?? "10"
 const OUT = process.env["BENCH_OUT"]
 /**
@@ -282,6 +287,48 @@ const outboxDrained = async (databaseUrl: string) => {
   return left === 0 ? `outbox ${backlog} drained in ${waited} s; ` : `outbox ${left} of ${backlog} left after ${waited} s; `
 }
 
+/** The middle value (of an even count, the lower middle one: always one of the values measured). */
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = values.filter(Number.isFinite).sort((x, y) => x - y)
+  return sorted.length === 0 ? NaN : sorted[Math.floor((sorted.length - 1) / 2)]!
+}
+
+/** Per field, the median over the rounds (5xx summed); the answers' note of every round. */
+const medianRun = (runs: ReadonlyArray<Run>): Run => ({
+  rate: median(runs.map((r) => r.rate)),
+  answered: runs.reduce((sum, r) => sum + r.answered, 0),
+  p50: median(runs.map((r) => r.p50)),
+  p95: median(runs.map((r) => r.p95)),
+  p99: median(runs.map((r) => r.p99)),
+  failed: runs.reduce((sum, r) => sum + r.failed, 0),
+  note: runs.length === 1 ? runs[0]!.note : `rounds: ${runs.map((r) => `${whole(r.rate)}/s (${r.note})`).join("; ")}`
+})
+
+/** Medians over the rounds; RSS is the highest of all of them. */
+const medianMeasured = (runs: ReadonlyArray<Measured>): Measured => ({
+  run: medianRun(runs.map((r) => r.run)),
+  cpuMsPerRequest: median(runs.map((r) => r.cpuMsPerRequest)),
+  cores: median(runs.map((r) => r.cores)),
+  rssMaxMiB: Math.max(...runs.map((r) => r.rssMaxMiB))
+})
+
+/** One round: every full-speed run of the service, both floors and both pgbench limits. */
+interface Round {
+  readonly a: Measured
+  readonly b: Measured
+  readonly c: Measured
+  readonly d: Measured
+  readonly nodeFloor: Measured
+  readonly effectFloor: Measured
+  readonly pgUniform: Run
+  readonly pgHot: Run
+}
+
+const A_NAME = "(a) reserve 1, uniform over 10,000 variants"
+const B_NAME = "(b) reserve 1, one hot variant"
+const C_NAME = "(c) GET /v1/stock-levels/{id}"
+const D_NAME = "(d) reserve 2 lines, 3 locations 40/30/30 %, split"
+
 /** A full-speed run with the serving process's CPU and memory over it. */
 interface Measured {
   readonly run: Run
@@ -362,13 +409,18 @@ const each = (
   return { name, goal, pass: missed.length === 0, measured, ...(parts.length > 1 ? { missed } : {}) }
 }
 
-const ratio = (name: string, goal: number, numerator: number, denominator: number, units: readonly [string, string]): Target => {
-  const value = numerator / denominator
+/** A ratio taken in each round (side by side), judged on its median; the rounds' values beside it. */
+const ratio = (name: string, goal: number, pairs: ReadonlyArray<readonly [numerator: number, denominator: number]>, units: readonly [string, string]): Target => {
+  const values = pairs.map(([n, dd]) => n / dd)
+  const value = median(values)
+  const at = values.indexOf(value)
+  const [numerator, denominator] = at >= 0 ? pairs[at]! : [NaN, NaN]
   return {
     name,
     goal: `≥ ${goal.toFixed(1)}`,
     pass: Number.isFinite(value) && value >= goal,
-    measured: `${whole(numerator)} ${units[0]} / ${whole(denominator)} ${units[1]} = **${fixed(2)(value)}**`
+    measured: `${whole(numerator)} ${units[0]} / ${whole(denominator)} ${units[1]} = **${fixed(2)(value)}**` +
+      (values.length > 1 ? ` (rounds: ${values.map(fixed(2)).join(", ")})` : "")
   }
 }
 
@@ -441,36 +493,64 @@ const main = async () => {
         await load(floorNode.baseUrl, getLevel, WARMUP_S)
         await load(floorEffect.baseUrl, getLevel, WARMUP_S)
 
-        const scenario = async (name: string, request: Request) => {
-          log(`${name}: service, ${DURATION_S} s at full speed`)
+        /** One full-speed run of the service; the half-rate run comes once, after every round. */
+        const fullRun = async (name: string, request: Request, round: number) => {
+          log(`${name}: service, ${DURATION_S} s at full speed (round ${round + 1} of ${ROUNDS})`)
           const full = await underLoad(child.pid, baseUrl, request, DURATION_S)
-          const halfRate = Math.max(1, Math.floor(full.run.rate / 2))
-          const drained = await outboxDrained(databaseUrl)
-          log(`${name}: ${drained}service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s, evenly spaced (open loop)`)
-          const half = await paced(baseUrl, request, HALF_RATE_DURATION_S, halfRate)
           // The next measurement starts with the relay idle, not draining this one's events.
+          const drained = await outboxDrained(databaseUrl)
+          return { ...full, run: { ...full.run, note: drained + full.run.note } }
+        }
+        const halfRun = async (name: string, request: Request, fullRate: number) => {
+          const halfRate = Math.max(1, Math.floor(fullRate / 2))
+          log(`${name}: service, ${HALF_RATE_DURATION_S} s at ${halfRate} req/s, evenly spaced (open loop)`)
+          const half = await paced(baseUrl, request, HALF_RATE_DURATION_S, halfRate)
           const after = await outboxDrained(databaseUrl)
-          return { name, full, half: { ...half, note: drained + half.note + (after === "" ? "" : `; after: ${after.replace(/; $/, "")}`) } }
+          return { ...half, note: half.note + (after === "" ? "" : `; after: ${after.replace(/; $/, "")}`) }
         }
-        const floorRun = async (name: string, floor: BenchProcess) => {
-          log(`${name}: ${DURATION_S} s at full speed`)
-          return { name, full: await underLoad(floor.child.pid, floor.baseUrl, getLevel, DURATION_S) }
+        const floorRun = async (name: string, floor: BenchProcess, round: number) => {
+          log(`${name}: ${DURATION_S} s at full speed (round ${round + 1} of ${ROUNDS})`)
+          return await underLoad(floor.child.pid, floor.baseUrl, getLevel, DURATION_S)
         }
-        const pgbenchRun = (name: string, script: string, defines: Record<string, string | number>) => {
-          log(`${name}: ${DURATION_S} s`)
-          return { name, run: pgbench(databaseUrl, script, defines) }
+        const pgbenchRun = async (name: string, script: string, defines: Record<string, string | number>, round: number) => {
+          log(`${name}: ${DURATION_S} s (round ${round + 1} of ${ROUNDS})`)
+          const run = pgbench(databaseUrl, script, defines)
+          // bench/reserve.pgbench.sql writes outbox rows too: the relay publishes them before the next run.
+          await outboxDrained(databaseUrl)
+          return run
         }
 
-        const c = await scenario("(c) GET /v1/stock-levels/{id}", getLevel)
-        const nodeFloor = await floorRun("floor: node:http + pg, same GET", floorNode)
-        const effectFloor = await floorRun("floor: Effect HttpApi + sql-pg, same GET", floorEffect)
+        // Rounds, each a side-by-side set: the service's GET beside both floors, each reservation
+        // scenario beside its pgbench limit, so that every ratio is of runs minutes apart on the same
+        // database (pgbench's tps falls as the run's database fills) and the table reports medians.
+        const rounds: Array<Round> = []
+        for (let round = 0; round < ROUNDS; round++) {
+          const c = await fullRun(C_NAME, getLevel, round)
+          const nodeFloor = await floorRun("floor: node:http + pg, same GET", floorNode, round)
+          const effectFloor = await floorRun("floor: Effect HttpApi + sql-pg, same GET", floorEffect, round)
+          const a = await fullRun(A_NAME, reserve(uniformVariant), round)
+          const pgUniform = await pgbenchRun("pgbench bench/reserve.pgbench.sql, uniform", "reserve.pgbench.sql", { lo: 1, hi: VARIANTS }, round)
+          const b = await fullRun(B_NAME, reserve(() => HOT), round)
+          const pgHot = await pgbenchRun("pgbench bench/reserve.pgbench.sql, hot variant", "reserve.pgbench.sql", { lo: 0, hi: 0 }, round)
+          const d = await fullRun(D_NAME, reserveSplit, round)
+          rounds.push({ a, b, c, d, nodeFloor, effectFloor, pgUniform, pgHot })
+        }
         while (floors.length > 0) await floors.pop()!.stop()
-        const pgGet = pgbenchRun("pgbench bench/get.pgbench.sql", "get.pgbench.sql", {})
-        const a = await scenario("(a) reserve 1, uniform over 10,000 variants", reserve(uniformVariant))
-        const b = await scenario("(b) reserve 1, one hot variant", reserve(() => HOT))
-        const d = await scenario("(d) reserve 2 lines, 3 locations 40/30/30 %, split", reserveSplit)
-        const pgUniform = pgbenchRun("pgbench bench/reserve.pgbench.sql, uniform", "reserve.pgbench.sql", { lo: 1, hi: VARIANTS })
-        const pgHot = pgbenchRun("pgbench bench/reserve.pgbench.sql, hot variant", "reserve.pgbench.sql", { lo: 0, hi: 0 })
+        const pgGet = { name: "pgbench bench/get.pgbench.sql", run: await pgbenchRun("pgbench bench/get.pgbench.sql", "get.pgbench.sql", {}, 0) }
+
+        const scenarioOf = (name: string, key: "a" | "b" | "c" | "d", half: Run) => ({ name, full: medianMeasured(rounds.map((r) => r[key])), half })
+        const cMedian = medianMeasured(rounds.map((r) => r.c))
+        const c = scenarioOf(C_NAME, "c", await halfRun(C_NAME, getLevel, cMedian.run.rate))
+        const aMedian = medianMeasured(rounds.map((r) => r.a))
+        const a = scenarioOf(A_NAME, "a", await halfRun(A_NAME, reserve(uniformVariant), aMedian.run.rate))
+        const bMedian = medianMeasured(rounds.map((r) => r.b))
+        const b = scenarioOf(B_NAME, "b", await halfRun(B_NAME, reserve(() => HOT), bMedian.run.rate))
+        const dMedian = medianMeasured(rounds.map((r) => r.d))
+        const d = scenarioOf(D_NAME, "d", await halfRun(D_NAME, reserveSplit, dMedian.run.rate))
+        const nodeFloor = { name: "floor: node:http + pg, same GET", full: medianMeasured(rounds.map((r) => r.nodeFloor)) }
+        const effectFloor = { name: "floor: Effect HttpApi + sql-pg, same GET", full: medianMeasured(rounds.map((r) => r.effectFloor)) }
+        const pgUniform = { name: "pgbench bench/reserve.pgbench.sql, uniform", run: medianRun(rounds.map((r) => r.pgUniform)) }
+        const pgHot = { name: "pgbench bench/reserve.pgbench.sql, hot variant", run: medianRun(rounds.map((r) => r.pgHot)) }
         const loadAtEnd = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
 
         log("reconciling (dist/src/bin/reconcile.js)")
@@ -485,10 +565,10 @@ const main = async () => {
         const services = [a, b, c, d]
         const letter = (s: { name: string }) => s.name.slice(1, 2)
         const targets: Array<Target> = [
-          ratio("(a) uniform reserve / pgbench uniform", 1, a.full.run.rate, pgUniform.run.rate, ["req/s", "tps"]),
-          ratio("(b) hot reserve / pgbench hot", 3, b.full.run.rate, pgHot.run.rate, ["req/s", "tps"]),
-          ratio("(c) GET / bare node floor", 0.7, c.full.run.rate, nodeFloor.full.run.rate, ["req/s", "req/s"]),
-          ratio("(c) GET / Effect floor", 0.8, c.full.run.rate, effectFloor.full.run.rate, ["req/s", "req/s"]),
+          ratio("(a) uniform reserve / pgbench uniform", 1, rounds.map((r) => [r.a.run.rate, r.pgUniform.rate]), ["req/s", "tps"]),
+          ratio("(b) hot reserve / pgbench hot", 3, rounds.map((r) => [r.b.run.rate, r.pgHot.rate]), ["req/s", "tps"]),
+          ratio("(c) GET / bare node floor", 0.7, rounds.map((r) => [r.c.run.rate, r.nodeFloor.run.rate]), ["req/s", "req/s"]),
+          ratio("(c) GET / Effect floor", 0.8, rounds.map((r) => [r.c.run.rate, r.effectFloor.run.rate]), ["req/s", "req/s"]),
           {
             ...each("CPU ms per GET (c)", "≤ 0.20", [["c", c.full.cpuMsPerRequest]], (v) => v <= 0.2, ms2),
             measured: `**${ms2(c.full.cpuMsPerRequest)}** (floors: node ${ms2(nodeFloor.full.cpuMsPerRequest)}, Effect ${ms2(effectFloor.full.cpuMsPerRequest)})`
@@ -514,7 +594,8 @@ const main = async () => {
         const lines = [
           `## Inventory Service benchmark (issue 13 targets)`,
           "",
-          `${new Date().toISOString()}: ${CONNECTIONS} connections, ${DURATION_S} s per full-speed run, ${HALF_RATE_DURATION_S} s at half rate, ` +
+          `${new Date().toISOString()}: ${CONNECTIONS} connections, ${DURATION_S} s per full-speed run, medians of ${ROUNDS} side-by-side rounds, ` +
+            `${HALF_RATE_DURATION_S} s at half rate, ` +
             `pool ${POOL_MAX} (service and floors), node ${process.version}, service NODE_OPTIONS "${SERVICE_NODE_OPTIONS}", ` +
             `${availableParallelism()} cores, load ${loadAtStart} → ${loadAtEnd}`,
           "",

@@ -17,7 +17,9 @@ export interface ServiceProcess {
 /** Runs `src/main.ts` as its own process (as `npm start` would), on a free port. */
 export const startService = (env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProcess> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    // SERVICE_NODE_FLAGS: extra node flags for the service alone (a bench's --cpu-prof, which NODE_OPTIONS refuses).
+    const flags = (process.env["SERVICE_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
+    const child = spawn(process.execPath, [...flags, "--import", "tsx", "src/main.ts"], {
       env: { ...process.env, PORT: "0", LOG_LEVEL: "info", ...AUTH_ENV, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })
