@@ -9,8 +9,18 @@
  *    in the database as published_at - created_at of each row: an upper bound (created_at is the
  *    transaction's start, published_at is set after the broker's confirm).
  *
- * The service runs as its own process (as `npm start` would); results are printed as JSON.
+ * 3. The broker's own floor, first, with nothing else running: the same client library (amqplib)
+ *    publishes messages of the drain's size and properties (persistent, mandatory, with confirms) to
+ *    the same durable queue, as fast as a window of FLOOR_WINDOW unconfirmed messages allows (the
+ *    relay's 4 batches of 1,000 in flight), and then evenly at BENCH_RESERVATIONS_PER_S × 2 per
+ *    second for the confirm latency alone. What the relay adds is its ratio to these.
+ *
+ * The service runs as its own process (as `npm start` would); results are printed as JSON. With
+ * SERVICE_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" the service writes a CPU profile.
  */
+import type { ConfirmChannel } from "amqplib"
+import { randomUUID } from "node:crypto"
+import { performance } from "node:perf_hooks"
 import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
 import { createTestDatabase, query } from "../test/support/database.js"
@@ -47,6 +57,62 @@ const processMetrics = async (baseUrl: string, headers: Record<string, string>) 
   }
 }
 
+/** Unconfirmed messages the broker floor keeps in flight: the relay's MAX_BATCHES_IN_FLIGHT × OUTBOX_BATCH_SIZE. */
+const FLOOR_WINDOW = 4 * 1000
+
+/** A message like the drain's rows (body of the same size; the relay's properties and headers). */
+const floorMessage = (n: number) => ({
+  body: Buffer.from(JSON.stringify({
+    eventId: randomUUID(), eventType: "StockLevelChangedEvent", eventVersion: 1, occurredAt: new Date().toISOString(),
+    aggregateType: "StockLevel", aggregateId: `floor-${n % 1000}`, correlationId: "bench",
+    data: { variantId: `floor-${n % 1000}`, onHand: n, reserved: 0, available: n, version: n, changeType: "PURCHASE", onHandChange: 1, reservedChange: 0 }
+  })),
+  options: {
+    persistent: true, mandatory: true, messageId: randomUUID(), type: "StockLevelChangedEvent", contentType: "application/json",
+    contentEncoding: "utf-8", timestamp: Math.floor(Date.now() / 1000), appId: "inventory-service",
+    headers: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "x-correlation-id": "bench" }
+  }
+})
+
+/**
+ * The broker's limits on this machine, without the service or the database: `count` messages as fast
+ * as FLOOR_WINDOW unconfirmed allow, then `perSecond` evenly for `seconds`, publish → confirm each.
+ */
+const brokerFloor = async (channel: ConfirmChannel, count: number, perSecond: number, seconds: number) => {
+  const publish = (n: number) =>
+    new Promise<void>((resolve, reject) => {
+      const { body, options } = floorMessage(n)
+      channel.publish("inventory.events", "inventory.stock_level_changed", body, options, (error: unknown) => (error ? reject(error) : resolve()))
+    })
+  const started = performance.now()
+  await new Promise<void>((resolve, reject) => {
+    let sent = 0
+    let confirmed = 0
+    const pump = () => {
+      while (sent < count && sent - confirmed < FLOOR_WINDOW) {
+        publish(sent++).then(() => (++confirmed === count ? resolve() : pump()), reject)
+      }
+    }
+    pump()
+  })
+  const drainSeconds = (performance.now() - started) / 1000
+  const latencies: Array<number> = []
+  const paced: Array<Promise<void>> = []
+  const pacedStart = performance.now()
+  for (let i = 0; i < perSecond * seconds; i++) {
+    const wait = pacedStart + (i * 1000) / perSecond - performance.now()
+    if (wait > 0) await sleep(wait)
+    const sentAt = performance.now()
+    paced.push(publish(i).then(() => void latencies.push(performance.now() - sentAt)))
+  }
+  await Promise.all(paced)
+  return {
+    messagesPerSecond: Math.round(count / drainSeconds),
+    window: FLOOR_WINDOW,
+    confirmMsAtRate: { perSecond, ...percentiles(latencies) }
+  }
+}
+
 const progress = (text: string) => process.stderr.write(`[bench] ${text}\n`)
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -74,6 +140,14 @@ const main = async () => {
     await peer.channel.assertExchange("inventory.events", "topic", { durable: true, alternateExchange: "inventory.unrouted" })
     await peer.channel.assertQueue("bench.all", { durable: true })
     await peer.channel.bindQueue("bench.all", "inventory.events", "#")
+
+    // --- 3. the broker's floor, before anything else runs --------------------------------------
+    progress("broker floor: amqplib alone, persistent messages with confirms")
+    const floorChannel = await peer.connection.createConfirmChannel()
+    results["brokerFloor"] = await brokerFloor(floorChannel, Math.min(BACKLOG, 50_000), RESERVATIONS_PER_S * 2, 10)
+    await floorChannel.close()
+    await peer.channel.purgeQueue("bench.all")
+    progress(`broker floor: ${JSON.stringify(results["brokerFloor"])}`)
 
     // --- 1. drain rate -------------------------------------------------------------------------
     proxy.cut()
@@ -115,10 +189,12 @@ const main = async () => {
         await waitUntil(async () => (await pending(database.url)) === 0, 600_000)
         const seconds = (Date.now() - started) / 1000
         const { messageCount } = await peer.channel.checkQueue("bench.all")
+        const floor = results["brokerFloor"] as { readonly messagesPerSecond: number }
         results["drain"] = {
           events: BACKLOG,
           seconds: Number(seconds.toFixed(2)),
           eventsPerSecond: Math.round(BACKLOG / seconds),
+          ofBrokerFloor: Number((BACKLOG / seconds / floor.messagesPerSecond).toFixed(2)),
           inQueue: messageCount
         }
         await peer.channel.purgeQueue("bench.all")

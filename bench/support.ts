@@ -205,7 +205,9 @@ export const withBenchService = async <A>(
   await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
+  // SERVICE_NODE_FLAGS: node flags for the service alone, e.g. "--cpu-prof --cpu-prof-dir=DIR" (NODE_OPTIONS refuses --cpu-prof).
+  const flags = (process.env["SERVICE_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
+  const child = spawn(process.execPath, [...flags, join(ROOT, "dist/src/main.js")], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
     env: serviceEnv(databaseUrl, port, env)
