@@ -184,6 +184,36 @@ const closeQuietly = (label: string, close: () => Promise<void>) =>
     Effect.catch((error) => Effect.logDebug(`broker: closing ${label}`, errorText(error)))
   )
 
+/** What `coalesceWrites` needs of amqplib's internal connection (2.x: `Connection#muxer`, `Mux#out`). */
+interface MuxInternals {
+  readonly muxer?: { _readIncoming?: () => void; readonly out?: { cork?: () => void; uncork?: () => void } }
+}
+
+/**
+ * amqplib's muxer writes every frame chunk to the socket on its own (one `write` syscall per
+ * published message: with TCP_NODELAY, one packet each); it runs once per event-loop turn over all
+ * that its channels have queued. Corking the socket for that run sends a relay batch's messages in
+ * one `writev` per 16 KiB (the socket's high-water mark) instead. Same bytes, same order. Reaches into
+ * amqplib's internals (pinned in package-lock.json); if they are not there, writes stay as they were.
+ */
+export const coalesceWrites = (connection: ChannelModel): boolean => {
+  const muxer = (connection.connection as unknown as MuxInternals).muxer
+  const readIncoming = muxer?._readIncoming
+  const out = muxer?.out
+  const cork = out?.cork?.bind(out)
+  const uncork = out?.uncork?.bind(out)
+  if (muxer === undefined || readIncoming === undefined || cork === undefined || uncork === undefined) return false
+  muxer._readIncoming = function (this: unknown) {
+    cork()
+    try {
+      readIncoming.call(this)
+    } finally {
+      uncork()
+    }
+  }
+  return true
+}
+
 /** amqplib's connect, made interruptible: a connection that opens after interruption is closed. */
 const openConnection = (url: string) =>
   Effect.callback<ChannelModel, Error>((resume) => {
@@ -388,6 +418,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
       connection.on("error", (error: Error) => runFork(Effect.logWarning("broker: connection error", error.message)))
       connection.on("close", markClosed)
       connection.on("blocked", (reason: string) => runFork(Effect.logWarning("broker: connection blocked", reason)))
+      if (!coalesceWrites(connection)) yield* Effect.logDebug("broker: amqplib internals changed; each message is its own socket write")
       const publisher = yield* Effect.acquireRelease(
         Effect.tryPromise(() => connection.createConfirmChannel()),
         (channel) => closeQuietly("publisher channel", () => channel.close())
