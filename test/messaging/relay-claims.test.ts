@@ -145,14 +145,8 @@ describe("relay claims on an outbox without statistics", () => {
     await vhost?.drop()
   })
 
-  it("drains 20,000 events of 20,000 aggregates reading a bounded number of rows per claim", async () => {
-    // No ANALYZE may run meanwhile: the planner keeps the freshly migrated, empty table's picture.
-    await query(app.database.url, "ALTER TABLE outbox SET (autovacuum_enabled = false)")
-    const [stats] = await query<{ n: number }>(
-      app.database.url,
-      "SELECT count(*)::int AS n FROM pg_stats WHERE tablename = 'outbox' AND attname = 'aggregate_id'"
-    )
-    expect(stats!.n).toBe(0)
+  /** Inserts 20,000 due events of 20,000 aggregates, waits for the relay to publish them all, returns rows read per transaction. */
+  const drainWideBacklog = async () => {
     const before = await readCounters(app)
     await insertRows(app, 20_000, null, "0 seconds")
     await eventually(
@@ -166,11 +160,25 @@ describe("relay claims on an outbox without statistics", () => {
     await new Promise((resolve) => setTimeout(resolve, 1_500)) // statistics counters are flushed about once a second
     const after = await readCounters(app)
     const transactions = after.xacts - before.xacts
-    // At most 100 aggregates per claim: at least 200 claims. Bounded: the head window (4,000 rows)
-    // and the claimed aggregates' rows per claim; unbounded, every claimed aggregate's lookup walks
-    // the pending backlog (about 1,000,000 rows per claim at the start, 20,000 × 100).
+    // At most 100 aggregates per claim: at least 200 claims.
     expect(transactions).toBeGreaterThanOrEqual(200)
-    expect((after.reads - before.reads) / transactions).toBeLessThan(20_000)
+    return (after.reads - before.reads) / transactions
+  }
+
+  // Bounded: the head window (4,000 rows) and the claimed aggregates' rows per claim. Unbounded,
+  // every claimed aggregate's lookup walks the pending backlog: about 1,000,000 rows per claim at
+  // the start (20,000 × 100); measured 372,747 per transaction without migration 0085.
+  const BOUND = 20_000
+
+  it("drains 20,000 events of 20,000 aggregates reading a bounded number of rows per claim", async () => {
+    // No ANALYZE may run meanwhile: the planner keeps the freshly migrated, empty table's picture.
+    await query(app.database.url, "ALTER TABLE outbox SET (autovacuum_enabled = false)")
+    const [stats] = await query<{ n: number }>(
+      app.database.url,
+      "SELECT count(*)::int AS n FROM pg_stats WHERE tablename = 'outbox' AND attname = 'aggregate_id'"
+    )
+    expect(stats!.n).toBe(0)
+    expect(await drainWideBacklog()).toBeLessThan(BOUND)
     const { messageCount } = await peer.channel.checkQueue("nostats.all")
     expect(messageCount).toBe(20_000)
   }, 320_000)
