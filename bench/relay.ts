@@ -21,6 +21,8 @@
 import type { ConfirmChannel } from "amqplib"
 import { randomUUID } from "node:crypto"
 import { performance } from "node:perf_hooks"
+import { publishOptions } from "../src/layers/Messaging.js"
+import { toMessage } from "../src/outbox/Relay.js"
 import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
 import { createTestDatabase, query } from "../test/support/database.js"
@@ -60,19 +62,23 @@ const processMetrics = async (baseUrl: string, headers: Record<string, string>) 
 /** Unconfirmed messages the broker floor keeps in flight: the relay's MAX_BATCHES_IN_FLIGHT × OUTBOX_BATCH_SIZE. */
 const FLOOR_WINDOW = 4 * 1000
 
-/** A message like the drain's rows (body of the same size; the relay's properties and headers). */
-const floorMessage = (n: number) => ({
-  body: Buffer.from(JSON.stringify({
-    eventId: randomUUID(), eventType: "StockLevelChangedEvent", eventVersion: 1, occurredAt: new Date().toISOString(),
-    aggregateType: "StockLevel", aggregateId: `floor-${n % 1000}`, correlationId: "bench",
-    data: { variantId: `floor-${n % 1000}`, onHand: n, reserved: 0, available: n, version: n, changeType: "PURCHASE", onHandChange: 1, reservedChange: 0 }
-  })),
-  options: {
-    persistent: true, mandatory: true, messageId: randomUUID(), type: "StockLevelChangedEvent", contentType: "application/json",
-    contentEncoding: "utf-8", timestamp: Math.floor(Date.now() / 1000), appId: "inventory-service",
-    headers: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "x-correlation-id": "bench" }
-  }
-})
+/** A message like the drain's rows (the same envelope), built and given its properties as the relay does. */
+const floorMessage = (n: number) => {
+  const eventId = randomUUID()
+  const aggregateId = `floor-${n % 1000}`
+  const occurredAt = new Date().toISOString()
+  const message = toMessage({
+    id: String(n), eventId, eventType: "StockLevelChangedEvent", routingKey: "inventory.stock_level_changed", aggregateId,
+    payload: JSON.stringify({
+      eventId, eventType: "StockLevelChangedEvent", eventVersion: 1, occurredAt, aggregateType: "StockLevel", aggregateId,
+      correlationId: "bench",
+      data: { variantId: aggregateId, onHand: n, reserved: 0, available: n, version: n, changeType: "PURCHASE", onHandChange: 1, reservedChange: 0 }
+    }),
+    occurredAt, correlationId: "bench", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate: null,
+    attempts: 0, createdAt: new Date()
+  })
+  return { message, body: Buffer.from(message.body, "utf8"), options: publishOptions(message) }
+}
 
 /**
  * The broker's limits on this machine, without the service or the database: `count` messages as fast
@@ -81,8 +87,8 @@ const floorMessage = (n: number) => ({
 const brokerFloor = async (channel: ConfirmChannel, count: number, perSecond: number, seconds: number) => {
   const publish = (n: number) =>
     new Promise<void>((resolve, reject) => {
-      const { body, options } = floorMessage(n)
-      channel.publish("inventory.events", "inventory.stock_level_changed", body, options, (error: unknown) => (error ? reject(error) : resolve()))
+      const { message, body, options } = floorMessage(n)
+      channel.publish(message.exchange, message.routingKey, body, options, (error: unknown) => (error ? reject(error) : resolve()))
     })
   const started = performance.now()
   await new Promise<void>((resolve, reject) => {

@@ -184,6 +184,19 @@ const closeQuietly = (label: string, close: () => Promise<void>) =>
     Effect.catch((error) => Effect.logDebug(`broker: closing ${label}`, errorText(error)))
   )
 
+/** The AMQP properties of every event we publish (EVENTS.md): persistent, mandatory, ids and trace. */
+export const publishOptions = (message: OutgoingMessage): Options.Publish => ({
+  persistent: true,
+  mandatory: true,
+  messageId: message.messageId,
+  type: message.type,
+  contentType: "application/json",
+  contentEncoding: "utf-8",
+  timestamp: message.timestamp,
+  appId: APP_ID,
+  headers: message.headers
+})
+
 /** What `coalesceWrites` needs of amqplib's internal connection (2.x: `Connection#muxer`, `Mux#out`). */
 interface MuxInternals {
   readonly muxer?: { _readIncoming?: () => void; readonly out?: { cork?: () => void; uncork?: () => void } }
@@ -269,17 +282,7 @@ const amqpMessaging = (url: string, config: AppConfigShape) =>
           message.exchange,
           message.routingKey,
           Buffer.from(message.body, "utf8"),
-          {
-            persistent: true,
-            mandatory: true,
-            messageId: message.messageId,
-            type: message.type,
-            contentType: "application/json",
-            contentEncoding: "utf-8",
-            timestamp: message.timestamp,
-            appId: APP_ID,
-            headers: message.headers
-          },
+          publishOptions(message),
           (error: unknown) => {
             // basic.return arrives before the ack of the same message, so the set is current here.
             const returned = session.returned.delete(message.messageId)
