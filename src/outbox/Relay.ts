@@ -157,14 +157,15 @@ export const RelayLive = Layer.effectDiscard(
     const window = HEAD_WINDOW_BATCHES * batchSize
 
     /**
-     * One statement, one round trip: `outbox_claim` (migration 0083) runs the claim's two statements,
-     * each in a fresh snapshot, under transaction-scoped advisory locks held until this statement
-     * commits. The first picks aggregates whose oldest pending row is due, not leased by another
-     * relay and not in flight here (`busy`), among the oldest `window` pending rows (only if those all
-     * belong to other aggregates does it walk the aggregates' heads by index), at most `maxLocks`.
-     * The second, in a snapshot that sees every claim committed before our locks, checks those heads
-     * again and leases up to `batchSize` rows, whole runs of the oldest aggregates first: a backlog
-     * goes out in batches of few aggregates, so the next claim finds others free while this batch is
+     * One statement, one round trip: `outbox_claim` (migrations 0083, 0086) runs the claim's
+     * statements, each in a fresh snapshot, under transaction-scoped advisory locks held until this
+     * statement commits. The first picks aggregates whose oldest pending row is due, not leased by
+     * another relay and not in flight here (`busy`), among the oldest `window` pending rows (only if
+     * those all belong to other aggregates does it walk the aggregates' heads by index), at most
+     * `maxLocks`, and keeps their rows of that window. The last, in a snapshot that sees every claim
+     * committed before our locks, re-reads those rows by primary key, checks the heads again and
+     * leases up to `batchSize` rows, whole runs of the oldest aggregates first: a backlog goes out in
+     * batches of few aggregates, so the next claim finds others free while this batch is
      * in flight. Rows come in id (= commit) order, the payload as JSON text.
      */
     const claim = (busy: ReadonlyArray<string>) =>
