@@ -4,7 +4,7 @@
 -- made the planner read the whole pending backlog through outbox_pending_id and sort it, once per
 -- aggregate: 334,283 rows per transaction and 131 s for 20,000 wide events; 1.5 s for one claim of
 -- 100 aggregates. Now the first statement keeps, from the head window it has already read, the rows
--- of the aggregates it locked (oldest head first, at most `batch_size`), and the second statement
+-- of the aggregates it locked (oldest head first, at most `batch_size`), and the lease statement
 -- re-reads exactly those rows by primary key in its fresh snapshot: no plan of it can read more than
 -- `batch_size` rows, whatever the statistics say (test/messaging/relay-claims.test.ts).
 --
@@ -15,7 +15,8 @@
 -- head is now leased by another relay or backing off is dropped. What is given up: a run that
 -- continues past the window waits for the next claim (the window is 4 batches long).
 -- The head walk (1b, when the window holds nothing claimable) still finds its aggregates' rows by
--- range; it runs only when the window is blocked. Same signature and protocol as 0083 and 0085.
+-- range, now in a function of its own planned without sorts (below). Same signature and protocol as
+-- 0083 and 0085.
 
 -- The claim's head walk (step 1b): a loose index scan over outbox_pending (aggregate_id, id), one
 -- probe per aggregate (`aggregate_id > previous … LIMIT 1`), never reading a stuck aggregate's other
