@@ -14,6 +14,10 @@
  *    the same durable queue, as fast as a window of FLOOR_WINDOW unconfirmed messages allows (the
  *    relay's 4 batches of 1,000 in flight), and then evenly at BENCH_RESERVATIONS_PER_S × 2 per
  *    second for the confirm latency alone. What the relay adds is its ratio to these.
+ * 4. The broker's confirm latency under that load: while phase 2 runs, amqplib alone publishes
+ *    PROBE_PER_S persistent, mandatory messages per second (evenly) to a durable queue of their own
+ *    and times each publish → confirm: what the broker (sharing the machine with the service,
+ *    PostgreSQL and the load) takes by itself, beside the relay's figures.
  *
  * The service runs as its own process (as `npm start` would); results are printed as JSON. With
  * SERVICE_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" the service writes a CPU profile.
@@ -61,6 +65,8 @@ const processMetrics = async (baseUrl: string, headers: Record<string, string>) 
 
 /** Unconfirmed messages the broker floor keeps in flight: the relay's MAX_BATCHES_IN_FLIGHT × OUTBOX_BATCH_SIZE. */
 const FLOOR_WINDOW = 4 * 1000
+/** The under-load probe's rate: low, so it measures the broker's latency without adding much load. */
+const PROBE_PER_S = 100
 
 /** A message like the drain's rows (the same envelope), built and given its properties as the relay does. */
 const floorMessage = (n: number) => {
@@ -117,6 +123,28 @@ const brokerFloor = async (channel: ConfirmChannel, count: number, perSecond: nu
     window: FLOOR_WINDOW,
     confirmMsAtRate: { perSecond, ...percentiles(latencies) }
   }
+}
+
+/** Publishes PROBE_PER_S messages per second evenly until `stop` resolves; the publish → confirm latencies. */
+const confirmProbe = async (channel: ConfirmChannel, queue: string, stop: Promise<void>) => {
+  let stopped = false
+  void stop.then(() => (stopped = true))
+  const latencies: Array<number> = []
+  const confirms: Array<Promise<void>> = []
+  const started = performance.now()
+  for (let i = 0; !stopped; i++) {
+    const wait = started + (i * 1000) / PROBE_PER_S - performance.now()
+    if (wait > 0) await sleep(wait)
+    const { body, options } = floorMessage(i)
+    const sentAt = performance.now()
+    confirms.push(
+      new Promise<void>((resolve, reject) =>
+        channel.publish("", queue, body, options, (error: unknown) => (error ? reject(error) : resolve()))
+      ).then(() => void latencies.push(performance.now() - sentAt))
+    )
+  }
+  await Promise.all(confirms)
+  return { perSecond: PROBE_PER_S, ...percentiles(latencies) }
 }
 
 const progress = (text: string) => process.stderr.write(`[bench] ${text}\n`)
@@ -227,6 +255,11 @@ const main = async () => {
         await waitUntil(async () => (await pending(database.url)) === 0, 60_000)
         await query(database.url, "DELETE FROM outbox")
         progress("reservation load")
+        await peer.channel.assertQueue("bench.probe", { durable: true })
+        const probeChannel = await peer.connection.createConfirmChannel()
+        let endLoad = () => {}
+        const loadEnded = new Promise<void>((resolve) => (endLoad = resolve))
+        const probe = confirmProbe(probeChannel, "bench.probe", loadEnded)
         const processBefore = await processMetrics(service.baseUrl, headers)
         const total = RESERVATIONS_PER_S * LOAD_SECONDS
         const statuses = new Map<number, number>()
@@ -259,6 +292,10 @@ const main = async () => {
         }
         await Promise.all(inFlight)
         const loadSeconds = (Date.now() - loadStarted) / 1000
+        endLoad()
+        const brokerConfirmUnderLoadMs = await probe
+        await probeChannel.close()
+        await peer.channel.deleteQueue("bench.probe")
         // Scraping resets the lag window: these cover the load (10 ms resolution).
         const processAfter = await processMetrics(service.baseUrl, headers)
         await waitUntil(async () => (await pending(database.url)) === 0, 120_000)
@@ -301,6 +338,8 @@ const main = async () => {
           },
           transactionStartToAnswerMs: percentiles(toAnswer),
           answerToConfirmMs: percentiles(answerToConfirm),
+          // amqplib alone, beside the load, on the same broker (phase 4).
+          brokerConfirmUnderLoadMs,
           // The relay shares the service's event loop with the HTTP load: its delay is every round trip's.
           serviceCpuShare: Number(((processAfter.cpuSeconds - processBefore.cpuSeconds) / loadSeconds).toFixed(2)),
           eventLoopLagMs: { mean: processAfter.lagMeanMs, p99: processAfter.lagP99Ms, max: processAfter.lagMaxMs }
