@@ -1,11 +1,12 @@
 import { PgConnection } from "@effect/sql-pg"
-import { Clock, Duration, Effect, FiberSet, Layer, Metric, Option, PubSub, Queue, type Redacted, Ref, Schedule, Semaphore } from "effect"
+import { Clock, Duration, Effect, FiberSet, Layer, Metric, Option, PubSub, Queue, type Redacted, Ref, Schedule, Semaphore, Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { type LoopControl, loopFailures, runBackgroundLoop } from "../layers/BackgroundLoop.js"
 import { AppConfig } from "../layers/Config.js"
 import { Lifecycle, type LoopState } from "../layers/Lifecycle.js"
+import { PublishedEventsLog } from "../layers/Logging.js"
 import { Messaging, type OutgoingMessage, type PublishFailed, Topology } from "../layers/Messaging.js"
 import { eventsPublished, initOutboxMetrics, outboxOldestPendingAge, outboxParked, outboxPendingRows, publishFailures, publishLatency } from "./Metrics.js"
 import { Outbox } from "./Outbox.js"
@@ -239,17 +240,22 @@ export const RelayLive = Layer.effectDiscard(
         // One line per confirmed event (checklist: type, id, outcome, destination); the log publisher
         // already writes its own line per event.
         if (messaging.kind !== "log") {
-          for (const row of published) {
-            yield* Effect.logInfo("event published").pipe(
-              Effect.annotateLogs({
-                eventId: row.eventId,
-                eventType: row.eventType,
-                aggregateId: row.aggregateId,
-                exchange: Topology.eventsExchange,
-                routingKey: row.routingKey,
-                correlationId: row.correlationId
-              })
-            )
+          const events = published.map((row) => ({
+            correlationId: row.correlationId,
+            eventId: row.eventId,
+            eventType: row.eventType,
+            aggregateId: row.aggregateId,
+            exchange: Topology.eventsExchange,
+            routingKey: row.routingKey
+          }))
+          const fastLog = yield* PublishedEventsLog
+          if (fastLog !== undefined) {
+            const span = yield* Effect.serviceOption(Tracer.ParentSpan)
+            fastLog(events, Option.isSome(span) ? { traceId: span.value.traceId, spanId: span.value.spanId } : null)
+          } else {
+            for (const { correlationId, ...fields } of events) {
+              yield* Effect.logInfo("event published").pipe(Effect.annotateLogs({ ...fields, correlationId }))
+            }
           }
         }
 

@@ -1,6 +1,6 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Tracer } from "effect"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
-import { AccessLog, LoggingLive } from "../../src/layers/Logging.js"
+import { AccessLog, LoggingLive, PublishedEventsLog } from "../../src/layers/Logging.js"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { bearer } from "../support/auth.js"
 import { client } from "../support/http.js"
@@ -132,5 +132,52 @@ describe("logging: the access line's own writer", () => {
 
   it("writes nothing above info", () => {
     expect(written(() => Effect.runSync(Effect.flatMap(Effect.service(AccessLog), (write) => Effect.sync(() => write!(fields))).pipe(Effect.provide(LoggingLive("Warn")))))).toEqual([])
+  })
+})
+
+describe("logging: the relay's event published lines", () => {
+  const events = [
+    { correlationId: "c-1", eventId: "e-1", eventType: "InventoryReservedEvent", aggregateId: 'order "1"', exchange: "inventory.events", routingKey: "inventory.reserved" },
+    { correlationId: null, eventId: "e-2", eventType: "StockLevelChangedEvent", aggregateId: "v-\u00e9", exchange: "inventory.events", routingKey: "inventory.stock_level_changed" }
+  ]
+  const span = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" }
+  const written = (run: () => void) => {
+    const chunks: Array<string> = []
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      chunks.push(String(chunk))
+      return true
+    })
+    try {
+      run()
+    } finally {
+      spy.mockRestore()
+    }
+    return chunks
+  }
+  const fastWrite = (minimum: "Info" | "Warn") =>
+    written(() =>
+      Effect.runSync(
+        Effect.flatMap(Effect.service(PublishedEventsLog), (write) => Effect.sync(() => write!(events, span))).pipe(Effect.provide(LoggingLive(minimum)))
+      )
+    )
+
+  it("writes, in one write, the same JSON lines as the Effect logger would in the batch's span", () => {
+    const fast = fastWrite("Info")
+    expect(fast).toHaveLength(1)
+    const viaLogger = written(() =>
+      Effect.runSync(
+        Effect.forEach(events, ({ correlationId, ...fields }) =>
+          Effect.logInfo("event published").pipe(Effect.annotateLogs({ ...fields, correlationId }))
+        ).pipe(Effect.withParentSpan(Tracer.externalSpan(span)), Effect.provide(LoggingLive("Info")))
+      )
+    )
+    const strip = (text: string) => text.replace(/"timestamp":"[^"]*"/g, "")
+    expect(viaLogger).toHaveLength(2)
+    expect(strip(fast[0]!)).toBe(strip(viaLogger.join("")))
+    expect(fast[0]!.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line).eventId)).toEqual(["e-1", "e-2"])
+  })
+
+  it("writes nothing above info", () => {
+    expect(fastWrite("Warn")).toEqual([])
   })
 })
