@@ -91,6 +91,21 @@ describe("logging: LOG_LEVEL", () => {
   })
 })
 
+/** What `run` writes to stdout, one entry per write. */
+const written = (run: () => void) => {
+  const chunks: Array<string> = []
+  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+    chunks.push(String(chunk))
+    return true
+  })
+  try {
+    run()
+  } finally {
+    spy.mockRestore()
+  }
+  return chunks
+}
+
 describe("logging: the access line's own writer", () => {
   const fields = {
     correlationId: 'c-"1"',
@@ -102,19 +117,6 @@ describe("logging: the access line's own writer", () => {
     path: "/v1/stock-levels/v-\u00e9",
     status: 200,
     durationMs: 1.234
-  }
-  const written = (run: () => void) => {
-    const lines: Array<string> = []
-    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
-      lines.push(String(chunk))
-      return true
-    })
-    try {
-      run()
-    } finally {
-      spy.mockRestore()
-    }
-    return lines
   }
 
   it("writes the same JSON line as the Effect logger would for `http request`", () => {
@@ -141,19 +143,6 @@ describe("logging: the relay's event published lines", () => {
     { correlationId: null, eventId: "e-2", eventType: "StockLevelChangedEvent", aggregateId: "v-\u00e9", exchange: "inventory.events", routingKey: "inventory.stock_level_changed" }
   ]
   const span = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" }
-  const written = (run: () => void) => {
-    const chunks: Array<string> = []
-    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
-      chunks.push(String(chunk))
-      return true
-    })
-    try {
-      run()
-    } finally {
-      spy.mockRestore()
-    }
-    return chunks
-  }
   const fastWrite = (minimum: "Info" | "Warn") =>
     written(() =>
       Effect.runSync(
