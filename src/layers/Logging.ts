@@ -89,6 +89,9 @@ export interface PublishedEventFields {
   readonly routingKey: string
 }
 
+/** The span a batch's lines name (none: `traceId` and `spanId` are null). */
+export type LineSpan = { readonly traceId: string; readonly spanId: string } | null
+
 /**
  * The relay's `event published` lines, one per confirmed event, written without Effect's logger
  * pipeline and in one write per batch: the same JSON `structuredLogger` makes for
@@ -97,10 +100,10 @@ export interface PublishedEventFields {
  * where `LoggingLive` is not provided (a test's capturing logger): the relay logs each through Effect.
  */
 export const PublishedEventsLog = Context.Reference<
-  ((events: ReadonlyArray<PublishedEventFields>, span: { readonly traceId: string; readonly spanId: string } | null) => void) | undefined
+  ((events: ReadonlyArray<PublishedEventFields>, span: LineSpan) => void) | undefined
 >("inventory/PublishedEventsLog", { defaultValue: () => undefined })
 
-const publishedLines = (events: ReadonlyArray<PublishedEventFields>, span: { readonly traceId: string; readonly spanId: string } | null) => {
+const publishedLines = (events: ReadonlyArray<PublishedEventFields>, span: LineSpan) => {
   const timestamp = new Date().toISOString()
   const trace = span === null ? `"traceId":null,"spanId":null` : `"traceId":${str(span.traceId)},"spanId":${str(span.spanId)}`
   let text = ""
