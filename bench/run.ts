@@ -287,6 +287,10 @@ const outboxDrained = async (databaseUrl: string) => {
   return left === 0 ? `outbox ${backlog} drained in ${waited} s; ` : `outbox ${left} of ${backlog} left after ${waited} s; `
 }
 
+/** The database's WAL insert position in bytes (its difference over a run: the WAL that run wrote). */
+const walPosition = async (databaseUrl: string) =>
+  Number((await adminQuery(databaseUrl, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS b"))[0]!["b"])
+
 /** The middle value (of an even count, the lower middle one: always one of the values measured). */
 const median = (values: ReadonlyArray<number>) => {
   const sorted = values.filter(Number.isFinite).sort((x, y) => x - y)
@@ -496,10 +500,14 @@ const main = async () => {
         /** One full-speed run of the service; the half-rate run comes once, after every round. */
         const fullRun = async (name: string, request: Request, round: number) => {
           log(`${name}: service, ${DURATION_S} s at full speed (round ${round + 1} of ${ROUNDS})`)
+          const walBefore = await walPosition(databaseUrl)
           const full = await underLoad(child.pid, baseUrl, request, DURATION_S)
           // The next measurement starts with the relay idle, not draining this one's events.
           const drained = await outboxDrained(databaseUrl)
-          return { ...full, run: { ...full.run, note: drained + full.run.note } }
+          // WAL written per answered request, the relay's leases and marks of its events included.
+          const walBytes = (await walPosition(databaseUrl)) - walBefore
+          const wal = `WAL ${whole(walBytes / Math.max(1, full.run.answered))} B/request; `
+          return { ...full, run: { ...full.run, note: drained + wal + full.run.note } }
         }
         const halfRun = async (name: string, request: Request, fullRate: number) => {
           const halfRate = Math.max(1, Math.floor(fullRate / 2))
