@@ -1,5 +1,5 @@
 import { Effect, Layer, Metric } from "effect"
-import { monitorEventLoopDelay } from "node:perf_hooks"
+import { type Histogram, monitorEventLoopDelay } from "node:perf_hooks"
 import { Metrics } from "./Telemetry.js"
 
 // The names node exporters (prom-client) use, so stock Node.js dashboards work too.
@@ -23,17 +23,30 @@ const lagMax = Metric.gauge("nodejs_eventloop_lag_max_seconds", {
 
 const NS_PER_S = 1e9
 const US_PER_S = 1e6
+const LAG_RESOLUTION_MS = 10
+
+/**
+ * The event-loop lag in seconds from a `monitorEventLoopDelay` histogram. The histogram records the
+ * whole interval between runs of its `resolutionMs` timer, so an idle loop reads `resolutionMs`: the
+ * lag is what exceeds it (as Elastic's APM agent reports it). No samples (a scrape right after the
+ * last) reads as no lag.
+ */
+export const eventLoopLag = (histogram: Histogram, resolutionMs: number) => {
+  const lag = (ns: number) => (histogram.count > 0 ? Math.max(0, ns / NS_PER_S - resolutionMs / 1000) : 0)
+  return { mean: lag(histogram.mean), p99: lag(histogram.percentile(99)), max: lag(histogram.max) }
+}
 
 /**
  * CPU, memory and event-loop lag of this process, sampled at each scrape. The event-loop delay is
- * measured by `perf_hooks.monitorEventLoopDelay` (10 ms resolution) and reset after every scrape.
+ * measured by `perf_hooks.monitorEventLoopDelay` (10 ms resolution, not counted as lag) and reset
+ * after every scrape.
  */
 export const ProcessMetricsLive = Layer.effectDiscard(
   Effect.gen(function* () {
     const metrics = yield* Metrics
     const histogram = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const h = monitorEventLoopDelay({ resolution: 10 })
+        const h = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS })
         h.enable()
         return h
       }),
@@ -51,11 +64,10 @@ export const ProcessMetricsLive = Layer.effectDiscard(
         yield* Metric.update(residentMemory, memory.rss)
         yield* Metric.update(heapUsed, memory.heapUsed)
         yield* Metric.update(heapTotal, memory.heapTotal)
-        // No samples yet (a scrape right after the last) reads as NaN: report 0 instead.
-        const ok = histogram.count > 0
-        yield* Metric.update(lagMean, ok ? histogram.mean / NS_PER_S : 0)
-        yield* Metric.update(lagP99, ok ? histogram.percentile(99) / NS_PER_S : 0)
-        yield* Metric.update(lagMax, ok ? histogram.max / NS_PER_S : 0)
+        const lag = eventLoopLag(histogram, LAG_RESOLUTION_MS)
+        yield* Metric.update(lagMean, lag.mean)
+        yield* Metric.update(lagP99, lag.p99)
+        yield* Metric.update(lagMax, lag.max)
         histogram.reset()
       })
     )
