@@ -29,7 +29,7 @@ const LAG_RESOLUTION_MS = 10
  * The event-loop lag in seconds from a `monitorEventLoopDelay` histogram. The histogram records the
  * whole interval between runs of its `resolutionMs` timer, so an idle loop reads `resolutionMs`: the
  * lag is what exceeds it (as Elastic's APM agent reports it). No samples (a scrape right after the
- * last) reads as no lag.
+ * last), which the histogram reads as NaN, is reported as no lag.
  */
 export const eventLoopLag = (histogram: Histogram, resolutionMs: number) => {
   const lag = (ns: number) => (histogram.count > 0 ? Math.max(0, ns / NS_PER_S - resolutionMs / 1000) : 0)
