@@ -5,6 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
+import { parse } from "yaml"
 import { type K8sObject, render, renderAndValidate, validate } from "../../scripts/validate-k8s.mjs"
 
 type Rendered = { dir: string; objects: Array<K8sObject>; problems: Array<string> }
@@ -117,6 +118,18 @@ describe.each([BASE, STAGING, PRODUCTION])("%s", (dir) => {
     const mem = (q: string) => parseFloat(q) * ({ Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 }[q.replace(/^[\d.]+/, "")] ?? 1)
     expect(cpu(requests.cpu)).toBeLessThanOrEqual(cpu(limits.cpu))
     expect(mem(requests.memory)).toBeLessThanOrEqual(mem(limits.memory))
+  })
+
+  // The alert promises "near the container limit": RSS under full load reaches about 490 MiB
+  // (docs/performance.md), so a threshold taken from the memory request would fire in every busy hour.
+  it("warns on memory at 80% of the container's memory limit (InventoryHighMemory)", () => {
+    const rules = parse(readFileSync("deploy/observability/prometheus/inventory-service.rules.yml", "utf8")) as {
+      groups: Array<{ rules: Array<{ record?: string; expr?: string }> }>
+    }
+    const threshold = rules.groups.flatMap((g) => g.rules).find((r) => r.record === "inventory:threshold:memory_bytes_warning")
+    const bytes = Number(/^vector\((\d+)\)/.exec(String(threshold?.expr))?.[1])
+    const mem = (q: string) => parseFloat(q) * ({ Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 }[q.replace(/^[\d.]+/, "")] ?? 1)
+    expect(bytes).toBe(Math.floor(0.8 * mem(container().resources.limits.memory)))
   })
 
   it("reads secrets from files of the inventory-service-secrets Secret, never from plain values", () => {
