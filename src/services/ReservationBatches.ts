@@ -65,10 +65,15 @@ export interface BatchResult {
   readonly expired: number
 }
 
-/** A row of `lockStock`'s one statement: a variant's totals (no locationId) or one of its location rows. */
+/**
+ * A row of `lockStock`'s one statement: a claimed orderId (claiming), a variant's totals (no
+ * locationId) or one of its location rows.
+ */
 interface LockedStockRow {
+  readonly orderId: string | null
+  readonly expiresAt: Date | null
   readonly locationId: string | null
-  readonly variantId: string
+  readonly variantId: string | null
   readonly sku: string | null
   readonly onHand: number
   readonly reserved: number
@@ -81,6 +86,20 @@ interface LockedStockRow {
   readonly active: boolean | null
   readonly priority: number | null
 }
+
+/** A new orderId this batch claimed: its reservation row's times (created at the transaction's start). */
+interface Claim {
+  readonly createdAt: Date
+  readonly expiresAt: Date
+}
+
+/** The stock rows a batch holds. */
+interface LockedStock {
+  readonly totals: ReadonlyMap<string, StockRow>
+  readonly rows: ReadonlyArray<LocationRow>
+}
+
+type CreateEntry = BatchEntry & { readonly input: Extract<BatchInput, { _tag: "Create" }> }
 
 /** A request as decided, with who asked; `index` is its entry's (-1: a due reservation expired on the way). */
 interface DecidedItem {
@@ -122,8 +141,9 @@ const eventOf = (change: AppliedChange, orderId: string, lines: ReadonlyArray<Re
  * number of statements whatever the batch's size: claim the new orderIds, lock the stored ones, lock
  * every stock row the batch needs once (variants in id order, then their locations: the global lock
  * order), decide every request in arrival order with the pure rule (domain/ReservationBatch.ts),
- * move each row once by what all its changes add up to, and write the reservation rows, lines,
- * history and outbox in one statement. A refused request changes nothing but its event.
+ * then in one statement move each row once by what all its changes add up to and write the
+ * reservation rows, lines, history and outbox. A batch of creates only claims and locks in one
+ * statement: BEGIN, two statements, COMMIT. A refused request changes nothing but its event.
  */
 export class ReservationBatches extends Context.Service<ReservationBatches>()("inventory/ReservationBatches", {
   make: Effect.gen(function* () {
@@ -135,23 +155,23 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
     /** Due for expiry: ACTIVE and past expiresAt on the database's clock (one clock for every replica). */
     const isDue = sql.literal("status = 'ACTIVE' AND expires_at <= inventory_now()")
 
-    /** Claims the new orderIds (in id order); the existing ones are not claimed. A concurrent claim of one waits for its transaction. */
-    const claim = (creates: ReadonlyArray<BatchEntry & { readonly input: { readonly _tag: "Create" } }>) =>
+    /** Inserts the new orderIds' reservation rows (in id order); an existing one is left alone. A concurrent claim of one waits for its transaction. */
+    const claimInsert = (creates: ReadonlyArray<CreateEntry>) => sql`
+      INSERT INTO reservations (order_id, status, expires_at, correlation_id, actor, created_at, updated_at)
+      SELECT c.order_id, 'ACTIVE', t.now + make_interval(secs => c.ttl), c.correlation_id, c.actor, t.now, t.now
+        FROM unnest(${creates.map((e) => e.input.orderId)}::text[], ${creates.map((e) => e.input.ttlSeconds)}::int[],
+                    ${creates.map((e) => PgTypes.text(e.context.correlationId))}::text[],
+                    ${creates.map((e) => PgTypes.text(e.context.actor))}::text[]) AS c(order_id, ttl, correlation_id, actor)
+       CROSS JOIN (SELECT inventory_now() AS now) t
+       ORDER BY c.order_id
+      ON CONFLICT (order_id) DO NOTHING
+      RETURNING order_id, created_at, expires_at`
+
+    /** Claims the new orderIds; the existing ones are not claimed. */
+    const claim = (creates: ReadonlyArray<CreateEntry>) =>
       creates.length === 0
-        ? Effect.succeed(new Map<string, { createdAt: Date; expiresAt: Date }>())
-        : Effect.map(
-          sql<{ orderId: string; createdAt: Date; expiresAt: Date }>`
-            INSERT INTO reservations (order_id, status, expires_at, correlation_id, actor, created_at, updated_at)
-            SELECT c.order_id, 'ACTIVE', t.now + make_interval(secs => c.ttl), c.correlation_id, c.actor, t.now, t.now
-              FROM unnest(${creates.map((e) => e.input.orderId)}::text[], ${creates.map((e) => e.input.ttlSeconds)}::int[],
-                          ${creates.map((e) => PgTypes.text(e.context.correlationId))}::text[],
-                          ${creates.map((e) => PgTypes.text(e.context.actor))}::text[]) AS c(order_id, ttl, correlation_id, actor)
-             CROSS JOIN (SELECT inventory_now() AS now) t
-             ORDER BY c.order_id
-            ON CONFLICT (order_id) DO NOTHING
-            RETURNING order_id, created_at, expires_at`,
-          (rows) => new Map(rows.map((row) => [row.orderId, row] as const))
-        )
+        ? Effect.succeed(new Map<string, Claim>())
+        : Effect.map(sql<{ orderId: string } & Claim>`${claimInsert(creates)}`, (rows) => new Map(rows.map((row) => [row.orderId, row] as const)))
 
     /** Stored reservations with their lines, locked in id order, and the database's time. */
     const loadLocked = (orderIds: ReadonlyArray<string>) =>
@@ -165,48 +185,77 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
                FOR UPDATE`
 
     /**
+     * Stored reservations with their lines, read without a lock: for repeated creates of a batch that
+     * holds stock rows already (every writer locks a reservation row before stock rows, so waiting for
+     * one now could deadlock). A repeat's answer needs only its lines, which never change.
+     */
+    const loadStored = (orderIds: ReadonlyArray<string>) =>
+      orderIds.length === 0
+        ? Effect.succeed([] as ReadonlyArray<LoadedRow>)
+        : sql<LoadedRow>`SELECT ${withLines} FROM reservations r WHERE order_id = ANY(${orderIds})`
+
+    /**
      * The variants' rows, locked in variant-id order, then their location rows in (variant, location)
      * order: the lock order of every writer, so none deadlock. `ifFree` skips variants another
      * transaction holds instead of waiting (for rows beyond the ones a transaction locked first);
      * their location rows are then free, since every writer of one holds its variant's row first.
+     * `claiming`: the same statement first claims these creates' orderIds (a batch of creates only:
+     * one round trip less), before any stock row is locked, as `claim` would.
      */
-    const lockStock = (variantIds: ReadonlyArray<string>, ifFree = false) =>
+    const lockStock = (variantIds: ReadonlyArray<string>, options: { readonly ifFree?: boolean; readonly claiming?: ReadonlyArray<CreateEntry> } = {}) =>
       Effect.gen(function* () {
-        if (variantIds.length === 0) return { totals: new Map<string, StockRow>(), rows: [] as ReadonlyArray<LocationRow> }
+        const claiming = options.claiming ?? []
+        const claimed = new Map<string, Claim>()
+        const totals = new Map<string, StockRow>()
+        const rows: Array<LocationRow> = []
+        if (variantIds.length === 0 && claiming.length === 0) return { claimed, totals, rows }
+        // The claim runs to its end before the first stock row is locked: `v`, read first, counts its
+        // rows before it locks any (the lock order of `claim` then `lockStock`).
+        const claimFirst = claiming.length === 0
+          ? { cte: sql.literal(""), after: sql.literal(""), rows: sql.literal("") }
+          : {
+            cte: sql`claimed AS (${claimInsert(claiming)}),`,
+            after: sql.literal("AND (SELECT count(*) FROM claimed) >= 0"),
+            rows: sql.literal(`UNION ALL
+              SELECT order_id, expires_at, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, 0, created_at, NULL, NULL, NULL FROM claimed`)
+          }
         // One round trip: the variants' rows, then their location rows, each locked in that order
         // (a location row is locked only once its variant's row is held: the join needs it first).
         const locked = yield* sql<LockedStockRow>`
-          WITH v AS MATERIALIZED (
+          WITH ${claimFirst.cte} v AS MATERIALIZED (
             SELECT ${sql.literal(STOCK_COLUMNS)} FROM stock_levels
-             WHERE variant_id = ANY(${[...variantIds].sort(byId)})
+             WHERE variant_id = ANY(${[...variantIds].sort(byId)}) ${claimFirst.after}
              ORDER BY variant_id
-               FOR UPDATE ${sql.literal(ifFree ? "SKIP LOCKED" : "")}
+               FOR UPDATE ${sql.literal(options.ifFree === true ? "SKIP LOCKED" : "")}
           ), r AS MATERIALIZED (
             SELECT ${sql.literal(LOCATION_COLUMNS)} FROM location_stock ls JOIN locations l ON l.location_id = ls.location_id
              WHERE ls.variant_id IN (SELECT variant_id FROM v)
              ORDER BY ls.variant_id, ls.location_id
                FOR UPDATE OF ls
           )
-          SELECT NULL::text AS location_id, variant_id, sku, on_hand, reserved, available, low_stock_threshold, status, version,
-                 updated_at, NULL::int AS safety_stock, NULL::boolean AS active, NULL::int AS priority FROM v
+          SELECT NULL::text AS order_id, NULL::timestamptz AS expires_at, NULL::text AS location_id, variant_id, sku, on_hand, reserved,
+                 available, low_stock_threshold, status, version, updated_at, NULL::int AS safety_stock, NULL::boolean AS active,
+                 NULL::int AS priority FROM v
           UNION ALL
-          SELECT location_id, variant_id, NULL, on_hand, reserved, NULL, NULL, NULL, version, updated_at, safety_stock, active, priority FROM r`
-        const totals = new Map<string, StockRow>()
-        const rows: Array<LocationRow> = []
+          SELECT NULL, NULL, location_id, variant_id, NULL, on_hand, reserved, NULL, NULL, NULL, version, updated_at, safety_stock, active,
+                 priority FROM r
+          ${claimFirst.rows}`
         for (const row of locked) {
-          if (row.locationId === null) {
-            totals.set(row.variantId, {
-              variantId: row.variantId, sku: row.sku, onHand: row.onHand, reserved: row.reserved, available: row.available!,
+          if (row.orderId !== null) {
+            claimed.set(row.orderId, { createdAt: row.updatedAt, expiresAt: row.expiresAt! })
+          } else if (row.locationId === null) {
+            totals.set(row.variantId!, {
+              variantId: row.variantId!, sku: row.sku, onHand: row.onHand, reserved: row.reserved, available: row.available!,
               lowStockThreshold: row.lowStockThreshold!, status: row.status!, version: row.version, updatedAt: row.updatedAt
             })
           } else {
             rows.push({
-              variantId: row.variantId, locationId: row.locationId, onHand: row.onHand, reserved: row.reserved, safetyStock: row.safetyStock!,
+              variantId: row.variantId!, locationId: row.locationId, onHand: row.onHand, reserved: row.reserved, safetyStock: row.safetyStock!,
               version: row.version, updatedAt: row.updatedAt, active: row.active!, priority: row.priority!
             })
           }
         }
-        return { totals, rows }
+        return { claimed, totals, rows }
       })
 
     /** The locations pinned lines name, as read (never locked: `locations` rows are not locked after a variant's). */
@@ -232,41 +281,23 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
     const foundOf = (row: LoadedRow): Found => ({ row, stored: { status: row.status, expiresAt: row.expiresAt, lines: toLines(row.lines) } })
 
     /**
-     * Applies a decided batch: each changed location row moved once (the triggers move the totals and
-     * both versions by its number of changes), checked against the plan, then the reservation rows,
-     * lines, allocations, history and outbox in one statement. `items` are the decided requests with
-     * who asked (events, history) and what they change.
+     * Applies a decided batch in one statement: each changed location row moved once (the triggers
+     * move the totals and both versions by its number of changes) and the reservation rows, lines,
+     * allocations, history and outbox written; the moved rows are checked against the plan. `items`
+     * are the decided requests with who asked (events, history) and what they change.
      */
     const applyDecided = (
       outcome: BatchOutcome<StockRow, LocationRow>,
-      locked: { readonly totals: ReadonlyMap<string, StockRow>; readonly rows: ReadonlyArray<LocationRow> },
+      locked: LockedStock,
       items: ReadonlyArray<{ readonly request: BatchRequest; readonly context: RequestContext; readonly span: Tracer.AnySpan | undefined; readonly expiresAt: Date }>
     ) =>
       Effect.gen(function* () {
         const { changes, decisions, finalRows, finalTotals } = outcome
-        if (changes.length > 0) {
-          const original = new Map(locked.rows.map((row) => [rowKey(row.variantId, row.locationId), row] as const))
-          const moves = [...finalRows].map(([key, { row, changes: n }]) => {
-            const before = original.get(key)!
-            return { row, n, onHand: row.onHand - before.onHand, reserved: row.reserved - before.reserved }
-          })
-          const moved = yield* sql<{ variantId: string; locationId: string; onHand: number; reserved: number; version: number }>`
-            UPDATE location_stock ls
-               SET on_hand = ls.on_hand + m.on_hand_change,
-                   reserved = ls.reserved + m.reserved_change,
-                   version = ls.version + m.changes
-              FROM unnest(${moves.map((m) => m.row.variantId)}::text[], ${moves.map((m) => m.row.locationId)}::text[],
-                          ${moves.map((m) => m.onHand)}::int[], ${moves.map((m) => m.reserved)}::int[], ${moves.map((m) => m.n)}::int[])
-                   AS m(variant_id, location_id, on_hand_change, reserved_change, changes)
-             WHERE ls.variant_id = m.variant_id AND ls.location_id = m.location_id
-            RETURNING ls.variant_id, ls.location_id, ls.on_hand, ls.reserved, ls.version`
-          const movedByKey = new Map(moved.map((row) => [rowKey(row.variantId, row.locationId), row] as const))
-          const rowsAgree = moved.length === moves.length && moves.every(({ row }) => {
-            const got = movedByKey.get(rowKey(row.variantId, row.locationId))
-            return got !== undefined && got.onHand === row.onHand && got.reserved === row.reserved && got.version === row.version
-          })
-          if (!rowsAgree) return yield* Effect.die(new Error(`location rows of ${[...finalTotals.keys()].join(", ")} changed although they were locked`))
-        }
+        const original = new Map(locked.rows.map((row) => [rowKey(row.variantId, row.locationId), row] as const))
+        const moves = [...finalRows].map(([key, { row, changes: n }]) => {
+          const before = original.get(key)!
+          return { row, n, onHand: row.onHand - before.onHand, reserved: row.reserved - before.reserved }
+        })
 
         // Per request: its stock changes (history, events) and its aggregate event first, in arrival order.
         const stockChangesOf = new Map<number, Array<StockChange>>()
@@ -315,9 +346,21 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
           sql`true`,
           { correlationId: null, actor: null }
         )
-        const changedVariants = [...new Set(changes.map((c) => c.variantId))]
-        const totals = yield* sql<StockRow>`
-          WITH ${ctes},
+        // One statement: each changed location row moved once by all its changes (the roll-up trigger
+        // moves the variant's totals and version from exactly these rows at the statement's end), and
+        // the reservation rows, lines, allocations, history and outbox written.
+        const moved = yield* sql<{ variantId: string; locationId: string; onHand: number; reserved: number; version: number }>`
+          WITH moved AS (
+            UPDATE location_stock ls
+               SET on_hand = ls.on_hand + m.on_hand_change,
+                   reserved = ls.reserved + m.reserved_change,
+                   version = ls.version + m.changes
+              FROM unnest(${moves.map((m) => m.row.variantId)}::text[], ${moves.map((m) => m.row.locationId)}::text[],
+                          ${moves.map((m) => m.onHand)}::int[], ${moves.map((m) => m.reserved)}::int[], ${moves.map((m) => m.n)}::int[])
+                   AS m(variant_id, location_id, on_hand_change, reserved_change, changes)
+             WHERE ls.variant_id = m.variant_id AND ls.location_id = m.location_id
+            RETURNING ls.variant_id, ls.location_id, ls.on_hand, ls.reserved, ls.version
+          ), ${ctes},
           status AS (
             UPDATE reservations r SET status = u.status, updated_at = inventory_now()
               FROM unnest(${statusChanges.map((s) => s.orderId)}::text[], ${statusChanges.map((s) => s.status)}::text[]) AS u(order_id, status)
@@ -333,15 +376,15 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
             SELECT * FROM unnest(${allocations.map((a) => a.orderId)}::text[], ${allocations.map((a) => a.variantId)}::text[],
                                  ${allocations.map((a) => a.locationId)}::text[], ${allocations.map((a) => a.quantity)}::int[])
           )
-          SELECT ${sql.literal(STOCK_COLUMNS)} FROM stock_levels WHERE variant_id = ANY(${changedVariants}::text[])`
-        // The totals as the triggers left them after the UPDATE (this statement's snapshot); a plan
-        // that disagrees with them is a bug, and dying here rolls the whole batch back.
-        const totalsAgree = totals.length === changedVariants.length && totals.every((got) => {
-          const planned = finalTotals.get(got.variantId)
-          return planned !== undefined && got.onHand === planned.onHand && got.reserved === planned.reserved &&
-            got.available === planned.available && got.version === planned.version
+          SELECT variant_id, location_id, on_hand, reserved, version FROM moved`
+        // The rows as moved must be the plan's (they were locked); a disagreement is a bug, and dying
+        // here rolls the whole batch back. The totals are the trigger's sums of these rows.
+        const movedByKey = new Map(moved.map((row) => [rowKey(row.variantId, row.locationId), row] as const))
+        const rowsAgree = moved.length === moves.length && moves.every(({ row }) => {
+          const got = movedByKey.get(rowKey(row.variantId, row.locationId))
+          return got !== undefined && got.onHand === row.onHand && got.reserved === row.reserved && got.version === row.version
         })
-        if (!totalsAgree) return yield* Effect.die(new Error(`stock totals of ${changedVariants.join(", ")} changed although they were locked`))
+        if (!rowsAgree) return yield* Effect.die(new Error(`location rows of ${[...finalTotals.keys()].join(", ")} changed although they were locked`))
         yield* recorded
       })
 
@@ -362,10 +405,16 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
     /** One batch in one transaction (retried whole on a serialization failure or deadlock); orderIds unique. */
     const apply = (entries: ReadonlyArray<BatchEntry>): Effect.Effect<BatchResult, SqlError.SqlError> =>
       transactions.run(Effect.gen(function* () {
-        const creates = entries.filter((e): e is BatchEntry & { readonly input: Extract<BatchInput, { _tag: "Create" }> } => e.input._tag === "Create")
-        const claimed = yield* claim(creates)
+        const creates = entries.filter((e): e is CreateEntry => e.input._tag === "Create")
+        const variantsOf = (lines: ReadonlyArray<{ readonly variantId: string }>) => [...new Set(lines.map((line) => line.variantId))]
+        // A batch of creates only (the common case) claims and locks in one statement: every create's
+        // variants, a repeated one's too (extra locks, in lock order); a repeat's stored reservation is
+        // then read without a lock. Otherwise: claim, lock the stored reservations, then the stock.
+        const createsOnly = creates.length === entries.length
+        const claimedAndLocked = createsOnly ? yield* lockStock(variantsOf(creates.flatMap((e) => e.input.lines)), { claiming: creates }) : undefined
+        const claimed = claimedAndLocked?.claimed ?? (yield* claim(creates))
         const toLoad = entries.filter((e) => e.input._tag !== "Create" || !claimed.has(e.input.orderId)).map((e) => e.input.orderId)
-        const loadedRows = yield* loadLocked(toLoad)
+        const loadedRows = yield* (createsOnly ? loadStored(toLoad) : loadLocked(toLoad))
         const loaded = new Map(loadedRows.map((row) => [row.orderId, foundOf(row)] as const))
         // The transaction's time (inventory_now() is its start), whichever statement read it.
         const now = claimed.values().next().value?.createdAt ?? loadedRows[0]?.dbNow ?? new Date()
@@ -388,10 +437,10 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
           const expiresAt = input._tag === "Create" ? claimed.get(input.orderId)!.expiresAt : loaded.get(input.orderId)?.row.expiresAt ?? now
           return [{ index, request, context: entry.context, span: entry.span, expiresAt } satisfies DecidedItem]
         })
-        const variantsOf = (lines: ReadonlyArray<{ readonly variantId: string }>) => [...new Set(lines.map((line) => line.variantId))]
         const requests = decided.map((d) => d.request)
         const pinned = yield* pinnedLocations(requests)
-        let locked = yield* lockStock(variantsOf(requests.flatMap((r) => (r._tag === "Create" ? r.lines : r.stored?.lines ?? []))))
+        let locked: LockedStock = claimedAndLocked ??
+          (yield* lockStock(variantsOf(requests.flatMap((r) => (r._tag === "Create" ? r.lines : r.stored?.lines ?? [])))))
         let items: ReadonlyArray<DecidedItem> = decided
         let outcome = decideBatch(requests, { ...locked, pinned }, now.getTime())
         let expired: ReadonlyArray<Found> = []
@@ -404,7 +453,7 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
           const due = (yield* dueHolding(short, entries.map((e) => e.input.orderId))).map(foundOf)
           if (due.length > 0) {
             const others = variantsOf(due.flatMap((f) => f.stored.lines)).filter((id) => !locked.totals.has(id))
-            const free = yield* lockStock(others, true)
+            const free = yield* lockStock(others, { ifFree: true })
             locked = { totals: new Map([...locked.totals, ...free.totals]), rows: [...locked.rows, ...free.rows] }
             expired = due.filter((f) => f.stored.lines.every((line) => locked.totals.has(line.variantId)))
             if (expired.length > 0) {

@@ -1,4 +1,5 @@
 import { Effect, Schema } from "effect"
+import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ReservationRequest } from "../../src/domain/Reservation.js"
 import { reconcile } from "../../src/services/Reconcile.js"
@@ -81,5 +82,51 @@ describe("lock order under lazy expiry, commits, releases and sweeps", () => {
     )) as [{ n: string }]
     expect(Number(n)).toBe(0)
     expect((await retries("40P01")) - deadlocksBefore).toBe(0)
+  })
+
+  /** Waits until one of the service's statements waits for a lock. */
+  const waitingForLock = async () => {
+    for (let i = 0; i < 200; i++) {
+      const [row] = await query<{ n: string }>(
+        app.database.url,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO reservations%'"
+      )
+      if (Number(row!.n) > 0) return
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    throw new Error("no statement waited for the reservation row")
+  }
+
+  // A batch of creates claims its orderIds and locks its stock rows in one statement; the claim must
+  // come first, as in every writer (reservation rows before stock rows), or a batch waiting for a
+  // concurrent claim of one of its orderIds would hold stock rows meanwhile and could deadlock.
+  it.each([
+    ["rolls back: the batch then claims the order and reserves", "ROLLBACK", 201],
+    ["commits: the batch answers the stored reservation's conflict", "COMMIT", 409]
+  ])("a batch of creates waiting for a concurrent claim of its orderId holds no stock row; the other claim %s", async (_, end, status) => {
+    const variantId = `lo-claim-${end.toLowerCase()}`
+    const orderId = `lo-claim-order-${end.toLowerCase()}`
+    expect((await app.api.put(`/v1/stock-levels/${variantId}`, {})).status).toBe(201)
+    expect((await app.api.post(`/v1/stock-levels/${variantId}/adjustments`, { type: "PURCHASE", quantity: 5 })).status).toBe(200)
+    const claimer = new pg.Client({ connectionString: app.database.url })
+    const other = new pg.Client({ connectionString: app.database.url })
+    await claimer.connect()
+    await other.connect()
+    try {
+      await claimer.query("BEGIN")
+      await claimer.query("INSERT INTO reservations (order_id, status, expires_at) VALUES ($1, 'ACTIVE', now() + interval '1 hour')", [orderId])
+      const answer = app.api.post("/v1/reservations", { orderId, lines: [{ variantId, quantity: 2 }] })
+      await waitingForLock()
+      // The variant's row is free while the batch waits: NOWAIT would fail (55P03) if the batch held it.
+      await other.query("BEGIN")
+      expect((await other.query("SELECT variant_id FROM stock_levels WHERE variant_id = $1 FOR UPDATE NOWAIT", [variantId])).rowCount).toBe(1)
+      await other.query("ROLLBACK")
+      await claimer.query(end)
+      expect((await answer).status).toBe(status)
+    } finally {
+      await claimer.end()
+      await other.end()
+    }
+    expect((await app.api.get(`/v1/stock-levels/${variantId}`)).body).toMatchObject({ onHand: 5, reserved: status === 201 ? 2 : 0 })
   })
 })
