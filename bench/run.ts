@@ -34,21 +34,21 @@
  * service trusts a key the bench makes (the test issuer) and the bench sends a token signed with
  * it; any answer other than 2xx/409/5xx stops the bench (a broken setup measures nothing).
  */
-import autocannon, { type Request, type Result } from "autocannon"
+import type { Request } from "autocannon"
 import { spawnSync } from "node:child_process"
-import { createConnection, type Socket } from "node:net"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { performance } from "node:perf_hooks"
 import { isDeepStrictEqual } from "node:util"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
-import { adminQuery, type BenchProcess, cpuSeconds, loadVariants, log, reconcile, rssMiB, startFloor, withBenchService } from "./support.js"
+import {
+  CONNECTIONS, fromLatencies, load, median, type Measured, outboxDrained, paced, requestHeaders, type Run, underLoad, useToken, walPosition
+} from "./load.js"
+import { adminQuery, type BenchProcess, loadVariants, log, reconcile, startFloor, withBenchService } from "./support.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
-const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64)
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 10)
 const HALF_RATE_DURATION_S = Math.max(3, Math.round(DURATION_S * 0.66))
 /** Side-by-side rounds of every full-speed run (service, floors, pgbench); the table reports their medians. */
@@ -86,217 +86,6 @@ const LOC_SPREAD = [
 ]
 const LOC_LINE_QUANTITY = 5
 
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-
-/** One load run: answers per second, latency percentiles, failures. */
-interface Run {
-  readonly rate: number
-  readonly answered: number
-  readonly p50: number
-  readonly p95: number
-  readonly p99: number
-  /** 5xx answers (pgbench: failed transactions). */
-  readonly failed: number
-  readonly note: string
-}
-
-const fromLatencies = (rate: number, answered: number, failed: number, latenciesMs: Array<number>, note: string): Run => {
-  latenciesMs.sort((a, b) => a - b)
-  return { rate, answered, failed, p50: percentile(latenciesMs, 50), p95: percentile(latenciesMs, 95), p99: percentile(latenciesMs, 99), note }
-}
-
-/** Every scope, valid for the whole run. */
-let token = ""
-
-/** autocannon against a server at full speed (closed loop); latencies of every response, throughput of every answer. */
-const load = (baseUrl: string, request: Request, durationS: number) =>
-  new Promise<Run>((resolve, reject) => {
-    const latencies: Array<number> = []
-    const instance = autocannon(
-      { url: baseUrl, connections: CONNECTIONS, duration: durationS, headers: requestHeaders(), requests: [request] },
-      (error, result: Result) => {
-        if (error) return reject(error)
-        const counts = new Map(Object.entries(result.statusCodeStats).map(([code, c]) => [code, c.count] as const))
-        const summary = summarise(baseUrl, counts, result.errors)
-        if (summary instanceof Error) return reject(summary)
-        resolve(fromLatencies(summary.answered / result.duration, summary.answered, summary.fiveHundreds, latencies, summary.note))
-      }
-    )
-    instance.on("response", (_client, _status, _bytes, responseTime) => latencies.push(responseTime))
-  })
-
-const requestHeaders = (): Record<string, string> => ({ "content-type": "application/json", authorization: `Bearer ${token}` })
-
-/** Answers by status: the answered count, 5xx, the note; an Error for any answer the bench does not expect. */
-const summarise = (baseUrl: string, counts: ReadonlyMap<string, number>, errorCount: number) => {
-  const stats = [...counts]
-  const answered = stats.reduce((s, [, c]) => s + c, 0)
-  const fiveHundreds = stats.filter(([code]) => code.startsWith("5")).reduce((s, [, c]) => s + c, 0)
-  const codes = stats.map(([code, c]) => `${code}×${c}`).join(" ")
-  const unexpected = stats.filter(([code]) => !/^(2\d\d|409|5\d\d)$/.test(code))
-  if (unexpected.length > 0) return new Error(`${baseUrl}: unexpected answers ${codes}: the bench's setup is broken`)
-  return { answered, fiveHundreds, note: `${codes}${errorCount > 0 ? ` errors×${errorCount}` : ""}` }
-}
-
-/**
- * Open-loop load at a fixed rate (the half-rate runs): request i is due at start + i / rate, evenly
- * spaced, and goes out on a free one of at most CONNECTIONS keep-alive connections, or waits for
- * one. Latency runs from when a request was due to the end of its answer, so a wait for a free
- * connection (the service falling behind) counts.
- *
- * Not autocannon's `overallRate`: autocannon gives each connection rate / connections requests per
- * second and lets it send them back to back from the moment its one-second interval resets; the
- * intervals of all connections start together, so the service got the full-speed concurrency (64
- * requests in flight) for the first part of every second and nothing after, and the "half-rate"
- * latencies were full-speed latencies (p50 at half rate ≈ p50 at full speed). Raw HTTP/1.1 over
- * node:net with a minimal response parser, so the client costs about what autocannon costs
- * (node:http cost twice that per request on this 2-core machine, which delayed the pacing itself).
- */
-const paced = (baseUrl: string, request: Request, durationS: number, rate: number) =>
-  new Promise<Run>((resolve, reject) => {
-    const { hostname, port } = new URL(baseUrl)
-    const fixedHeaders = Object.entries({ host: `${hostname}:${port}`, ...requestHeaders() })
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join("")
-    const total = Math.max(1, Math.round(rate * durationS))
-    const latencies: Array<number> = []
-    const counts = new Map<string, number>()
-    let sent = 0
-    let settled = 0
-    let errors = 0
-    let open = 0
-    let finished = false
-    interface Connection {
-      readonly socket: Socket
-      /** When its current request was due (performance.now()); NaN when it has none. */
-      due: number
-      buffer: Buffer
-    }
-    const idle: Array<Connection> = []
-    const queued: Array<number> = []
-    const started = performance.now()
-    const finish = () => {
-      if (finished || settled < total) return
-      finished = true
-      for (const c of idle) c.socket.destroy()
-      const summary = summarise(baseUrl, counts, errors)
-      if (summary instanceof Error) return reject(summary)
-      resolve(fromLatencies(summary.answered / durationS, summary.answered, summary.fiveHundreds, latencies, summary.note))
-    }
-    const settle = (connection: Connection, status: string | undefined) => {
-      settled += 1
-      if (status === undefined) errors += 1
-      else {
-        latencies.push(performance.now() - connection.due)
-        counts.set(status, (counts.get(status) ?? 0) + 1)
-      }
-      connection.due = NaN
-      connection.buffer = Buffer.alloc(0)
-    }
-    const send = (connection: Connection, due: number) => {
-      connection.due = due
-      const r = request.setupRequest ? request.setupRequest({ ...request }, {}) : request
-      const body = r.body ?? ""
-      connection.socket.write(
-        `${r.method ?? "GET"} ${r.path ?? "/"} HTTP/1.1\r\n${fixedHeaders}` +
-          `${body === "" ? "" : `content-length: ${Buffer.byteLength(body)}\r\n`}\r\n${body}`
-      )
-    }
-    const free = (connection: Connection) => {
-      const next = queued.shift()
-      if (next === undefined) idle.push(connection)
-      else send(connection, next)
-    }
-    /** A complete answer at the front of the buffer: its status and its length in bytes. */
-    const parse = (buffer: Buffer): { readonly status: string; readonly length: number } | undefined => {
-      const end = buffer.indexOf("\r\n\r\n")
-      if (end < 0) return undefined
-      const head = buffer.toString("latin1", 0, end)
-      const status = head.slice(9, 12)
-      const length = /\r\ncontent-length: *(\d+)/i.exec(head)
-      if (length !== null) {
-        const total = end + 4 + Number(length[1])
-        return buffer.length >= total ? { status, length: total } : undefined
-      }
-      if (!/\r\ntransfer-encoding: *chunked/i.test(head)) return { status, length: end + 4 }
-      const last = buffer.indexOf("\r\n0\r\n\r\n", end + 2)
-      return last < 0 ? undefined : { status, length: last + 7 }
-    }
-    const connect = (due: number) => {
-      open += 1
-      const socket = createConnection({ host: hostname, port: Number(port), noDelay: true })
-      const connection: Connection = { socket, due, buffer: Buffer.alloc(0) }
-      socket.setTimeout(10_000, () => socket.destroy(new Error("timeout")))
-      socket.once("connect", () => send(connection, connection.due))
-      socket.on("data", (chunk: Buffer) => {
-        connection.buffer = connection.buffer.length === 0 ? chunk : Buffer.concat([connection.buffer, chunk])
-        const answer = parse(connection.buffer)
-        if (answer === undefined) return
-        settle(connection, answer.status)
-        free(connection)
-        finish()
-      })
-      // An error is followed by `close`, which counts the request it lost.
-      socket.on("error", () => {})
-      socket.once("close", () => {
-        open -= 1
-        const at = idle.indexOf(connection)
-        if (at >= 0) idle.splice(at, 1)
-        if (!Number.isNaN(connection.due)) {
-          settle(connection, undefined)
-          const next = queued.shift()
-          if (next !== undefined) connect(next)
-          finish()
-        }
-      })
-    }
-    const dispatch = (due: number) => {
-      const connection = idle.pop()
-      if (connection !== undefined) send(connection, due)
-      else if (open < CONNECTIONS) connect(due)
-      else queued.push(due)
-    }
-    const tick = () => {
-      const dueNow = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + 1)
-      while (sent < dueNow) dispatch(started + (sent++ * 1000) / rate)
-      if (sent < total) setTimeout(tick, 1)
-    }
-    tick()
-  })
-
-/** Outbox rows still to publish (the relay's backlog). */
-const outboxPending = async (databaseUrl: string) =>
-  Number((await adminQuery(databaseUrl, "SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"))[0]!["n"])
-
-/**
- * Waits (at most 60 s) until the relay has published what the full-speed run left in the outbox, so
- * that the half-rate run measures requests, not requests competing with the relay's catch-up on
- * the full-speed run's events. Says what it waited for (in the run's note).
- */
-const outboxDrained = async (databaseUrl: string) => {
-  const since = performance.now()
-  const backlog = await outboxPending(databaseUrl)
-  let left = backlog
-  while (left > 0 && performance.now() - since < 60_000) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    left = await outboxPending(databaseUrl)
-  }
-  const waited = ((performance.now() - since) / 1000).toFixed(1)
-  if (backlog === 0) return ""
-  return left === 0 ? `outbox ${backlog} drained in ${waited} s; ` : `outbox ${left} of ${backlog} left after ${waited} s; `
-}
-
-/** The database's WAL insert position in bytes (its difference over a run: the WAL that run wrote). */
-const walPosition = async (databaseUrl: string) =>
-  Number((await adminQuery(databaseUrl, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS b"))[0]!["b"])
-
-/** The middle value (of an even count, the lower middle one: always one of the values measured). */
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = values.filter(Number.isFinite).sort((x, y) => x - y)
-  return sorted.length === 0 ? NaN : sorted[Math.floor((sorted.length - 1) / 2)]!
-}
-
 /** Per field, the median over the rounds (5xx summed); the answers' note of every round. */
 const medianRun = (runs: ReadonlyArray<Run>): Run => ({
   rate: median(runs.map((r) => r.rate)),
@@ -332,27 +121,6 @@ const A_NAME = "(a) reserve 1, uniform over 10,000 variants"
 const B_NAME = "(b) reserve 1, one hot variant"
 const C_NAME = "(c) GET /v1/stock-levels/{id}"
 const D_NAME = "(d) reserve 2 lines, 3 locations 40/30/30 %, split"
-
-/** A full-speed run with the serving process's CPU and memory over it. */
-interface Measured {
-  readonly run: Run
-  readonly cpuMsPerRequest: number
-  readonly cores: number
-  readonly rssMaxMiB: number
-}
-
-const underLoad = async (pid: number | undefined, baseUrl: string, request: Request, durationS: number): Promise<Measured> => {
-  const cpuBefore = cpuSeconds(pid)
-  const started = process.hrtime.bigint()
-  const rss: Array<number> = [rssMiB(pid)]
-  const sampler = setInterval(() => rss.push(rssMiB(pid)), 500)
-  const run = await load(baseUrl, request, durationS)
-  clearInterval(sampler)
-  rss.push(rssMiB(pid))
-  const cpuSpent = cpuSeconds(pid) - cpuBefore
-  const wallS = Number(process.hrtime.bigint() - started) / 1e9
-  return { run, cpuMsPerRequest: (cpuSpent * 1000) / run.answered, cores: cpuSpent / wallS, rssMaxMiB: Math.max(...rss) }
-}
 
 /** pgbench on the same SQL with as many connections; latencies from its per-transaction log. */
 const pgbench = (databaseUrl: string, script: string, defines: Record<string, string | number>): Run => {
@@ -429,7 +197,7 @@ const ratio = (name: string, goal: number, pairs: ReadonlyArray<readonly [numera
 }
 
 const main = async () => {
-  token = await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 })
+  useToken(await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 }))
   const loadAtStart = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
   // Production-like: the relay publishes every event to a real RabbitMQ (its own vhost), with
   // publisher confirms, as issue 13's harness did; BENCH_EVENTS_LOG_ONLY=1 uses the log publisher.
@@ -443,7 +211,7 @@ const main = async () => {
       for (const { locationId, priority } of LOC_LOCATIONS) {
         const response = await fetch(`${baseUrl}/v1/locations/${locationId}`, {
           method: "PUT",
-          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          headers: requestHeaders(),
           body: JSON.stringify({ name: `Bench ${locationId}`, priority })
         })
         if (response.status !== 201 && response.status !== 200) throw new Error(`PUT /v1/locations/${locationId} answered ${response.status}`)
@@ -483,7 +251,7 @@ const main = async () => {
         floors.push(floorEffect)
         // The floors are only a limit if they serve the same answer: compare the three bodies.
         const bodyOf = (url: string) =>
-          fetch(`${url}/v1/stock-levels/bench-1`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => ({ status: r.status, json: await r.json() as unknown }))
+          fetch(`${url}/v1/stock-levels/bench-1`, { headers: requestHeaders() }).then(async (r) => ({ status: r.status, json: await r.json() as unknown }))
         const [serviceBody, nodeBody, effectBody] = await Promise.all([baseUrl, floorNode.baseUrl, floorEffect.baseUrl].map(bodyOf))
         for (const [label, body] of [["floor-node", nodeBody], ["floor-effect", effectBody]] as const) {
           if (!isDeepStrictEqual(body, serviceBody)) {

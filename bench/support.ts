@@ -196,19 +196,21 @@ export const reconcile = (databaseUrl: string): { readonly clean: boolean; reado
 export const withBenchService = async <A>(
   label: string,
   env: Record<string, string>,
-  use: (service: BenchService) => Promise<A>
+  use: (service: BenchService) => Promise<A>,
+  /** The checkout whose build runs (bench/ab.ts: another one beside this). */
+  root: string = ROOT
 ): Promise<A> => {
   const name = `inv_${label}_${randomBytes(4).toString("hex")}`
   const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
   log("building (npm run build)")
-  if (spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0) throw new Error("build failed")
+  if (spawnSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" }).status !== 0) throw new Error(`build failed in ${root}`)
   await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
   // SERVICE_NODE_FLAGS: node flags for the service alone, e.g. "--cpu-prof --cpu-prof-dir=DIR" (NODE_OPTIONS refuses --cpu-prof).
   const flags = (process.env["SERVICE_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
-  const child = spawn(process.execPath, [...flags, join(ROOT, "dist/src/main.js")], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [...flags, join(root, "dist/src/main.js")], {
+    cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
     env: serviceEnv(databaseUrl, port, env)
   })
