@@ -10,14 +10,15 @@
  * Per round, each scenario runs on both, in ABBA order over the rounds (base first in even rounds),
  * each run after the relays drained: (a) uniform single-unit reservations and (b) all on the hot
  * variant, at full speed (closed loop, BENCH_CONNECTIONS) and then at a fixed rate (open loop,
- * BENCH_AB_RATE req/s, default 300, for p99), and (c) the GET at full speed. Prints, per measure,
+ * BENCH_AB_RATE req/s, default 300, for p99, with requests and SQL statements per batch and the
+ * statements' mean round trip, from the service's own metrics), and (c) the GET at full speed. Prints, per measure,
  * both medians over BENCH_ROUNDS (default 4) rounds, the median of the per-round ratios this / base
  * and every round's values. Not part of the test suite.
  */
 import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
-import { load, median, type Measured, outboxDrained, paced, type Run, underLoad, useToken } from "./load.js"
+import { load, median, type Measured, outboxDrained, paced, requestHeaders, type Run, underLoad, useToken } from "./load.js"
 import { adminQuery, type BenchService, cpuSeconds, loadVariants, log, withBenchService } from "./support.js"
 
 const BASE_ROOT = process.env["BENCH_AB_BASE"]
@@ -29,11 +30,44 @@ const VARIANTS = 10_000
 const STOCK = 1_000_000_000
 const WARMUP_S = 3
 
+/**
+ * From the service's own metrics: SQL statements sent and their round trips' sum
+ * (inventory_db_query_duration_seconds, every series of the service's pool) and reservation batches
+ * (inventory_reservation_batch_size).
+ */
+const counters = async (baseUrl: string) => {
+  const text = await (await fetch(`${baseUrl}/metrics`, { headers: requestHeaders() })).text()
+  const sum = (name: string) =>
+    [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, "gm"))].reduce((total, match) => total + Number(match[1]), 0)
+  return {
+    statements: sum("inventory_db_query_duration_seconds_count"),
+    seconds: sum("inventory_db_query_duration_seconds_sum"),
+    batches: sum("inventory_reservation_batch_size_count")
+  }
+}
+
+/** Over `run`: requests per batch, SQL statements per batch and the mean round trip of one. */
+const batchesOver = async <A extends { readonly answered: number }>(baseUrl: string, run: () => Promise<A>) => {
+  const before = await counters(baseUrl)
+  const result = await run()
+  const after = await counters(baseUrl)
+  const statements = after.statements - before.statements
+  const batches = after.batches - before.batches
+  return {
+    result,
+    requestsPerBatch: result.answered / batches,
+    statementsPerBatch: statements / batches,
+    msPerStatement: ((after.seconds - before.seconds) * 1000) / statements
+  }
+}
+
 /** One measurement of one build in one round. */
 interface Sample {
   readonly full?: Measured
   readonly paced?: Run
   readonly pacedCpuMs?: number
+  /** At the fixed rate: requests per batch, the service's SQL statements per batch and their mean round trip. */
+  readonly pacedBatches?: { readonly requestsPerBatch: number; readonly statementsPerBatch: number; readonly msPerStatement: number }
 }
 
 type Side = "base" | "this"
@@ -89,9 +123,14 @@ const measure = async (services: Record<Side, BenchService>) => {
         let sample: Sample = { full }
         if (scenario.paced) {
           log(`round ${round + 1} of ${ROUNDS}, ${scenario.name}: ${side}, ${PACED_DURATION_S} s at ${RATE} req/s`)
-          const cpu = await cpuOver(child.pid, () => paced(baseUrl, scenario.request, PACED_DURATION_S, RATE))
-          await outboxDrained(databaseUrl)
-          sample = { ...sample, paced: cpu.result, pacedCpuMs: (cpu.seconds * 1000) / cpu.result.answered }
+          // The relay's statements for these events count too: measured until it has drained them.
+          const measured = await batchesOver(baseUrl, async () => {
+            const cpu = await cpuOver(child.pid, () => paced(baseUrl, scenario.request, PACED_DURATION_S, RATE))
+            await outboxDrained(databaseUrl)
+            return { ...cpu, answered: cpu.result.answered }
+          })
+          const { result: cpu, ...pacedBatches } = measured
+          sample = { ...sample, paced: cpu.result, pacedCpuMs: (cpu.seconds * 1000) / cpu.result.answered, pacedBatches }
         }
         samples.get(scenario.name)![side].push(sample)
       }
@@ -121,6 +160,9 @@ const print = (names: ReadonlyArray<string>, samples: ReadonlyMap<string, Record
     [`p50 ms at ${RATE} req/s`, (s) => s.paced?.p50, 1],
     [`p99 ms at ${RATE} req/s`, (s) => s.paced?.p99, 1],
     [`CPU ms/request at ${RATE} req/s`, (s) => s.pacedCpuMs, 2],
+    [`requests per batch at ${RATE} req/s`, (s) => s.pacedBatches?.requestsPerBatch, 1],
+    [`service SQL statements per batch at ${RATE} req/s`, (s) => s.pacedBatches?.statementsPerBatch, 1],
+    [`ms per SQL round trip at ${RATE} req/s`, (s) => s.pacedBatches?.msPerStatement, 2],
     ["5xx", (s) => (s.full?.run.failed ?? 0) + (s.paced?.failed ?? 0), 0]
   ]
   for (const name of names) {
