@@ -6,7 +6,8 @@
  * the hot one, and the 50,000 of (d)), and measures with autocannon over CONNECTIONS connections:
  *   (a) single-unit reservations uniform over the 10,000 variants, (b) all on one hot variant,
  *   (c) GET /v1/stock-levels/{id}, (d) two-line reservations over variants stocked at three
- *   locations (LOC_* below),
+ *   locations (LOC_* below) (and once, after the rounds, at full speed only: (e) adjustments of the
+ *   hot variant, one transaction each, not batched),
  * each at full speed (closed loop, autocannon) and then, once the relay has drained the outbox the
  * full-speed run filled, at half the rate reached, evenly spaced (open loop, `paced`; the p99
  * target). Beside them, in the same
@@ -121,6 +122,7 @@ const A_NAME = "(a) reserve 1, uniform over 10,000 variants"
 const B_NAME = "(b) reserve 1, one hot variant"
 const C_NAME = "(c) GET /v1/stock-levels/{id}"
 const D_NAME = "(d) reserve 2 lines, 3 locations 40/30/30 %, split"
+const E_NAME = "(e) adjust the hot variant (SALE 1), unbatched, one round"
 
 /** pgbench on the same SQL with as many connections; latencies from its per-transaction log. */
 const pgbench = (databaseUrl: string, script: string, defines: Record<string, string | number>): Run => {
@@ -240,6 +242,13 @@ const main = async () => {
           return { ...request, body: JSON.stringify({ orderId: `b-${++order}`, lines }) }
         }
       }
+      /** Adjustments are one transaction each (not batched): what one hot row takes of them. */
+      const adjustHot: Request = {
+        method: "POST",
+        path: `/v1/stock-levels/${HOT}/adjustments`,
+        // A sale: a purchase would take onHand past its bound (1,000,000,000, the hot variant's stock).
+        body: JSON.stringify({ type: "SALE", quantity: 1, reason: "bench" })
+      }
       const getLevel: Request = { method: "GET", setupRequest: (request) => ({ ...request, path: `/v1/stock-levels/${uniformVariant()}` }) }
 
       log("starting the floor servers (bench/floor-node.ts, bench/floor-effect.ts, compiled into dist/bench)")
@@ -311,6 +320,8 @@ const main = async () => {
           const d = await fullRun(D_NAME, reserveSplit, round)
           rounds.push({ a, b, c, d, nodeFloor, effectFloor, pgUniform, pgHot })
         }
+        // Whether hot adjustments need the batcher too (issue 13): their rate on the hot row, unbatched.
+        const e = { name: E_NAME, full: await fullRun(E_NAME, adjustHot, 0) }
         while (floors.length > 0) await floors.pop()!.stop()
         const pgGet = { name: "pgbench bench/get.pgbench.sql", run: await pgbenchRun("pgbench bench/get.pgbench.sql", "get.pgbench.sql", {}, 0) }
 
@@ -361,6 +372,9 @@ const main = async () => {
           `| ${s.name} | ${whole(s.full.run.rate)} | ${ms(s.full.run.p50)} / ${ms(s.full.run.p99)} | ${ms2(s.full.cpuMsPerRequest)} | ` +
           `${ms2(s.full.cores)} | ${fixed(0)(s.full.rssMaxMiB)} | ${s.full.run.failed + s.half.failed} | ` +
           `${whole(s.half.rate)}: ${ms(s.half.p50)} / ${ms(s.half.p99)} | ${s.full.run.note}; half: ${s.half.note} |`
+        const onceRow = (o: typeof e) =>
+          `| ${o.name} | ${whole(o.full.run.rate)} | ${ms(o.full.run.p50)} / ${ms(o.full.run.p99)} | ${ms2(o.full.cpuMsPerRequest)} | ` +
+          `${ms2(o.full.cores)} | ${fixed(0)(o.full.rssMaxMiB)} | ${o.full.run.failed} | – | ${o.full.run.note} |`
         const floorRow = (f: typeof nodeFloor) =>
           `| ${f.name} | ${whole(f.full.run.rate)} | ${ms(f.full.run.p50)} / ${ms(f.full.run.p99)} | ${ms2(f.full.cpuMsPerRequest)} | ` +
           `${ms2(f.full.cores)} | ${fixed(0)(f.full.rssMaxMiB)} | ${f.full.run.failed} | – | ${f.full.run.note} |`
@@ -384,6 +398,7 @@ const main = async () => {
           "| run | req/s (tps) | p50 / p99 ms | CPU ms/req | cores | RSS MiB (max) | 5xx | half rate: req/s: p50 / p99 ms | answers |",
           "|---|---:|---|---:|---:|---:|---:|---|---|",
           ...services.map(serviceRow),
+          onceRow(e),
           floorRow(nodeFloor),
           floorRow(effectFloor),
           ...[pgUniform, pgHot, pgGet].map(pgbenchRow),
