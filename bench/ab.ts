@@ -18,7 +18,7 @@
 import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
-import { load, median, type Measured, outboxDrained, paced, requestHeaders, type Run, underLoad, useToken } from "./load.js"
+import { load, median, type Measured, outboxDrained, paced, type Run, serviceCounters, underLoad, useToken } from "./load.js"
 import { adminQuery, type BenchService, cpuSeconds, loadVariants, log, withBenchService } from "./support.js"
 
 const BASE_ROOT = process.env["BENCH_AB_BASE"]
@@ -30,27 +30,11 @@ const VARIANTS = 10_000
 const STOCK = 1_000_000_000
 const WARMUP_S = 3
 
-/**
- * From the service's own metrics: SQL statements sent and their round trips' sum
- * (inventory_db_query_duration_seconds, every series of the service's pool) and reservation batches
- * (inventory_reservation_batch_size).
- */
-const counters = async (baseUrl: string) => {
-  const text = await (await fetch(`${baseUrl}/metrics`, { headers: requestHeaders() })).text()
-  const sum = (name: string) =>
-    [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, "gm"))].reduce((total, match) => total + Number(match[1]), 0)
-  return {
-    statements: sum("inventory_db_query_duration_seconds_count"),
-    seconds: sum("inventory_db_query_duration_seconds_sum"),
-    batches: sum("inventory_reservation_batch_size_count")
-  }
-}
-
 /** Over `run`: requests per batch, SQL statements per batch and the mean round trip of one. */
 const batchesOver = async <A extends { readonly answered: number }>(baseUrl: string, run: () => Promise<A>) => {
-  const before = await counters(baseUrl)
+  const before = await serviceCounters(baseUrl)
   const result = await run()
-  const after = await counters(baseUrl)
+  const after = await serviceCounters(baseUrl)
   const statements = after.statements - before.statements
   const batches = after.batches - before.batches
   return {

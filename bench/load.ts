@@ -39,11 +39,11 @@ export const useToken = (value: string) => {
 }
 
 /** autocannon against a server at full speed (closed loop); latencies of every response, throughput of every answer. */
-export const load = (baseUrl: string, request: Request, durationS: number) =>
+export const load = (baseUrl: string, request: Request, durationS: number, connections = CONNECTIONS) =>
   new Promise<Run>((resolve, reject) => {
     const latencies: Array<number> = []
     const instance = autocannon(
-      { url: baseUrl, connections: CONNECTIONS, duration: durationS, headers: requestHeaders(), requests: [request] },
+      { url: baseUrl, connections, duration: durationS, headers: requestHeaders(), requests: [request] },
       (error, result: Result) => {
         if (error) return reject(error)
         const counts = new Map(Object.entries(result.statusCodeStats).map(([code, c]) => [code, c.count] as const))
@@ -248,3 +248,18 @@ export const underLoad = async (pid: number | undefined, baseUrl: string, reques
   return { run, cpuMsPerRequest: (cpuSpent * 1000) / run.answered, cores: cpuSpent / wallS, rssMaxMiB: Math.max(...rss) }
 }
 
+/**
+ * From the service's own metrics: SQL statements sent and their round trips' sum
+ * (inventory_db_query_duration_seconds, every series of the service's pool) and reservation batches
+ * (inventory_reservation_batch_size).
+ */
+export const serviceCounters = async (baseUrl: string) => {
+  const text = await (await fetch(`${baseUrl}/metrics`, { headers: requestHeaders() })).text()
+  const sum = (name: string) =>
+    [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, "gm"))].reduce((total, match) => total + Number(match[1]), 0)
+  return {
+    statements: sum("inventory_db_query_duration_seconds_count"),
+    seconds: sum("inventory_db_query_duration_seconds_sum"),
+    batches: sum("inventory_reservation_batch_size_count")
+  }
+}

@@ -222,3 +222,24 @@ export const withBenchService = async <A>(
     if (process.env["BENCH_KEEP_DB"] !== "1") await adminQuery(ADMIN_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   }
 }
+
+/**
+ * One more replica of the built service on an existing database (bench/replicas.ts): same
+ * environment as `withBenchService`'s; `stop` ends it (SIGTERM, as Kubernetes would).
+ */
+export const startReplica = async (databaseUrl: string, env: Record<string, string>): Promise<BenchService & { readonly stop: () => Promise<void> }> => {
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: serviceEnv(databaseUrl, port, env)
+  })
+  try {
+    await waitReady(baseUrl, child)
+  } catch (error) {
+    await stopChild(child)
+    throw error
+  }
+  return { baseUrl, databaseUrl, child, stop: () => stopChild(child) }
+}
