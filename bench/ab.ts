@@ -19,7 +19,7 @@ import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
 import { load, median, type Measured, outboxDrained, paced, type Run, serviceCounters, underLoad, useToken } from "./load.js"
-import { adminQuery, type BenchService, cpuSeconds, loadVariants, log, withBenchService } from "./support.js"
+import { adminQuery, analyzeAfterWarmUp, type BenchService, cpuSeconds, loadVariants, log, withBenchService } from "./support.js"
 
 const BASE_ROOT = process.env["BENCH_AB_BASE"]
 const ROUNDS = Math.max(1, Number(process.env["BENCH_ROUNDS"] ?? 4))
@@ -93,6 +93,7 @@ const measure = async (services: Record<Side, BenchService>) => {
     await load(services[side].baseUrl, scenarios[0]!.request, WARMUP_S)
     await load(services[side].baseUrl, scenarios[2]!.request, WARMUP_S)
     await outboxDrained(services[side].databaseUrl)
+    await analyzeAfterWarmUp(services[side].databaseUrl)
   }
 
   const samples = new Map<string, Record<Side, Array<Sample>>>(scenarios.map((s) => [s.name, { base: [], this: [] }]))

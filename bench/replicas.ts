@@ -16,7 +16,7 @@ import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
 import { CONNECTIONS, load, median, outboxDrained, type Run, serviceCounters, useToken } from "./load.js"
-import { adminQuery, type BenchService, cpuSeconds, loadVariants, log, startReplica, withBenchService } from "./support.js"
+import { adminQuery, analyzeAfterWarmUp, type BenchService, cpuSeconds, loadVariants, log, startReplica, withBenchService } from "./support.js"
 
 const ROUNDS = Math.max(1, Number(process.env["BENCH_ROUNDS"] ?? 3))
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 10)
@@ -85,6 +85,7 @@ const measure = async (first: BenchService, second: BenchService) => {
   log("warm-up, both replicas")
   await together([first, second], scenarios[0]!.request)
   await outboxDrained(first.databaseUrl)
+  await analyzeAfterWarmUp(first.databaseUrl)
 
   const samples = new Map(scenarios.map((s) => [s.name, { one: [] as Array<Sample>, two: [] as Array<Sample> }]))
   for (let round = 0; round < ROUNDS; round++) {

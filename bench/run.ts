@@ -47,7 +47,7 @@ import { createTestVhost } from "../test/support/broker.js"
 import {
   CONNECTIONS, fromLatencies, load, median, type Measured, outboxDrained, paced, requestHeaders, type Run, underLoad, useToken, walPosition
 } from "./load.js"
-import { adminQuery, type BenchProcess, loadVariants, log, reconcile, startFloor, withBenchService } from "./support.js"
+import { adminQuery, analyzeAfterWarmUp, type BenchProcess, loadVariants, log, reconcile, startFloor, withBenchService } from "./support.js"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 10)
@@ -273,6 +273,8 @@ const main = async () => {
         await load(baseUrl, getLevel, WARMUP_S)
         await load(floorNode.baseUrl, getLevel, WARMUP_S)
         await load(floorEffect.baseUrl, getLevel, WARMUP_S)
+        await outboxDrained(databaseUrl)
+        await analyzeAfterWarmUp(databaseUrl)
 
         /** One full-speed run of the service; the half-rate run comes once, after every round. */
         const fullRun = async (name: string, request: Request, round: number) => {

@@ -24,6 +24,18 @@ export const adminQuery = async (url: string, text: string) => {
   }
 }
 
+/**
+ * After the warm-up's reservations: ANALYZE, which autovacuum does within about a minute on a new
+ * database, so that the runs measure the steady state a database in service is in. PostgreSQL keeps
+ * each connection's plans of the foreign-key checks from their first use; made while `reservations`
+ * and `reservation_lines` were nearly empty they are sequential scans, which grow with every
+ * reservation until the tables are next analyzed (docs/performance.md, "A new database's first
+ * minute"). Analyzing invalidates those plans in every connection.
+ */
+export const analyzeAfterWarmUp = async (databaseUrl: string) => {
+  await adminQuery(databaseUrl, "ANALYZE")
+}
+
 /** Where each loaded variant is stocked: units per location (the locations must exist). */
 export interface LoadSpread {
   readonly locationId: string

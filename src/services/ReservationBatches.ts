@@ -378,7 +378,8 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
           )
           SELECT variant_id, location_id, on_hand, reserved, version FROM moved`
         // The rows as moved must be the plan's (they were locked); a disagreement is a bug, and dying
-        // here rolls the whole batch back. The totals are the trigger's sums of these rows.
+        // here rolls the whole batch back. The roll-up trigger adds each of these rows' changes to its
+        // variant's totals, so the totals follow from the rows checked here.
         const movedByKey = new Map(moved.map((row) => [rowKey(row.variantId, row.locationId), row] as const))
         const rowsAgree = moved.length === moves.length && moves.every(({ row }) => {
           const got = movedByKey.get(rowKey(row.variantId, row.locationId))

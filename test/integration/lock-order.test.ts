@@ -5,7 +5,7 @@ import { ReservationRequest } from "../../src/domain/Reservation.js"
 import { reconcile } from "../../src/services/Reconcile.js"
 import { Reservations } from "../../src/services/Reservations.js"
 import { startTestApp, type TestApp } from "../support/app.js"
-import { query } from "../support/database.js"
+import { query, untilWaitingForLock } from "../support/database.js"
 
 const decodeRequest = Schema.decodeUnknownSync(ReservationRequest)
 const ROUNDS = 6
@@ -84,18 +84,6 @@ describe("lock order under lazy expiry, commits, releases and sweeps", () => {
     expect((await retries("40P01")) - deadlocksBefore).toBe(0)
   })
 
-  /** Waits until one of the service's statements waits for a lock. */
-  const waitingForLock = async () => {
-    for (let i = 0; i < 200; i++) {
-      const [row] = await query<{ n: string }>(
-        app.database.url,
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO reservations%'"
-      )
-      if (Number(row!.n) > 0) return
-      await new Promise((resolve) => setTimeout(resolve, 25))
-    }
-    throw new Error("no statement waited for the reservation row")
-  }
 
   // A batch of creates claims its orderIds and locks its stock rows in one statement; the claim must
   // come first, as in every writer (reservation rows before stock rows), or a batch waiting for a
@@ -116,7 +104,7 @@ describe("lock order under lazy expiry, commits, releases and sweeps", () => {
       await claimer.query("BEGIN")
       await claimer.query("INSERT INTO reservations (order_id, status, expires_at) VALUES ($1, 'ACTIVE', now() + interval '1 hour')", [orderId])
       const answer = app.api.post("/v1/reservations", { orderId, lines: [{ variantId, quantity: 2 }] })
-      await waitingForLock()
+      await untilWaitingForLock(app.database.url, "INSERT INTO reservations")
       // The variant's row is free while the batch waits: NOWAIT would fail (55P03) if the batch held it.
       await other.query("BEGIN")
       expect((await other.query("SELECT variant_id FROM stock_levels WHERE variant_id = $1 FOR UPDATE NOWAIT", [variantId])).rowCount).toBe(1)

@@ -3,7 +3,7 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Reservations } from "../../src/services/Reservations.js"
 import { startTestApp, type TestApp } from "../support/app.js"
-import { query } from "../support/database.js"
+import { query, untilWaitingForLock } from "../support/database.js"
 
 /**
  * Shutdown interrupts the expiry sweeper. A batch caught inside a query (here: waiting for a stock
@@ -30,14 +30,7 @@ describe("an expiry sweep batch interrupted at shutdown", () => {
       await blocker.query("SELECT 1 FROM stock_levels WHERE variant_id = 'stop-1' FOR UPDATE")
       const batch = await app.run(Effect.forkDetach(Effect.flatMap(Reservations, (r) => r.expireDue(200))))
       // Wait until the batch's query is waiting for the row lock.
-      for (let i = 0; i < 100; i++) {
-        const [row] = await query<{ n: string }>(
-          app.database.url,
-          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        if (Number(row!.n) > 0) break
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
+      await untilWaitingForLock(app.database.url)
       const interrupted = app.run(Fiber.interrupt(batch))
       await new Promise((resolve) => setTimeout(resolve, 300))
       await blocker.query("COMMIT")

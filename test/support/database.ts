@@ -47,3 +47,21 @@ export const query = async <R extends pg.QueryResultRow = pg.QueryResultRow>(
     await client.end()
   }
 }
+
+/**
+ * Resolves once a session of this database waits for a lock (pg_stat_activity), its statement
+ * containing `statementPart` when given; throws after about 5 s, so a test never goes on before the
+ * interleaving it sets up has happened.
+ */
+export const untilWaitingForLock = async (url: string, statementPart = "") => {
+  for (let i = 0; i < 200; i++) {
+    const [row] = await query<{ n: string }>(
+      url,
+      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+      [statementPart]
+    )
+    if (Number(row!.n) > 0) return
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  throw new Error(`no statement${statementPart === "" ? "" : ` with "${statementPart}"`} waited for a lock`)
+}
