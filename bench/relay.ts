@@ -262,7 +262,10 @@ const main = async () => {
                 method: "POST",
                 headers,
                 body: JSON.stringify({ orderId: `bench-warm-${chunk * 50 + i}`, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
-              }).then((res) => res.arrayBuffer())
+              }).then(async (res) => {
+                await res.arrayBuffer()
+                if (res.status !== 201) throw new Error(`warm-up reservation answered ${res.status}`)
+              })
             )
           )
         }
