@@ -18,7 +18,7 @@
 import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
-import { load, median, type Measured, outboxDrained, paced, type Run, serviceCounters, underLoad, useToken } from "./load.js"
+import { fixed, load, median, type Measured, outboxDrained, paced, type Run, serviceCounters, underLoad, useToken } from "./load.js"
 import { adminQuery, analyzeAfterWarmUp, type BenchService, cpuSeconds, loadVariants, log, withBenchService } from "./support.js"
 
 const BASE_ROOT = process.env["BENCH_AB_BASE"]
@@ -55,8 +55,6 @@ interface Sample {
 }
 
 type Side = "base" | "this"
-
-const fixed = (digits: number) => (n: number) => (Number.isFinite(n) ? n.toFixed(digits) : "-")
 
 const main = async () => {
   if (BASE_ROOT === undefined) throw new Error("BENCH_AB_BASE must name the other checkout (its own node_modules, or a link to one)")

@@ -220,6 +220,9 @@ export const outboxDrained = async (databaseUrl: string) => {
 export const walPosition = async (databaseUrl: string) =>
   Number((await adminQuery(databaseUrl, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS b"))[0]!["b"])
 
+/** `n` with `digits` decimals, "-" when it is not a number (a measure a run did not take). */
+export const fixed = (digits: number) => (n: number) => (Number.isFinite(n) ? n.toFixed(digits) : "-")
+
 /** The middle value (of an even count, the lower middle one: always one of the values measured). */
 export const median = (values: ReadonlyArray<number>) => {
   const sorted = values.filter(Number.isFinite).sort((x, y) => x - y)

@@ -31,6 +31,7 @@ import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
 import { createTestDatabase, query } from "../test/support/database.js"
 import { startService } from "../test/support/process.js"
+import { analyzeAfterWarmUp } from "./support.js"
 
 const BACKLOG = Number(process.env["BENCH_BACKLOG"] ?? 50_000)
 const RESERVATIONS_PER_S = Number(process.env["BENCH_RESERVATIONS_PER_S"] ?? 500)
@@ -252,9 +253,8 @@ const main = async () => {
           })
           if (put.status >= 300 || purchase.status !== 200) throw new Error(`setup of ${id} failed: ${put.status} ${purchase.status}`)
         }
-        // Warm-up: 2,000 reservations, then ANALYZE (as autovacuum does in a new database's first
-        // minute), so the load meets the foreign-key checks' plans of a database in service
-        // (bench/support.ts, analyzeAfterWarmUp).
+        // Warm-up: 2,000 reservations, then ANALYZE, so the load meets a database in service
+        // (analyzeAfterWarmUp).
         for (let chunk = 0; chunk < 40; chunk++) {
           await Promise.all(
             Array.from({ length: 50 }, (_, i) =>
@@ -270,7 +270,7 @@ const main = async () => {
           )
         }
         await waitUntil(async () => (await pending(database.url)) === 0, 60_000)
-        await query(database.url, "ANALYZE")
+        await analyzeAfterWarmUp(database.url)
         await query(database.url, "DELETE FROM outbox")
         progress("reservation load")
         await peer.channel.assertQueue("bench.probe", { durable: true })

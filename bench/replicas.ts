@@ -15,7 +15,7 @@
 import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
-import { CONNECTIONS, load, median, outboxDrained, type Run, serviceCounters, useToken } from "./load.js"
+import { CONNECTIONS, fixed, load, median, outboxDrained, type Run, serviceCounters, useToken } from "./load.js"
 import { adminQuery, analyzeAfterWarmUp, type BenchService, cpuSeconds, loadVariants, log, startReplica, withBenchService } from "./support.js"
 
 const ROUNDS = Math.max(1, Number(process.env["BENCH_ROUNDS"] ?? 3))
@@ -98,7 +98,6 @@ const measure = async (first: BenchService, second: BenchService) => {
     }
   }
 
-  const fixed = (digits: number) => (n: number) => (Number.isFinite(n) ? n.toFixed(digits) : "-")
   const rows = [
     `## bench:replicas, ${new Date().toISOString()}: one replica against two on one PostgreSQL, ${ROUNDS} rounds, ${DURATION_S} s at full speed, ${CONNECTIONS} connections in all`,
     "",

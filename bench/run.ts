@@ -45,7 +45,7 @@ import { isDeepStrictEqual } from "node:util"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
 import { createTestVhost } from "../test/support/broker.js"
 import {
-  CONNECTIONS, fromLatencies, load, median, type Measured, outboxDrained, paced, requestHeaders, type Run, underLoad, useToken, walPosition
+  CONNECTIONS, fixed, fromLatencies, load, median, type Measured, outboxDrained, paced, requestHeaders, type Run, underLoad, useToken, walPosition
 } from "./load.js"
 import { adminQuery, analyzeAfterWarmUp, type BenchProcess, loadVariants, log, reconcile, startFloor, withBenchService } from "./support.js"
 
@@ -155,7 +155,6 @@ const pgbench = (databaseUrl: string, script: string, defines: Record<string, st
 }
 
 // Formatting.
-const fixed = (digits: number) => (n: number) => (Number.isFinite(n) ? n.toFixed(digits) : "-")
 const ms = fixed(1)
 const ms2 = fixed(2)
 const whole = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-")

@@ -200,6 +200,20 @@ export const reconcile = (databaseUrl: string): { readonly clean: boolean; reado
   return { clean: run.status === 0, summary: `${summary} (exit ${run.status})` }
 }
 
+/** SERVICE_NODE_FLAGS: node flags for the service alone, e.g. "--cpu-prof --cpu-prof-dir=DIR" (NODE_OPTIONS refuses --cpu-prof). */
+const serviceNodeFlags = () => (process.env["SERVICE_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
+
+/** Starts `root`'s build (`node dist/src/main.js`, as in the image) on a free port; not yet ready. */
+const spawnService = async (root: string, databaseUrl: string, env: Record<string, string>, flags: ReadonlyArray<string>) => {
+  const port = await freePort()
+  const child = spawn(process.execPath, [...flags, join(root, "dist/src/main.js")], {
+    cwd: root,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: serviceEnv(databaseUrl, port, env)
+  })
+  return { baseUrl: `http://127.0.0.1:${port}`, child }
+}
+
 /**
  * Builds the service, runs it (`node dist/src/main.js`, as in the image) on a fresh database with
  * rate limiting off and the test issuer's key trusted, hands it to `use`, then stops it and drops
@@ -217,15 +231,7 @@ export const withBenchService = async <A>(
   log("building (npm run build)")
   if (spawnSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" }).status !== 0) throw new Error(`build failed in ${root}`)
   await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
-  const port = await freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
-  // SERVICE_NODE_FLAGS: node flags for the service alone, e.g. "--cpu-prof --cpu-prof-dir=DIR" (NODE_OPTIONS refuses --cpu-prof).
-  const flags = (process.env["SERVICE_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
-  const child = spawn(process.execPath, [...flags, join(root, "dist/src/main.js")], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: serviceEnv(databaseUrl, port, env)
-  })
+  const { baseUrl, child } = await spawnService(root, databaseUrl, env, serviceNodeFlags())
   try {
     await waitReady(baseUrl, child)
     return await use({ baseUrl, databaseUrl, child })
@@ -240,13 +246,7 @@ export const withBenchService = async <A>(
  * environment as `withBenchService`'s; `stop` ends it (SIGTERM, as Kubernetes would).
  */
 export const startReplica = async (databaseUrl: string, env: Record<string, string>): Promise<BenchService & { readonly stop: () => Promise<void> }> => {
-  const port = await freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: serviceEnv(databaseUrl, port, env)
-  })
+  const { baseUrl, child } = await spawnService(ROOT, databaseUrl, env, [])
   try {
     await waitReady(baseUrl, child)
   } catch (error) {
