@@ -172,7 +172,8 @@ export const RelayLive = Layer.effectDiscard(
     const claim = (busy: ReadonlyArray<string>) =>
       sql<OutboxRow>`
         SELECT * FROM outbox_claim(${me}, ${busy}::text[], ${window}, ${maxLocks}, ${batchSize}, ${LEASE_SECONDS}, ${LOCK_SPACE})`.pipe(
-        Effect.withSpan("Relay.claim")
+        // No stack trace per claim: the span's source is always this line.
+        Effect.withSpan("Relay.claim", undefined, { captureStackTrace: false })
       )
 
     /**
@@ -284,7 +285,7 @@ export const RelayLive = Layer.effectDiscard(
             markMs: Date.now() - confirmedAt
           })
         )
-      }).pipe(Effect.withSpan("Relay.batch", { attributes: { "outbox.rows": rows.length } }))
+      }).pipe(Effect.withSpan("Relay.batch", { attributes: { "outbox.rows": rows.length } }, { captureStackTrace: false }))
 
     /**
      * Up to MAX_BATCHES_IN_FLIGHT batches at once: the next claim overlaps the confirms of the current

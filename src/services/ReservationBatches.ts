@@ -333,7 +333,8 @@ export class ReservationBatches extends Context.Service<ReservationBatches>()("i
         const outboxRows = (yield* Effect.forEach(decisions, (decision, index) => {
           const { context, span } = items[index]!
           const rows = outbox.rows(eventsOf(index, decision)).pipe(Effect.provideService(CurrentRequest, context))
-          return span === undefined ? rows : Effect.withParentSpan(rows, span)
+          // No stack trace: it would be this line for every request (a `new Error()` each, ~10 µs).
+          return span === undefined ? rows : Effect.withParentSpan(rows, span, { captureStackTrace: false })
         })).flat()
 
         const statusChanges = decisions.flatMap((d, i) => (d._tag === "Applied" ? [{ orderId: items[i]!.request.orderId, status: statusAfter(d.change) }] : []))
