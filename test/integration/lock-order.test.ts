@@ -84,7 +84,6 @@ describe("lock order under lazy expiry, commits, releases and sweeps", () => {
     expect((await retries("40P01")) - deadlocksBefore).toBe(0)
   })
 
-
   // A batch of creates claims its orderIds and locks its stock rows in one statement; the claim must
   // come first, as in every writer (reservation rows before stock rows), or a batch waiting for a
   // concurrent claim of one of its orderIds would hold stock rows meanwhile and could deadlock.
