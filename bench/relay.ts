@@ -29,7 +29,7 @@ import { publishOptions } from "../src/layers/Messaging.js"
 import { toMessage } from "../src/outbox/Relay.js"
 import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
-import { createTestDatabase, query } from "../test/support/database.js"
+import { createTestDatabase, insertEventBacklog, query } from "../test/support/database.js"
 import { startService } from "../test/support/process.js"
 import { analyzeAfterWarmUp } from "./support.js"
 
@@ -199,19 +199,7 @@ const main = async () => {
     })
     try {
       if (PHASES.includes("drain")) {
-        await query(
-          database.url,
-          `INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent)
-           SELECT id, 'StockLevelChangedEvent', 'inventory.stock_level_changed', 'StockLevel', 'bench-' || (n % 1000),
-                  jsonb_build_object('eventId', id, 'eventType', 'StockLevelChangedEvent', 'eventVersion', 1,
-                    'occurredAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                    'aggregateType', 'StockLevel', 'aggregateId', 'bench-' || (n % 1000), 'correlationId', 'bench',
-                    'data', jsonb_build_object('variantId', 'bench-' || (n % 1000), 'onHand', n, 'reserved', 0, 'available', n,
-                      'version', n, 'changeType', 'PURCHASE', 'onHandChange', 1, 'reservedChange', 0)),
-                  'bench', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
-             FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, $1::int) AS n) AS s`,
-          [BACKLOG]
-        )
+        await insertEventBacklog(database.url, BACKLOG, "bench-")
         progress(`backlog of ${BACKLOG} written; restoring the broker`)
         proxy.restore()
         // Time from the reconnection (the service's backoff while the proxy was cut is not the relay's speed).

@@ -8,7 +8,7 @@ import pg from "pg"
 import { MAX_AGGREGATES_PER_CLAIM } from "../../src/outbox/Relay.js"
 import { startTestApp, type TestApp } from "../support/app.js"
 import { connectPeer, createTestVhost, eventually, type Peer, type TestVhost } from "../support/broker.js"
-import { query } from "../support/database.js"
+import { insertEventBacklog, query } from "../support/database.js"
 
 /** Rows of aggregate `aggregate` (or one aggregate per row when `aggregate` is null), due in `dueIn`. */
 const insertRows = (app: TestApp, count: number, aggregate: string | null, dueIn: string) =>
@@ -258,18 +258,7 @@ describe("the claim's head window on an outbox that has just grown", () => {
     await query(app.database.url, "ALTER TABLE outbox SET (autovacuum_enabled = false)")
     // Events as the service writes them (envelope, correlation id, traceparent), due in an hour so
     // the service's relay leaves them alone: the claim below still reads its window of them.
-    await query(
-      app.database.url,
-      `INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent, next_attempt_at)
-       SELECT id, 'StockLevelChangedEvent', 'inventory.stock_level_changed', 'StockLevel', 'grown-' || (n % 1000),
-              jsonb_build_object('eventId', id, 'eventType', 'StockLevelChangedEvent', 'eventVersion', 1,
-                'occurredAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                'aggregateType', 'StockLevel', 'aggregateId', 'grown-' || (n % 1000), 'correlationId', 'test',
-                'data', jsonb_build_object('variantId', 'grown-' || (n % 1000), 'onHand', n, 'reserved', 0, 'available', n,
-                  'version', n, 'changeType', 'PURCHASE', 'onHandChange', 1, 'reservedChange', 0)),
-              'test', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', now() + interval '1 hour'
-         FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, 50000) AS n) AS s`
-    )
+    await insertEventBacklog(app.database.url, 50_000, "grown-", "1 hour")
     const [stats] = await query<{ n: number }>(app.database.url, "SELECT count(*)::int AS n FROM pg_stats WHERE tablename = 'outbox'")
     expect(stats!.n).toBe(0)
     // One claim as the relay makes it (window 4 × 1,000 rows, 100 aggregates, batches of 1,000), in

@@ -65,3 +65,23 @@ export const untilWaitingForLock = async (url: string, statementPart = "") => {
   }
   throw new Error(`no statement${statementPart === "" ? "" : ` with "${statementPart}"`} waited for a lock`)
 }
+
+/**
+ * `count` pending StockLevelChanged events as the service writes them (the envelope, correlation id
+ * and traceparent) over 1,000 aggregates `${prefix}N`, interleaved, due after `dueIn`: a relay
+ * backlog of realistic width (bench:relay's drain, the claim-plan tests).
+ */
+export const insertEventBacklog = (url: string, count: number, prefix: string, dueIn = "0 seconds") =>
+  query(
+    url,
+    `INSERT INTO outbox (event_id, event_type, routing_key, aggregate_type, aggregate_id, payload, correlation_id, traceparent, next_attempt_at)
+     SELECT id, 'StockLevelChangedEvent', 'inventory.stock_level_changed', 'StockLevel', $2 || (n % 1000),
+            jsonb_build_object('eventId', id, 'eventType', 'StockLevelChangedEvent', 'eventVersion', 1,
+              'occurredAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+              'aggregateType', 'StockLevel', 'aggregateId', $2 || (n % 1000), 'correlationId', 'bench',
+              'data', jsonb_build_object('variantId', $2 || (n % 1000), 'onHand', n, 'reserved', 0, 'available', n,
+                'version', n, 'changeType', 'PURCHASE', 'onHandChange', 1, 'reservedChange', 0)),
+            'bench', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', now() + $3::interval
+       FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, $1::int) AS n) AS s`,
+    [count, prefix, dueIn]
+  )
