@@ -163,6 +163,9 @@ const stopChild = async (child: ChildProcess) => {
   clearTimeout(timer)
 }
 
+/** FLOOR_NODE_FLAGS: node flags for the floor servers, e.g. "--cpu-prof --cpu-prof-dir=DIR", to profile them beside the service. */
+const floorNodeFlags = () => (process.env["FLOOR_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
+
 /**
  * Runs a compiled floor server (bench/floor-*.ts) on `databaseUrl` with the same `node` and no
  * loader, on a free port; ready once `readyPath` answers 200.
@@ -171,7 +174,7 @@ export const startFloor = async (name: string, databaseUrl: string, poolMax: str
   const script = compileBenchFile(name)
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [script], {
+  const child = spawn(process.execPath, [...floorNodeFlags(), script], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), DB_POOL_MAX: poolMax }

@@ -1,5 +1,5 @@
-import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Option, Redacted, Scope, String as Str } from "effect"
+import { PgClient, type PgConnection, PgPool } from "@effect/sql-pg"
+import { Duration, Effect, Layer, Option, Redacted, Scope, Stream, String as Str } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlClient, type SqlConnection, SqlError, Statement } from "effect/sql"
 import { join } from "node:path"
@@ -75,25 +75,43 @@ const commit = (connection: SqlConnection.Connection): Effect.Effect<void, SqlEr
       : Effect.void
   )
 
-/** The backend of a checked-out connection, to count open connections (SqlMetrics.ts). */
-const backendOf = (connection: SqlConnection.Connection): number | undefined => {
-  // sql-pg's Connection wraps the driver's PgConnection in a public `connection` field (not in its types).
-  const pid = (connection as { readonly connection?: { readonly processId?: unknown } }).connection?.processId
-  return typeof pid === "number" ? pid : undefined
+/**
+ * A pooled session as the SQL client's `Connection`: what sql-pg's PgClient wraps each session in
+ * (its `ConnectionImpl`, not exported), for the statements this service runs. Made once per
+ * borrowed session (`connectionOf`), not per statement.
+ */
+const asConnection = (session: PgConnection.PgConnection): SqlConnection.Connection => {
+  const rows = (sql: string, params: ReadonlyArray<unknown>, prepare?: boolean) =>
+    Effect.map(session.query(sql, params, prepare), (result) => result.rows)
+  return {
+    execute: (sql, params, transformRows) => (transformRows ? Effect.map(rows(sql, params), transformRows) : rows(sql, params)),
+    executeRaw: (sql, params) => session.query(sql, params),
+    // Nothing here streams (cursors); kept whole, rows transformed one by one.
+    executeStream: (sql, params, transformRows) =>
+      transformRows ? Stream.flattenIterable(Stream.map(session.stream(sql, params), (row) => transformRows([row]))) : session.stream(sql, params),
+    executeValues: (sql, params) => session.queryValues(sql, params),
+    executeValuesUnprepared: (sql, params) => session.queryValues(sql, params, false),
+    executeUnprepared: (sql, params, transformRows) =>
+      transformRows ? Effect.map(rows(sql, params, false), transformRows) : rows(sql, params, false)
+  }
 }
 
 /**
  * A pooled client whose every connection checkout (statement outside a transaction, transaction,
- * `sql.reserve`) goes through `checkout`, the ONE place that bounds waiting for a connection:
+ * `sql.reserve`) goes through this function, the ONE place that bounds waiting for a connection:
  * @effect/sql-pg 4 bounds only opening one (`connectTimeout`), while node-postgres'
  * `connectionTimeoutMillis` covered waiting in a full pool too. A caller that has no connection
  * after `DB_CONNECT_TIMEOUT_MS` fails with a `ConnectionError` reason ("timeout exceeded when
  * trying to connect"), which Transactions.ts classifies as the database being unavailable (503).
- * `checkout` also keeps the pool's counts for the gauges and times statements (SqlMetrics.ts).
+ * It also keeps the pool's counts for the gauges and times statements (SqlMetrics.ts).
  *
- * The statements, transactions and row transforms are sql-pg's own (`SqlClient.make` with the
- * compiler, COMMIT and savepoints PgClient uses); only the acquisition is wrapped, around the
- * sql-pg pool's exclusive `reserve`.
+ * The pool is sql-pg's own (`PgPool`: dead-connection handling, idle timeout), and so are the
+ * compiler, COMMIT and savepoints (those PgClient uses). A statement outside a transaction borrows
+ * a session for its one round trip (`PgPool.use`: no scope, no finalizer); a transaction, a
+ * reserved connection or a statement while the pool is nearly full checks one out into a scope
+ * (`PgPool.reserve`, exclusive) under the deadline. The borrow is the common case: a GET is one
+ * statement, and the scoped checkout cost a scope and, at its release, a copy of the request's
+ * whole context (sql-pg's `acquireRelease`).
  */
 const makeClient = (
   options: PgClient.PgPoolConfig,
@@ -101,11 +119,28 @@ const makeClient = (
   instrumented: boolean
 ): Effect.Effect<SqlClient.SqlClient, SqlError.SqlError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
-    // sql-pg's own pooled client: its pool (dead-connection handling, idle timeout) and `reserve`.
-    const pooled = yield* PgClient.make(options)
+    const pool = yield* PgPool.make(options)
     const stats = makePoolStats(IDLE_TIMEOUT_MS)
     const maxConnections = options.maxConnections ?? 10
     if (instrumented) yield* instrumentPool(stats, maxConnections)
+    const connections = new WeakMap<PgConnection.PgConnection, SqlConnection.Connection>()
+    const connectionOf = (session: PgConnection.PgConnection) => {
+      let connection = connections.get(session)
+      if (connection === undefined) {
+        connection = instrumented ? timeStatements(asConnection(session)) : asConnection(session)
+        connections.set(session, connection)
+      }
+      return connection
+    }
+    const checkedOut = (session: PgConnection.PgConnection) => {
+      stats.inUse += 1
+      stats.checkedOut.add(session.processId)
+    }
+    const givenBack = (session: PgConnection.PgConnection) => {
+      stats.inUse -= 1
+      stats.checkedOut.delete(session.processId)
+      stats.seen.set(session.processId, Date.now())
+    }
     const unavailable = () =>
       new SqlError.SqlError({
         reason: new SqlError.ConnectionError({
@@ -120,41 +155,39 @@ const makeClient = (
       const timer = setTimeout(() => resume(Effect.fail(unavailable())), acquireTimeoutMs)
       return Effect.sync(() => clearTimeout(timer))
     })
+    // With a connection free (or room to open one, which connectTimeout bounds), taking one cannot
+    // wait for another caller: no deadline race, whose two fibers cost about as much as a short
+    // statement. One connection of headroom for any checkout this count does not see.
+    const free = () => stats.inUse + stats.waiting < maxConnections - 1
     const checkout: SqlConnection.Acquirer = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
-        // With a connection free (or room to open one, which connectTimeout bounds), reserve cannot
-        // wait for another caller: no race, whose two fibers cost about as much as a short statement.
-        // One connection of headroom for any reserve this count does not see.
-        const free = stats.inUse + stats.waiting < maxConnections - 1
+        const isFree = free()
         stats.waiting += 1
-        const connection = yield* restore(free ? pooled.reserve : Effect.raceFirst(pooled.reserve, acquireDeadline)).pipe(
+        const session = yield* restore(isFree ? pool.reserve : Effect.raceFirst(pool.reserve, acquireDeadline)).pipe(
           Effect.ensuring(
             Effect.sync(() => {
               stats.waiting -= 1
             })
           )
         )
-        const backend = backendOf(connection)
-        stats.inUse += 1
-        if (backend !== undefined) stats.checkedOut.add(backend)
+        checkedOut(session)
         // Scope.addFinalizer, not Effect.addFinalizer: the latter captures the caller's context to
-        // run the finalizer in, a copy of every service of the request (about 12 µs per checkout
-        // with 44 services); this bookkeeping needs none.
-        yield* Scope.addFinalizer(
-          yield* Effect.scope,
-          Effect.sync(() => {
-            stats.inUse -= 1
-            if (backend !== undefined) {
-              stats.checkedOut.delete(backend)
-              stats.seen.set(backend, Date.now())
-            }
-          })
-        )
-        return instrumented ? timeStatements(connection) : connection
+        // run the finalizer in, a copy of every service of the request; this bookkeeping needs none.
+        yield* Scope.addFinalizer(yield* Effect.scope, Effect.sync(() => givenBack(session)))
+        // A pinned view, new per checkout: not worth keeping.
+        return instrumented ? timeStatements(asConnection(session)) : asConnection(session)
       })
     )
+    const borrow = <A, E, R>(run: (connection: SqlConnection.Connection) => Effect.Effect<A, E, R>) =>
+      free()
+        ? pool.use((session) => {
+          checkedOut(session)
+          return Effect.ensuring(run(connectionOf(session)), Effect.sync(() => givenBack(session)))
+        })
+        : Effect.scoped(Effect.flatMap(checkout, run))
     return yield* SqlClient.make({
       acquirer: checkout,
+      borrower: borrow,
       transactionAcquirer: checkout,
       driver: "pg",
       compiler: PgClient.makeCompiler(clientOptions.transformQueryNames),
