@@ -4,6 +4,7 @@ import { Reactivity } from "effect/reactivity"
 import { SqlClient, type SqlConnection, SqlError, Statement } from "effect/sql"
 import { join } from "node:path"
 import { AppConfig, type AppConfigShape } from "./Config.js"
+import { makeConnectionGate } from "./ConnectionGate.js"
 import { embeddedPostgres } from "./EmbeddedPostgres.js"
 import { instrumentPool, makePoolStats, timeStatements } from "./SqlMetrics.js"
 
@@ -98,8 +99,8 @@ const asConnection = (session: PgConnection.PgConnection): SqlConnection.Connect
 
 /**
  * A pooled client whose every connection checkout (statement outside a transaction, transaction,
- * `sql.reserve`) goes through this function, the ONE place that bounds waiting for a connection:
- * @effect/sql-pg 4 bounds only opening one (`connectTimeout`), while node-postgres'
+ * `sql.reserve`) is admitted by one `ConnectionGate`, the ONE place that bounds waiting for a
+ * connection: @effect/sql-pg 4 bounds only opening one (`connectTimeout`), while node-postgres'
  * `connectionTimeoutMillis` covered waiting in a full pool too. A caller that has no connection
  * after `DB_CONNECT_TIMEOUT_MS` fails with a `ConnectionError` reason ("timeout exceeded when
  * trying to connect"), which Transactions.ts classifies as the database being unavailable (503).
@@ -107,11 +108,10 @@ const asConnection = (session: PgConnection.PgConnection): SqlConnection.Connect
  *
  * The pool is sql-pg's own (`PgPool`: dead-connection handling, idle timeout), and so are the
  * compiler, COMMIT and savepoints (those PgClient uses). A statement outside a transaction borrows
- * a session for its one round trip (`PgPool.use`: no scope, no finalizer); a transaction, a
- * reserved connection or a statement while the pool is nearly full checks one out into a scope
- * (`PgPool.reserve`, exclusive) under the deadline. The borrow is the common case: a GET is one
- * statement, and the scoped checkout cost a scope and, at its release, a copy of the request's
- * whole context (sql-pg's `acquireRelease`).
+ * a session for its one round trip (`PgPool.use` as the client's `borrower`: no scope, no
+ * finalizer); a transaction or `sql.reserve` checks one out into its scope (`PgPool.get`). Neither
+ * path copies the request's context (sql-pg's `reserve` did, in its `acquireRelease`), and no
+ * checkout forks a fiber to race its deadline.
  */
 const makeClient = (
   options: PgClient.PgPoolConfig,
@@ -120,8 +120,9 @@ const makeClient = (
 ): Effect.Effect<SqlClient.SqlClient, SqlError.SqlError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
     const pool = yield* PgPool.make(options)
-    const stats = makePoolStats(IDLE_TIMEOUT_MS)
     const maxConnections = options.maxConnections ?? 10
+    const gate = makeConnectionGate(maxConnections, acquireTimeoutMs)
+    const stats = makePoolStats(IDLE_TIMEOUT_MS, gate.waiting)
     if (instrumented) yield* instrumentPool(stats, maxConnections)
     const connections = new WeakMap<PgConnection.PgConnection, SqlConnection.Connection>()
     const connectionOf = (session: PgConnection.PgConnection) => {
@@ -136,11 +137,12 @@ const makeClient = (
       stats.inUse += 1
       stats.checkedOut.add(session.processId)
     }
-    const givenBack = (session: PgConnection.PgConnection) => {
-      stats.inUse -= 1
-      stats.checkedOut.delete(session.processId)
-      stats.seen.set(session.processId, Date.now())
-    }
+    const givenBack = (session: PgConnection.PgConnection) =>
+      Effect.sync(() => {
+        stats.inUse -= 1
+        stats.checkedOut.delete(session.processId)
+        stats.seen.set(session.processId, Date.now())
+      })
     const unavailable = () =>
       new SqlError.SqlError({
         reason: new SqlError.ConnectionError({
@@ -149,42 +151,29 @@ const makeClient = (
           cause: new Error("timeout exceeded when trying to connect")
         })
       })
-    // A wall-clock deadline (a timer, like node-postgres'), not Effect's Clock: a test clock that
-    // stands still or jumps must not decide whether the database is unavailable.
-    const acquireDeadline = Effect.callback<never, SqlError.SqlError>((resume) => {
-      const timer = setTimeout(() => resume(Effect.fail(unavailable())), acquireTimeoutMs)
-      return Effect.sync(() => clearTimeout(timer))
-    })
-    // With a connection free (or room to open one, which connectTimeout bounds), taking one cannot
-    // wait for another caller: no deadline race, whose two fibers cost about as much as a short
-    // statement. One connection of headroom for any checkout this count does not see.
-    const free = () => stats.inUse + stats.waiting < maxConnections - 1
+    // Into the current scope: a transaction or `sql.reserve`. Exclusive without multiplexing (off
+    // here), so `get` rather than `reserve`, whose `pin` is an acquireRelease that re-provides the
+    // whole context it captured when it releases.
     const checkout: SqlConnection.Acquirer = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
-        const isFree = free()
-        stats.waiting += 1
-        const session = yield* restore(isFree ? pool.reserve : Effect.raceFirst(pool.reserve, acquireDeadline)).pipe(
-          Effect.ensuring(
-            Effect.sync(() => {
-              stats.waiting -= 1
-            })
-          )
-        )
+        yield* gate.enterScoped(unavailable)
+        const session = yield* restore(pool.get)
         checkedOut(session)
         // Scope.addFinalizer, not Effect.addFinalizer: the latter captures the caller's context to
         // run the finalizer in, a copy of every service of the request; this bookkeeping needs none.
-        yield* Scope.addFinalizer(yield* Effect.scope, Effect.sync(() => givenBack(session)))
-        // A pinned view, new per checkout: not worth keeping.
-        return instrumented ? timeStatements(asConnection(session)) : asConnection(session)
+        yield* Scope.addFinalizer(yield* Effect.scope, givenBack(session))
+        return connectionOf(session)
       })
     )
+    // For one statement outside a transaction: the session is lent for its round trip only.
     const borrow = <A, E, R>(run: (connection: SqlConnection.Connection) => Effect.Effect<A, E, R>) =>
-      free()
-        ? pool.use((session) => {
+      gate.withPlace(
+        unavailable,
+        pool.use((session) => {
           checkedOut(session)
-          return Effect.ensuring(run(connectionOf(session)), Effect.sync(() => givenBack(session)))
+          return Effect.ensuring(run(connectionOf(session)), givenBack(session))
         })
-        : Effect.scoped(Effect.flatMap(checkout, run))
+      )
     return yield* SqlClient.make({
       acquirer: checkout,
       borrower: borrow,

@@ -23,15 +23,16 @@ export const queryDuration = Metric.histogram("inventory_db_query_duration_secon
  * checked out again (a connection the pool dropped early still counts until the window ends).
  */
 export interface PoolStats {
-  waiting: number
+  /** Checkouts waiting for a connection now (ConnectionGate). */
+  readonly waiting: () => number
   inUse: number
   readonly checkedOut: Set<number>
   readonly seen: Map<number, number>
   readonly idleTimeoutMs: number
 }
 
-export const makePoolStats = (idleTimeoutMs: number): PoolStats => ({
-  waiting: 0,
+export const makePoolStats = (idleTimeoutMs: number, waiting: () => number): PoolStats => ({
+  waiting,
   inUse: 0,
   checkedOut: new Set(),
   seen: new Map(),
@@ -82,7 +83,7 @@ export const instrumentPool = (stats: PoolStats, max: number): Effect.Effect<voi
     yield* metrics.value.addSampler(
       Effect.suspend(() =>
         Effect.all(
-          [Metric.update(inUse!, stats.inUse), Metric.update(idle!, idleCount(stats, Date.now())), Metric.update(waiting!, stats.waiting)],
+          [Metric.update(inUse!, stats.inUse), Metric.update(idle!, idleCount(stats, Date.now())), Metric.update(waiting!, stats.waiting())],
           { discard: true }
         )
       )

@@ -44,4 +44,34 @@ describe("SQL connection checkout", () => {
     expect(outcome.waited).toBeGreaterThanOrEqual(250)
     expect(outcome.waited).toBeLessThan(2000)
   })
+
+  it("gives every connection back after waiters time out or are interrupted: all three serve at once again", async () => {
+    const layer = SqlLive.pipe(Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "3", DB_CONNECT_TIMEOUT_MS: "400" })))
+    const outcome = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const busy = yield* Effect.forkChild(Effect.all(Array.from({ length: 3 }, () => sql`SELECT pg_sleep(1)`), { concurrency: "unbounded" }))
+          yield* Effect.sleep("200 millis")
+          // Statements and a transaction waiting for a connection: some interrupted, some timing out.
+          const interrupted = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(sql`SELECT 1`))
+          const inTransaction = yield* Effect.forkChild(sql.withTransaction(sql`SELECT 1`))
+          const timingOut = yield* Effect.forkChild(Effect.exit(Effect.all([sql`SELECT 1`, sql`SELECT 2`], { concurrency: "unbounded" })))
+          yield* Effect.sleep("100 millis")
+          yield* Effect.forEach([...interrupted, inTransaction], Fiber.interrupt)
+          const timedOut = yield* Fiber.join(timingOut)
+          yield* Fiber.await(busy)
+          // Three at once, each holding its connection for longer than the deadline: only if all three
+          // places came back.
+          const again = yield* Effect.exit(
+            Effect.all(Array.from({ length: 3 }, () => sql<{ pid: number }>`SELECT pg_backend_pid() AS pid, pg_sleep(0.6)`), { concurrency: "unbounded" })
+          )
+          return { timedOut, again }
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    expect(Exit.isFailure(outcome.timedOut)).toBe(true)
+    expect(Exit.isSuccess(outcome.again)).toBe(true)
+    if (Exit.isSuccess(outcome.again)) expect(new Set(outcome.again.value.map(([row]) => row!.pid)).size).toBe(3)
+  })
 })
