@@ -18,7 +18,7 @@ import { AppConfig, InvalidConfig, type AppConfigShape } from "../layers/Config.
 import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { failedAuthLimited, initAuthMetrics, jwksStale, staleKeyVerifications } from "./AuthMetrics.js"
-import { CurrentRequestFacts } from "./HttpMetrics.js"
+import { requestFactsIn } from "./HttpMetrics.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
 import { makeFailedAuthLimiter } from "./FailedAuthLimiter.js"
 import { Authentication, CurrentCaller, Forbidden, KeysUnavailable, RateLimited, rateLimitHeaders, scopesByRoute, Unauthenticated } from "./Security.js"
@@ -363,7 +363,7 @@ export const AuthenticationLive = Layer.effect(
       context: Context.Context<never>
     ): Effect.Effect<A, E | RateLimited | Forbidden, Exclude<R, CurrentCaller> | HttpServerRequest.HttpServerRequest> => {
       // The access log line (written by the server's request middleware, outside this scope) learns the caller here.
-      const facts = Context.getUnsafe(context, CurrentRequestFacts)
+      const facts = requestFactsIn(context)
       if (facts !== undefined) facts.actor = caller.id
       // Fail closed: a route missing from the map (impossible after the start-up check) needs a scope nobody has.
       if (scope === undefined || !hasScope(caller, scope)) {

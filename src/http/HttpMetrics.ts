@@ -1,4 +1,5 @@
 import { Context, Effect, Metric, Option, type Tracer } from "effect"
+import { HttpServerRequest } from "effect/http"
 
 /** Latency buckets in seconds: 5 ms to 10 s, dense around the 100 ms–2 s range the alerts use. */
 export const LATENCY_BOUNDARIES: ReadonlyArray<number> = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10]
@@ -19,17 +20,28 @@ export const UNTRACED_PATHS: ReadonlyArray<string> = ["/health/live", "/health/r
 /**
  * What the access log line and the request metrics learn from inside a request, whose own scope
  * (provided services, log annotations) ends before they are written: the route template the
- * HttpApi matched and the authenticated caller. One mutable record per request, provided by the
- * server's request middleware (http/Server.ts); undefined outside a request.
+ * HttpApi matched and the authenticated caller. One mutable record per request, kept by the
+ * server's request middleware (http/Server.ts) against the request object, not in the request's
+ * context: one overlay fewer on every request, so that the router's own two stay overlays instead
+ * of copying the whole context (Effect copies it at its eighth overlay).
  */
 export interface RequestFacts {
   route: string | undefined
   actor: string | null
 }
 
-export const CurrentRequestFacts = Context.Reference<RequestFacts | undefined>("inventory/RequestFacts", {
-  defaultValue: () => undefined
-})
+const factsByRequest = new WeakMap<HttpServerRequest.HttpServerRequest, RequestFacts>()
+
+/** Starts the record of `request` (the server's request middleware). */
+export const trackRequestFacts = (request: HttpServerRequest.HttpServerRequest, facts: RequestFacts): void => {
+  factsByRequest.set(request, facts)
+}
+
+/** The record of the request being served in `context`; undefined outside the server's middleware. */
+export const requestFactsIn = (context: Context.Context<never>): RequestFacts | undefined => {
+  const request = Context.getOrUndefined(context, HttpServerRequest.HttpServerRequest)
+  return request === undefined ? undefined : factsByRequest.get(request)
+}
 
 /** Unmatched paths (404s, scans) share one label so a scanner cannot create series. */
 export const UNMATCHED_ROUTE = "unmatched"

@@ -14,7 +14,7 @@ import { CurrentRequest } from "../services/RequestContext.js"
 import { InventoryApi } from "./Api.js"
 import { AuthenticationLive } from "./Auth.js"
 import { HealthHttpLive } from "./HealthHttp.js"
-import { CurrentRequestFacts, makeRequestRecorder, type RequestFacts, routeOf, UNTRACED_PATHS } from "./HttpMetrics.js"
+import { makeRequestRecorder, type RequestFacts, requestFactsIn, routeOf, trackRequestFacts, UNTRACED_PATHS } from "./HttpMetrics.js"
 import { logListening, MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { Problems, problemResponse, problems, renderProblems, unroutedProblems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
@@ -197,6 +197,7 @@ const requestMiddleware = (
       const headers = { ...(path === "/docs" ? DOCS_HEADERS : API_HEADERS), "x-correlation-id": correlationId }
       // Filled in from inside the request: the route the HttpApi matched, the authenticated caller.
       const facts: RequestFacts = { route: undefined, actor: null }
+      trackRequestFacts(request, facts)
       // A bulk adjustment's 1,000 items need more room than any other body (API.md).
       const bodyLimit = path === "/v1/adjustments" ? config.bulkBodyLimitBytes : config.bodyLimitBytes
       const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, bodyLimit, correlationId))
@@ -216,7 +217,7 @@ const requestMiddleware = (
       }
       // Overlays on the request's context (Context.add), not a merge that copies every service.
       const withRequest = Effect.updateContext(handled as Effect.Effect<HttpServerResponse.HttpServerResponse, E>, (outer: Context.Context<never>) => {
-        let context = Context.add(Context.add(outer, CurrentRequestFacts, facts), CurrentRequest, { correlationId, actor: null })
+        let context = Context.add(outer, CurrentRequest, { correlationId, actor: null })
         if (BODY_METHODS.has(request.method)) context = Context.add(context, HttpServerRequest.MaxBodySize, ByteSize.bytes(bodyLimit))
         // Nothing would see these spans (Effect's native tracer): a read opens none (see HttpLive).
         return untracedReads && READ_METHODS.has(request.method) ? Context.add(context, References.TracerEnabled, false) : context
@@ -263,7 +264,7 @@ const ProblemsWithDeadlineLive = Layer.effect(
     Problems.of((httpEffect) =>
       Effect.withFiber((fiber) => {
         const { route } = Context.getUnsafe(fiber.context, HttpRouter.RouteContext)
-        const facts = Context.getUnsafe(fiber.context, CurrentRequestFacts)
+        const facts = requestFactsIn(fiber.context)
         if (facts !== undefined) facts.route = route.path
         const { correlationId } = Context.getUnsafe(fiber.context, CurrentRequest)
         return withDeadline(renderProblems(httpEffect), config.requestTimeoutMs, correlationId ?? "unknown")
