@@ -6,7 +6,9 @@ import { Effect, Scope } from "effect"
  * is a callback and a timer, not a fiber: the deadline used to be a race of the checkout against a
  * timer, two fibers for every statement that found the pool busy, which under full load is most.
  * With every checkout admitted here, the pool behind never makes one wait for another; it only
- * opens connections (bounded by its own connect timeout).
+ * opens connections (bounded by its own connect timeout). The deadline is a wall-clock timer, not
+ * Effect's Clock: a test clock that stands still or jumps must not decide that the database is
+ * unavailable.
  *
  * An entry interrupted while it waits takes no place; one interrupted just as it was let in gives
  * its place to the next waiter.

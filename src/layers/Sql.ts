@@ -79,7 +79,7 @@ const commit = (connection: SqlConnection.Connection): Effect.Effect<void, SqlEr
 /**
  * A pooled session as the SQL client's `Connection`: what sql-pg's PgClient wraps each session in
  * (its `ConnectionImpl`, not exported), for the statements this service runs. Made once per
- * borrowed session (`connectionOf`), not per statement.
+ * session (`connectionOf`), not per checkout.
  */
 const asConnection = (session: PgConnection.PgConnection): SqlConnection.Connection => {
   const rows = (sql: string, params: ReadonlyArray<unknown>, prepare?: boolean) =>
