@@ -163,9 +163,6 @@ const stopChild = async (child: ChildProcess) => {
   clearTimeout(timer)
 }
 
-/** FLOOR_NODE_FLAGS: node flags for the floor servers, e.g. "--cpu-prof --cpu-prof-dir=DIR", to profile them beside the service. */
-const floorNodeFlags = () => (process.env["FLOOR_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
-
 /**
  * Runs a compiled floor server (bench/floor-*.ts) on `databaseUrl` with the same `node` and no
  * loader, on a free port; ready once `readyPath` answers 200.
@@ -174,7 +171,7 @@ export const startFloor = async (name: string, databaseUrl: string, poolMax: str
   const script = compileBenchFile(name)
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [...floorNodeFlags(), script], {
+  const child = spawn(process.execPath, [...nodeFlags("FLOOR_NODE_FLAGS"), script], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), DB_POOL_MAX: poolMax }
@@ -203,8 +200,12 @@ export const reconcile = (databaseUrl: string): { readonly clean: boolean; reado
   return { clean: run.status === 0, summary: `${summary} (exit ${run.status})` }
 }
 
-/** SERVICE_NODE_FLAGS: node flags for the service alone, e.g. "--cpu-prof --cpu-prof-dir=DIR" (NODE_OPTIONS refuses --cpu-prof). */
-const serviceNodeFlags = () => (process.env["SERVICE_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
+/**
+ * Node flags from an environment variable, e.g. "--cpu-prof --cpu-prof-dir=DIR" (NODE_OPTIONS refuses
+ * --cpu-prof): SERVICE_NODE_FLAGS for the service alone, FLOOR_NODE_FLAGS for the floor servers.
+ */
+const nodeFlags = (variable: "SERVICE_NODE_FLAGS" | "FLOOR_NODE_FLAGS") =>
+  (process.env[variable] ?? "").split(" ").filter((flag) => flag !== "")
 
 /** Starts `root`'s build (`node dist/src/main.js`, as in the image) on a free port; not yet ready. */
 const spawnService = async (root: string, databaseUrl: string, env: Record<string, string>, flags: ReadonlyArray<string>) => {
@@ -234,7 +235,7 @@ export const withBenchService = async <A>(
   log("building (npm run build)")
   if (spawnSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" }).status !== 0) throw new Error(`build failed in ${root}`)
   await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
-  const { baseUrl, child } = await spawnService(root, databaseUrl, env, serviceNodeFlags())
+  const { baseUrl, child } = await spawnService(root, databaseUrl, env, nodeFlags("SERVICE_NODE_FLAGS"))
   try {
     await waitReady(baseUrl, child)
     return await use({ baseUrl, databaseUrl, child })

@@ -18,8 +18,12 @@ describe("SQL connection checkout", () => {
   })
   afterAll(() => database?.drop())
 
+  /** The service's SQL client on the test database with three connections and the given acquire deadline (ms). */
+  const poolOfThree = (connectTimeoutMs: string) =>
+    SqlLive.pipe(Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "3", DB_CONNECT_TIMEOUT_MS: connectTimeoutMs })))
+
   it("answers at once while a connection is free, and fails after DB_CONNECT_TIMEOUT_MS when none is", async () => {
-    const layer = SqlLive.pipe(Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "3", DB_CONNECT_TIMEOUT_MS: "300" })))
+    const layer = poolOfThree("300")
     const outcome = await Effect.runPromise(
       Effect.scoped(
         Effect.gen(function* () {
@@ -46,7 +50,7 @@ describe("SQL connection checkout", () => {
   })
 
   it("gives every connection back after waiters time out or are interrupted: all three serve at once again", async () => {
-    const layer = SqlLive.pipe(Layer.provide(configFromMap({ DATABASE_URL: database.url, DB_POOL_MAX: "3", DB_CONNECT_TIMEOUT_MS: "400" })))
+    const layer = poolOfThree("400")
     const outcome = await Effect.runPromise(
       Effect.scoped(
         Effect.gen(function* () {

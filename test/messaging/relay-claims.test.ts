@@ -269,7 +269,7 @@ describe("the claim's head window on an outbox that has just grown", () => {
     const reads = await (async () => {
       try {
         await client.query("BEGIN")
-        const claim = await client.query("SELECT count(*)::int AS n FROM outbox_claim('relay-claims-probe', '{}', 4000, 100, 1000, 60, 73182)")
+        const claim = await client.query("SELECT count(*)::int AS n FROM outbox_claim('relay-claims-probe', '{}', 4000, $1, 1000, 60, 73182)", [MAX_AGGREGATES_PER_CLAIM])
         const counters = await client.query(
           "SELECT (seq_tup_read + idx_tup_fetch)::int AS n FROM pg_stat_xact_user_tables WHERE relname = 'outbox'"
         )

@@ -1,6 +1,6 @@
 import { Deferred, Effect, Exit, Fiber } from "effect"
 import { describe, expect, it } from "vitest"
-import { makeConnectionGate } from "../../src/layers/ConnectionGate.js"
+import { type ConnectionGate, makeConnectionGate } from "../../src/layers/ConnectionGate.js"
 
 // The pool's admission (src/layers/ConnectionGate.ts): places, arrival order, deadline, and no place
 // lost to an entry that gave up. Real timers, short deadlines.
@@ -13,6 +13,16 @@ const until = (check: () => boolean) =>
   Effect.gen(function* () {
     for (let i = 0; i < 1_000 && !check(); i++) yield* Effect.sleep("1 millis")
     expect(check()).toBe(true)
+  })
+
+/** A fiber inside `gate` until `hold` completes; returns once it holds its place. */
+const holdPlace = (gate: ConnectionGate) =>
+  Effect.gen(function* () {
+    const hold = yield* Deferred.make<void>()
+    const entered = yield* Deferred.make<void>()
+    const holder = yield* Effect.forkChild(gate.withPlace(timedOut, Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(hold))))
+    yield* Deferred.await(entered)
+    return { hold, holder }
   })
 
 describe("connection gate", () => {
@@ -52,10 +62,7 @@ describe("connection gate", () => {
     const outcome = await Effect.runPromise(
       Effect.gen(function* () {
         const gate = makeConnectionGate(1, 50)
-        const hold = yield* Deferred.make<void>()
-        const entered = yield* Deferred.make<void>()
-        const holder = yield* Effect.forkChild(gate.withPlace(timedOut, Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(hold))))
-        yield* Deferred.await(entered)
+        const { hold, holder } = yield* holdPlace(gate)
         const started = Date.now()
         const late = yield* Effect.exit(gate.withPlace(timedOut, Effect.succeed("in")))
         const waited = Date.now() - started
@@ -75,10 +82,7 @@ describe("connection gate", () => {
     const outcome = await Effect.runPromise(
       Effect.gen(function* () {
         const gate = makeConnectionGate(1, 200)
-        const hold = yield* Deferred.make<void>()
-        const entered = yield* Deferred.make<void>()
-        const holder = yield* Effect.forkChild(gate.withPlace(timedOut, Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(hold))))
-        yield* Deferred.await(entered)
+        const { holder } = yield* holdPlace(gate)
         const waiters = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(gate.withPlace(timedOut, Effect.void)))
         yield* until(() => gate.waiting() === 3)
         yield* Effect.forEach(waiters, Fiber.interrupt)
