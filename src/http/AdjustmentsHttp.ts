@@ -2,7 +2,9 @@ import { Effect, Option } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { BulkAdjustments } from "../services/BulkAdjustments.js"
 import { InventoryApi } from "./Api.js"
-import { databaseFailures } from "./Problem.js"
+import { buildGroupWith } from "./GroupContext.js"
+import { databaseFailures, Problems } from "./Problem.js"
+import { Authentication } from "./Security.js"
 
 export const AdjustmentsHttpLive = HttpApiBuilder.group(InventoryApi, "adjustments", (handlers) =>
   Effect.gen(function* () {
@@ -11,4 +13,4 @@ export const AdjustmentsHttpLive = HttpApiBuilder.group(InventoryApi, "adjustmen
       databaseFailures(bulkAdjustments.adjust(payload, Option.fromNullishOr(headers["idempotency-key"])))
     )
   })
-)
+).pipe(buildGroupWith(BulkAdjustments, Authentication, Problems))

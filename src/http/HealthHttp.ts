@@ -5,6 +5,8 @@ import { SqlClient } from "effect/sql"
 import { failingLoops, Lifecycle } from "../layers/Lifecycle.js"
 import { latestAppliedMigration, readMigrations } from "../layers/Migrations.js"
 import { InventoryApi, Readiness } from "./Api.js"
+import { buildGroupWith } from "./GroupContext.js"
+import { Problems } from "./Problem.js"
 
 const CHECK_TIMEOUT = Duration.seconds(2)
 
@@ -81,4 +83,4 @@ export const HealthHttpLive = HttpApiBuilder.group(InventoryApi, "health", (hand
         })
       )
   })
-)
+).pipe(buildGroupWith(Lifecycle, Problems))

@@ -6,8 +6,10 @@ import { DEFAULT_PAGE_LIMIT } from "../domain/Pagination.js"
 import { LocationStock } from "../domain/StockLevel.js"
 import { Locations } from "../services/Locations.js"
 import { InventoryApi } from "./Api.js"
+import { buildGroupWith } from "./GroupContext.js"
 import { LocationStockPage } from "./LocationsApi.js"
-import { databaseFailures } from "./Problem.js"
+import { databaseFailures, Problems } from "./Problem.js"
+import { Authentication } from "./Security.js"
 
 const encodeLocation = Schema.encodeEffect(Location)
 const encodeLocationStock = Schema.encodeEffect(LocationStock)
@@ -44,4 +46,4 @@ export const LocationsHttpLive = HttpApiBuilder.group(InventoryApi, "locations",
         }).pipe(databaseFailures)
       )
   })
-)
+).pipe(buildGroupWith(Locations, Authentication, Problems))

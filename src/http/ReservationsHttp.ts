@@ -4,7 +4,9 @@ import { HttpApiBuilder } from "effect/http-api"
 import { Reservation } from "../domain/Reservation.js"
 import { Reservations } from "../services/Reservations.js"
 import { InventoryApi } from "./Api.js"
-import { databaseFailures } from "./Problem.js"
+import { buildGroupWith } from "./GroupContext.js"
+import { databaseFailures, Problems } from "./Problem.js"
+import { Authentication } from "./Security.js"
 
 const encodeReservation = Schema.encodeEffect(Reservation)
 
@@ -23,4 +25,4 @@ export const ReservationsHttpLive = HttpApiBuilder.group(InventoryApi, "reservat
       .handle("release", ({ params }) => databaseFailures(reservations.release(params.orderId)))
       .handle("commit", ({ params }) => databaseFailures(reservations.commit(params.orderId)))
   })
-)
+).pipe(buildGroupWith(Reservations, Authentication, Problems))

@@ -7,7 +7,9 @@ import { Adjustments } from "../services/Adjustments.js"
 import { History } from "../services/History.js"
 import { StockLevels } from "../services/StockLevels.js"
 import { Transfers } from "../services/Transfers.js"
-import { databaseFailures } from "./Problem.js"
+import { buildGroupWith } from "./GroupContext.js"
+import { databaseFailures, Problems } from "./Problem.js"
+import { Authentication } from "./Security.js"
 import { HistoryPage, InventoryApi, StockLevelBatch, StockLevelPage } from "./Api.js"
 
 const encodeStockLevel = Schema.encodeEffect(StockLevel)
@@ -64,4 +66,4 @@ export const StockLevelsHttpLive = HttpApiBuilder.group(InventoryApi, "stockLeve
   })
   // Transfers are only served here; layers are memoised by reference, so its Transactions and
   // Outbox are the app's own.
-).pipe(Layer.provide(Transfers.layer))
+).pipe(buildGroupWith(StockLevels, Adjustments, History, Transfers, Authentication, Problems), Layer.provide(Transfers.layer))
