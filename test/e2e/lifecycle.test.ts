@@ -33,6 +33,9 @@ describe("process lifecycle", () => {
     await blocker.end()
     const responses = await Promise.all(requests)
     expect(responses.map((r) => r.status)).toEqual(responses.map(() => 200))
+    // Answered while draining: each tells its keep-alive client to stop reusing the socket.
+    expect(responses.map((r) => r.headers.get("connection"))).toEqual(responses.map(() => "close"))
+    expect(responses.map((r) => r.headers.get("x-frame-options"))).toEqual(responses.map(() => "DENY"))
     expect(await exit).toBe(0)
     const [row] = await query(database.url, "SELECT on_hand FROM stock_levels WHERE variant_id = 'drain-1'")
     expect(row!.on_hand).toBe(60)
