@@ -1,5 +1,5 @@
 import { Context, Duration, Effect, Layer, Metric, Option, Redacted } from "effect"
-import { HttpEffect, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpEffect, HttpServerRequest } from "effect/http"
 import { RateLimiter } from "effect/persistence"
 import {
   createLocalJWKSet,
@@ -21,6 +21,7 @@ import { failedAuthLimited, initAuthMetrics, jwksStale, staleKeyVerifications } 
 import { requestFactsIn } from "./HttpMetrics.js"
 import { loadOrCreateDevKey } from "./DevKey.js"
 import { makeFailedAuthLimiter } from "./FailedAuthLimiter.js"
+import { setEachHeader } from "./ResponseHeaders.js"
 import { Authentication, CurrentCaller, Forbidden, KeysUnavailable, RateLimited, rateLimitHeaders, scopesByRoute, Unauthenticated } from "./Security.js"
 
 /** Asymmetric algorithms only: `none` and every HMAC (incl. HS256 "signed" with our public key) are refused. */
@@ -335,7 +336,7 @@ export const AuthenticationLive = Layer.effect(
               Effect.flatMap((quota) =>
                 HttpEffect.appendPreResponseHandler((_, response) =>
                   Effect.succeed(
-                    HttpServerResponse.setHeaders(
+                    setEachHeader(
                       response,
                       rateLimitHeaders({ limit: quota.limit, remaining: quota.remaining, resetSeconds: Duration.toSeconds(quota.resetAfter) })
                     )

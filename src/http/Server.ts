@@ -18,6 +18,7 @@ import { makeRequestRecorder, type RequestFacts, requestFactsIn, routeOf, trackR
 import { logListening, MetricsRouteLive, MetricsServerLive } from "./MetricsHttp.js"
 import { Problems, problemResponse, problems, renderProblems, unroutedProblems } from "./Problem.js"
 import { ReservationsHttpLive } from "./ReservationsHttp.js"
+import { setEachHeader } from "./ResponseHeaders.js"
 import { allowedMethods, routesOf } from "./Routes.js"
 import { AdjustmentsHttpLive } from "./AdjustmentsHttp.js"
 import { LocationsHttpLive } from "./LocationsHttp.js"
@@ -146,7 +147,7 @@ const loggedPath = (path: string) => {
 }
 
 /** Headers for a JSON API: nothing to sniff, frame, cache or refer; Swagger UI (/docs) may run its inline code. */
-const securityHeaders = (path: string): ReadonlyArray<readonly [string, string]> => Object.entries({
+const securityHeaders = (path: string): Readonly<Record<string, string>> => ({
   "x-content-type-options": "nosniff",
   "cache-control": "no-store",
   "x-frame-options": "DENY",
@@ -161,20 +162,9 @@ const securityHeaders = (path: string): ReadonlyArray<readonly [string, string]>
 const API_HEADERS = securityHeaders("/")
 const DOCS_HEADERS = securityHeaders("/docs")
 
-/**
- * Sets `headers` (lowercase names) and the correlation id on a response, one `setHeader` each:
- * `HttpServerResponse.setHeaders` merges through object spreads of the header maps that cost about
- * 8 µs per response here, against about 1.4 µs for these eight single sets (same headers, same order).
- */
-const withHeaders = (
-  response: HttpServerResponse.HttpServerResponse,
-  headers: ReadonlyArray<readonly [string, string]>,
-  correlationId: string,
-  draining: boolean
-) => {
-  let out = response
-  for (const [name, value] of headers) out = HttpServerResponse.setHeader(out, name, value)
-  out = HttpServerResponse.setHeader(out, "x-correlation-id", correlationId)
+/** Every response's headers: `headers`, the correlation id, and `Connection: close` while the process drains. */
+const withHeaders = (response: HttpServerResponse.HttpServerResponse, headers: Readonly<Record<string, string>>, correlationId: string, draining: boolean) => {
+  const out = HttpServerResponse.setHeader(setEachHeader(response, headers), "x-correlation-id", correlationId)
   return draining ? HttpServerResponse.setHeader(out, "connection", "close") : out
 }
 
