@@ -13,7 +13,9 @@
  * BENCH_AB_RATE req/s, default 300, for p99, with requests and SQL statements per batch and the
  * statements' mean round trip, from the service's own metrics), and (c) the GET at full speed. Prints, per measure,
  * both medians over BENCH_ROUNDS (default 4) rounds, the median of the per-round ratios this / base
- * and every round's values. Not part of the test suite.
+ * and every round's values. BENCH_AB_NODE_OPTIONS_BASE / BENCH_AB_NODE_OPTIONS_THIS give each side
+ * its own NODE_OPTIONS (default none): with BENCH_AB_BASE at the same commit, V8 flags side by side.
+ * Not part of the test suite.
  */
 import type { Request } from "autocannon"
 import { ALL_SCOPES, signToken } from "../test/support/auth.js"
@@ -26,6 +28,11 @@ const ROUNDS = Math.max(1, Number(process.env["BENCH_ROUNDS"] ?? 4))
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 10)
 const PACED_DURATION_S = Math.max(3, Math.round(DURATION_S * 0.7))
 const RATE = Number(process.env["BENCH_AB_RATE"] ?? 300)
+/** NODE_OPTIONS of each side (default none): with BENCH_AB_BASE at the same commit, V8 flags side by side. */
+const NODE_OPTIONS: Record<Side, string> = {
+  base: process.env["BENCH_AB_NODE_OPTIONS_BASE"] ?? "",
+  this: process.env["BENCH_AB_NODE_OPTIONS_THIS"] ?? ""
+}
 const VARIANTS = 10_000
 const STOCK = 1_000_000_000
 const WARMUP_S = 3
@@ -60,10 +67,10 @@ const main = async () => {
   if (BASE_ROOT === undefined) throw new Error("BENCH_AB_BASE must name the other checkout (its own node_modules, or a link to one)")
   useToken(await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 }))
   const vhosts = [await createTestVhost("ab-base"), await createTestVhost("ab-this")]
-  const env = (i: number) => ({ DB_POOL_MAX: "10", NODE_ENV: "production", NODE_OPTIONS: "", AMQP_URL: vhosts[i]!.url() })
+  const env = (i: number, side: Side) => ({ DB_POOL_MAX: "10", NODE_ENV: "production", NODE_OPTIONS: NODE_OPTIONS[side], AMQP_URL: vhosts[i]!.url() })
   try {
-    await withBenchService("ab_base", env(0), (base) =>
-      withBenchService("ab_this", env(1), (self) => measure({ base, this: self })), BASE_ROOT)
+    await withBenchService("ab_base", env(0, "base"), (base) =>
+      withBenchService("ab_this", env(1, "this"), (self) => measure({ base, this: self })), BASE_ROOT)
   } finally {
     for (const vhost of vhosts) await vhost.drop()
   }
@@ -131,7 +138,8 @@ const cpuOver = async <A>(pid: number | undefined, run: () => Promise<A>) => {
 
 const print = (names: ReadonlyArray<string>, samples: ReadonlyMap<string, Record<Side, ReadonlyArray<Sample>>>) => {
   const rows: Array<string> = [
-    `## bench:ab, ${new Date().toISOString()}: base ${BASE_ROOT} against this checkout, ${ROUNDS} rounds (ABBA), ${DURATION_S} s full speed, ${PACED_DURATION_S} s at ${RATE} req/s`,
+    `## bench:ab, ${new Date().toISOString()}: base ${BASE_ROOT} against this checkout, ${ROUNDS} rounds (ABBA), ${DURATION_S} s full speed, ${PACED_DURATION_S} s at ${RATE} req/s` +
+      (NODE_OPTIONS.base === "" && NODE_OPTIONS.this === "" ? "" : `; NODE_OPTIONS base "${NODE_OPTIONS.base}", this "${NODE_OPTIONS.this}"`),
     "",
     "| scenario | measure | base (median) | this (median) | this / base (median of rounds) | rounds base → this |",
     "|---|---|---:|---:|---:|---|"
@@ -140,6 +148,7 @@ const print = (names: ReadonlyArray<string>, samples: ReadonlyMap<string, Record
     ["req/s at full speed", (s) => s.full?.run.rate, 0],
     ["CPU ms/request at full speed", (s) => s.full?.cpuMsPerRequest, 2],
     ["p99 ms at full speed", (s) => s.full?.run.p99, 1],
+    ["RSS MiB at full speed (highest)", (s) => s.full?.rssMaxMiB, 0],
     [`p50 ms at ${RATE} req/s`, (s) => s.paced?.p50, 1],
     [`p99 ms at ${RATE} req/s`, (s) => s.paced?.p99, 1],
     [`CPU ms/request at ${RATE} req/s`, (s) => s.pacedCpuMs, 2],
