@@ -66,13 +66,13 @@ type Side = "base" | "this"
 const main = async () => {
   if (BASE_ROOT === undefined) throw new Error("BENCH_AB_BASE must name the other checkout (its own node_modules, or a link to one)")
   useToken(await signToken({ scope: ALL_SCOPES, sub: "bench", expiresIn: 3600 }))
-  const vhosts = [await createTestVhost("ab-base"), await createTestVhost("ab-this")]
-  const env = (i: number, side: Side) => ({ DB_POOL_MAX: "10", NODE_ENV: "production", NODE_OPTIONS: NODE_OPTIONS[side], AMQP_URL: vhosts[i]!.url() })
+  const vhosts: Record<Side, Awaited<ReturnType<typeof createTestVhost>>> = { base: await createTestVhost("ab-base"), this: await createTestVhost("ab-this") }
+  const env = (side: Side) => ({ DB_POOL_MAX: "10", NODE_ENV: "production", NODE_OPTIONS: NODE_OPTIONS[side], AMQP_URL: vhosts[side].url() })
   try {
-    await withBenchService("ab_base", env(0, "base"), (base) =>
-      withBenchService("ab_this", env(1, "this"), (self) => measure({ base, this: self })), BASE_ROOT)
+    await withBenchService("ab_base", env("base"), (base) =>
+      withBenchService("ab_this", env("this"), (self) => measure({ base, this: self })), BASE_ROOT)
   } finally {
-    for (const vhost of vhosts) await vhost.drop()
+    for (const vhost of Object.values(vhosts)) await vhost.drop()
   }
 }
 
