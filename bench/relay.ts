@@ -19,19 +19,22 @@
  *    and times each publish → confirm: what the broker (sharing the machine with the service,
  *    PostgreSQL and the load) takes by itself, beside the relay's figures.
  *
- * The service runs as its own process (as `npm start` would); results are printed as JSON. With
- * SERVICE_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" the service writes a CPU profile.
+ * The service runs as the image runs it (`node dist/src/main.js`, production mode, its log to a file),
+ * connected to the broker through the proxy for phase 1 and directly for phase 2; results are printed
+ * as JSON. With SERVICE_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" the service writes a CPU profile.
  */
 import type { ConfirmChannel } from "amqplib"
 import { randomUUID } from "node:crypto"
+import { readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { publishOptions } from "../src/layers/Messaging.js"
 import { toMessage } from "../src/outbox/Relay.js"
 import { bearer } from "../test/support/auth.js"
 import { connectPeer, createTestVhost, startBrokerProxy } from "../test/support/broker.js"
-import { createTestDatabase, insertEventBacklog, query } from "../test/support/database.js"
-import { startService } from "../test/support/process.js"
-import { analyzeAfterWarmUp } from "./support.js"
+import { createTestDatabase, insertEventBacklog, query, type TestDatabase } from "../test/support/database.js"
+import { analyzeAfterWarmUp, buildService, startBuiltService } from "./support.js"
 
 const BACKLOG = Number(process.env["BENCH_BACKLOG"] ?? 50_000)
 const RESERVATIONS_PER_S = Number(process.env["BENCH_RESERVATIONS_PER_S"] ?? 500)
@@ -148,6 +151,28 @@ const confirmProbe = async (channel: ConfirmChannel, queue: string, stop: Promis
   return { perSecond: PROBE_PER_S, ...percentiles(latencies) }
 }
 
+/** The services' standard output (read after the run for BENCH_LOG_LEVEL=debug's batch lines). */
+const serviceLog = join(tmpdir(), `bench-relay-${process.pid}.log`)
+
+/**
+ * The built service as the image runs it (production mode, its events log written to a file, not
+ * read by this process while it drives the load), relaying to `amqpUrl`.
+ */
+const startRelayService = (database: TestDatabase, amqpUrl: string, readyPath: string) =>
+  startBuiltService(
+    database.url,
+    {
+      NODE_ENV: "production",
+      AMQP_URL: amqpUrl,
+      LOG_LEVEL: process.env["BENCH_LOG_LEVEL"] ?? "info",
+      DB_POOL_MAX: "10",
+      OUTBOX_LISTEN: String(NOTIFY)
+    },
+    { stdoutFile: serviceLog, readyPath }
+  )
+
+type RelayService = Awaited<ReturnType<typeof startRelayService>>
+
 const progress = (text: string) => process.stderr.write(`[bench] ${text}\n`)
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -164,6 +189,7 @@ const waitUntil = async (check: () => Promise<boolean>, timeoutMs: number) => {
 }
 
 const main = async () => {
+  buildService()
   const vhost = await createTestVhost("bench")
   const database = await createTestDatabase("bench")
   const proxy = await startBrokerProxy()
@@ -188,23 +214,19 @@ const main = async () => {
     proxy.cut()
     // Read by every new connection; the service migrates after this, so the trigger exists by then.
     if (!NOTIFY) await query(database.url, `ALTER DATABASE ${database.name} SET inventory.outbox_notify = off`)
-    progress("starting the service")
-    const service = await startService({
-      DATABASE_URL: database.url,
-      AMQP_URL: vhost.url(proxy.port),
-      RATE_LIMIT_RPS: "0",
-      LOG_LEVEL: process.env["BENCH_LOG_LEVEL"] ?? "info",
-      DB_POOL_MAX: "10",
-      OUTBOX_LISTEN: String(NOTIFY)
-    })
+    /** The one service running at a time: stopped after each phase, and when the bench fails. */
+    let service: RelayService | undefined
     try {
       if (PHASES.includes("drain")) {
+        progress("starting the service (its broker connection cut)")
+        const draining = await startRelayService(database, vhost.url(proxy.port), "/health/live")
+        service = draining
         await insertEventBacklog(database.url, BACKLOG, "bench-")
         progress(`backlog of ${BACKLOG} written; restoring the broker`)
         proxy.restore()
         // Time from the reconnection (the service's backoff while the proxy was cut is not the relay's speed).
         await waitUntil(async () => {
-          const res = await fetch(`${service.baseUrl}/health/ready`)
+          const res = await fetch(`${draining.baseUrl}/health/ready`)
           const body = (await res.json()) as { checks?: { broker?: { status?: string } } }
           return body.checks?.broker?.status === "up"
         }, 60_000)
@@ -224,17 +246,21 @@ const main = async () => {
         await query(database.url, "DELETE FROM outbox")
 
         progress(`drained: ${JSON.stringify(results["drain"])}`)
-      } else {
-        proxy.restore()
       }
+      // The latency phase's service talks to the broker directly: the proxy lives in this process,
+      // whose event loop also drives the load, and would add its delays to every publish and confirm.
+      await service?.stop()
       if (PHASES.includes("latency")) {
+        progress("starting the service (connected to the broker directly)")
+        const loaded = await startRelayService(database, vhost.url(), "/health/ready")
+        service = loaded
         // --- 2. commit-to-confirm latency under reservation load ---------------------------------
         // The service verifies the test issuer's tokens (startService); one token with every scope.
         const headers = { "content-type": "application/json", ...(await bearer()) }
         const variants = Array.from({ length: 100 }, (_, i) => `lat-${i}`)
         for (const id of variants) {
-          const put = await fetch(`${service.baseUrl}/v1/stock-levels/${id}`, { method: "PUT", headers, body: "{}" })
-          const purchase = await fetch(`${service.baseUrl}/v1/stock-levels/${id}/adjustments`, {
+          const put = await fetch(`${loaded.baseUrl}/v1/stock-levels/${id}`, { method: "PUT", headers, body: "{}" })
+          const purchase = await fetch(`${loaded.baseUrl}/v1/stock-levels/${id}/adjustments`, {
             method: "POST",
             headers,
             body: JSON.stringify({ type: "PURCHASE", quantity: 1_000_000 })
@@ -246,7 +272,7 @@ const main = async () => {
         for (let chunk = 0; chunk < 40; chunk++) {
           await Promise.all(
             Array.from({ length: 50 }, (_, i) =>
-              fetch(`${service.baseUrl}/v1/reservations`, {
+              fetch(`${loaded.baseUrl}/v1/reservations`, {
                 method: "POST",
                 headers,
                 body: JSON.stringify({ orderId: `bench-warm-${chunk * 50 + i}`, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
@@ -266,7 +292,7 @@ const main = async () => {
         let endLoad = () => {}
         const loadEnded = new Promise<void>((resolve) => (endLoad = resolve))
         const probe = confirmProbe(probeChannel, "bench.probe", loadEnded)
-        const processBefore = await processMetrics(service.baseUrl, headers)
+        const processBefore = await processMetrics(loaded.baseUrl, headers)
         const total = RESERVATIONS_PER_S * LOAD_SECONDS
         const statuses = new Map<number, number>()
         /** When each reservation's 201 arrived: after its transaction committed. */
@@ -280,7 +306,7 @@ const main = async () => {
           if (wait > 0) await sleep(wait)
           const orderId = `bench-order-${i}`
           inFlight.push(
-            fetch(`${service.baseUrl}/v1/reservations`, {
+            fetch(`${loaded.baseUrl}/v1/reservations`, {
               method: "POST",
               headers,
               body: JSON.stringify({ orderId, lines: [{ variantId: variants[i % variants.length], quantity: 1 }] })
@@ -303,7 +329,7 @@ const main = async () => {
         await probeChannel.close()
         await peer.channel.deleteQueue("bench.probe")
         // Scraping resets the lag window: these cover the load (10 ms resolution).
-        const processAfter = await processMetrics(service.baseUrl, headers)
+        const processAfter = await processMetrics(loaded.baseUrl, headers)
         await waitUntil(async () => (await pending(database.url)) === 0, 120_000)
         const [latency] = await query<{ events: string; p50: number; p90: number; p99: number; max: number }>(
           database.url,
@@ -352,10 +378,11 @@ const main = async () => {
         }
       }
     } finally {
-      await service.kill()
+      await service?.stop()
       if (process.env["BENCH_LOG_LEVEL"] === "debug") {
-        for (const line of service.output) if (line.includes("batch relayed")) progress(line)
+        for (const line of readFileSync(serviceLog, "utf8").split("\n")) if (line.includes("batch relayed")) progress(line)
       }
+      rmSync(serviceLog, { force: true })
     }
   } finally {
     await peer.close()

@@ -2,7 +2,7 @@
 // and what /proc says about it.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -207,15 +207,31 @@ export const reconcile = (databaseUrl: string): { readonly clean: boolean; reado
 const nodeFlags = (variable: "SERVICE_NODE_FLAGS" | "FLOOR_NODE_FLAGS") =>
   (process.env[variable] ?? "").split(" ").filter((flag) => flag !== "")
 
-/** Starts `root`'s build (`node dist/src/main.js`, as in the image) on a free port; not yet ready. */
-const spawnService = async (root: string, databaseUrl: string, env: Record<string, string>, flags: ReadonlyArray<string>) => {
+/**
+ * Starts `root`'s build (`node dist/src/main.js`, as in the image) on a free port; not yet ready. Its
+ * standard output is dropped, or appended to `stdoutFile`: a file, so that the bench process does not
+ * read the service's lines while it drives the load.
+ */
+const spawnService = async (root: string, databaseUrl: string, env: Record<string, string>, flags: ReadonlyArray<string>, stdoutFile?: string) => {
   const port = await freePort()
-  const child = spawn(process.execPath, [...flags, join(root, "dist/src/main.js")], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: serviceEnv(databaseUrl, port, env)
-  })
-  return { baseUrl: `http://127.0.0.1:${port}`, child }
+  const stdout = stdoutFile === undefined ? "ignore" : openSync(stdoutFile, "a")
+  try {
+    const child = spawn(process.execPath, [...flags, join(root, "dist/src/main.js")], {
+      cwd: root,
+      stdio: ["ignore", stdout, "inherit"],
+      env: serviceEnv(databaseUrl, port, env)
+    })
+    return { baseUrl: `http://127.0.0.1:${port}`, child }
+  } finally {
+    // The child has its own copy of the descriptor.
+    if (typeof stdout === "number") closeSync(stdout)
+  }
+}
+
+/** `npm run -s build` in `root` (what `node dist/src/main.js` runs). */
+export const buildService = (root: string = ROOT) => {
+  log("building (npm run build)")
+  if (spawnSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" }).status !== 0) throw new Error(`build failed in ${root}`)
 }
 
 /**
@@ -232,8 +248,7 @@ export const withBenchService = async <A>(
 ): Promise<A> => {
   const name = `inv_${label}_${randomBytes(4).toString("hex")}`
   const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${name}` }).toString()
-  log("building (npm run build)")
-  if (spawnSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" }).status !== 0) throw new Error(`build failed in ${root}`)
+  buildService(root)
   await adminQuery(ADMIN_URL, `CREATE DATABASE ${name}`)
   const { baseUrl, child } = await spawnService(root, databaseUrl, env, nodeFlags("SERVICE_NODE_FLAGS"))
   try {
@@ -253,6 +268,26 @@ export const startReplica = async (databaseUrl: string, env: Record<string, stri
   const { baseUrl, child } = await spawnService(ROOT, databaseUrl, env, [])
   try {
     await waitReady(baseUrl, child)
+  } catch (error) {
+    await stopChild(child)
+    throw error
+  }
+  return { baseUrl, databaseUrl, child, stop: () => stopChild(child) }
+}
+
+/**
+ * The built service (call `buildService` first) on an existing database, as in the image, with
+ * SERVICE_NODE_FLAGS and `withBenchService`'s environment beside `env`; up once `readyPath` answers
+ * 200 (`/health/live` when a dependency is meant to be down). `stop` ends it with SIGTERM.
+ */
+export const startBuiltService = async (
+  databaseUrl: string,
+  env: Record<string, string>,
+  options: { readonly stdoutFile?: string; readonly readyPath?: string } = {}
+): Promise<BenchService & { readonly stop: () => Promise<void> }> => {
+  const { baseUrl, child } = await spawnService(ROOT, databaseUrl, env, nodeFlags("SERVICE_NODE_FLAGS"), options.stdoutFile)
+  try {
+    await waitReady(baseUrl, child, options.readyPath)
   } catch (error) {
     await stopChild(child)
     throw error
