@@ -25,9 +25,11 @@ describe("outbox relay woken by NOTIFY", () => {
   let writer: pg.Client
 
   /** Commits one outbox row per id in `aggregates` (in that order) in one transaction of `writer`. */
-  const commitEvents = async (aggregates: ReadonlyArray<string>) => {
+  const commitEvents = async (aggregates: ReadonlyArray<string>, workBeforeSeconds = 0) => {
     const ids = aggregates.map(() => randomUUID())
     await writer.query("BEGIN")
+    // The transaction's own work before it writes its events (a long lock wait, a large statement).
+    if (workBeforeSeconds > 0) await writer.query("SELECT pg_sleep($1)", [workBeforeSeconds])
     for (const [i, aggregateId] of aggregates.entries()) {
       const envelope = {
         eventId: ids[i],
@@ -98,6 +100,21 @@ describe("outbox relay woken by NOTIFY", () => {
     expect(Date.now() - started).toBeLessThan(WOKEN_WITHIN_MS)
     const [row] = await query<{ published: boolean }>(app.database.url, "SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = $1", [ids[0]])
     expect(row?.published).toBe(true)
+  })
+
+  it("counts an event's publish latency from its write, not from its transaction's start (migration 0090)", async () => {
+    const [id] = await commitEvents(["notify-order-slow"], 2)
+    await eventually(() => (arrived([id!]) ? true : undefined), WOKEN_WITHIN_MS, "the publish")
+    const [row] = await eventually(async () => {
+      const rows = await query<{ latency: number }>(
+        app.database.url,
+        "SELECT EXTRACT(EPOCH FROM published_at - created_at)::float8 AS latency FROM outbox WHERE event_id = $1 AND published_at IS NOT NULL",
+        [id]
+      )
+      return rows.length === 1 ? rows : undefined
+    }, 10_000, "the mark")
+    // From the transaction's start it would be at least the 2 s of work before the write.
+    expect(row!.latency).toBeLessThan(1.5)
   })
 
   it("does not publish it within that window when the trigger is absent (so the NOTIFY is what woke it)", async () => {
