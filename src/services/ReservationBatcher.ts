@@ -28,23 +28,41 @@ const shuttingDown = new SqlError.SqlError({
 })
 
 /**
- * Splits what a worker holds into this batch and what waits for the next: one request per orderId
- * in a batch (a second one for the same order is decided after the first committed, exactly as two
- * requests one after the other), at most `max` requests, arrival order kept.
+ * Splits the waiting requests into this batch and what stays: one request per orderId in a batch (a
+ * second one for the same order is decided after the first committed, exactly as two requests one
+ * after the other), at most `max` requests, arrival order kept, and no create on a variant that a
+ * running batch holds (`held`): it waits for that batch's worker, which takes it in its next batch.
+ * A hot variant's requests then go one batch after another, each one UPDATE of its row, instead of
+ * batches of several workers queued on its lock.
  */
-const formBatch = (waiting: ReadonlyArray<Pending>, max: number) => {
+const formBatch = (waiting: ReadonlyArray<Pending>, max: number, held: ReadonlyMap<string, number>) => {
   const batch: Array<Pending> = []
   const later: Array<Pending> = []
   const orders = new Set<string>()
   for (const pending of waiting) {
-    const orderId = pending.entry.input.orderId
-    if (batch.length >= max || orders.has(orderId)) later.push(pending)
+    const { input } = pending.entry
+    if (batch.length >= max || orders.has(input.orderId) || (held.size > 0 && isHeld(input, held))) later.push(pending)
     else {
-      orders.add(orderId)
+      orders.add(input.orderId)
       batch.push(pending)
     }
   }
   return { batch, later }
+}
+
+/** A create naming a variant a running batch holds (a release or commit names none: its lines are stored). */
+const isHeld = (input: BatchInput, held: ReadonlyMap<string, number>) =>
+  input._tag === "Create" && input.lines.some((line) => held.has(line.variantId))
+
+/** Adds (`by` 1) or removes (-1) a batch's variants to those held by running batches. */
+const hold = (held: Map<string, number>, batch: ReadonlyArray<Pending>, by: 1 | -1) => {
+  const variants = new Set<string>()
+  for (const { entry } of batch) if (entry.input._tag === "Create") for (const line of entry.input.lines) variants.add(line.variantId)
+  for (const variant of variants) {
+    const count = (held.get(variant) ?? 0) + by
+    if (count > 0) held.set(variant, count)
+    else held.delete(variant)
+  }
 }
 
 /**
@@ -104,20 +122,28 @@ export class ReservationBatcher extends Context.Service<ReservationBatcher, {
         Effect.onInterrupt(() => Effect.forEach(batch, (pending) => Deferred.interrupt(pending.answer), { discard: true }))
       )
 
-    /** Takes what waits (at least one request unless it carries some), runs batch after batch until the queue ends and is empty. */
+    /** Requests taken from the queue and not yet in a batch, in arrival order: shared by the workers. */
+    let backlog: ReadonlyArray<Pending> = []
+    /** Variants of the creates in running batches, with how many batches hold each. */
+    const held = new Map<string, number>()
+
+    /**
+     * Takes what waits (waiting for a request only when nothing taken can go now) and runs batch
+     * after batch until the queue has ended. Requests left for a variant another worker holds are
+     * taken by that worker after its batch (so a worker may end while some wait: that one drains them).
+     */
     const worker = Effect.gen(function* () {
-      let carried: ReadonlyArray<Pending> = []
       for (;;) {
-        const room = Math.max(0, reservationBatchMax - carried.length)
-        const taken = room === 0
-          ? []
-          : yield* Queue.takeBetween(queue, carried.length === 0 ? 1 : 0, room).pipe(
-            Effect.catchCause(() => Effect.succeed(undefined))
-          )
-        if (taken === undefined && carried.length === 0) return
-        const { batch, later } = formBatch([...carried, ...(taken ?? [])], reservationBatchMax)
-        carried = later
-        yield* runBatch(batch)
+        const ready = backlog.some((pending) => !isHeld(pending.entry.input, held))
+        const taken = yield* Queue.takeBetween(queue, ready ? 0 : 1, reservationBatchMax).pipe(
+          Effect.catchCause(() => Effect.succeed(undefined))
+        )
+        if (taken === undefined && !ready) return
+        const { batch, later } = formBatch(taken === undefined || taken.length === 0 ? backlog : [...backlog, ...taken], reservationBatchMax, held)
+        backlog = later
+        if (batch.length === 0) continue
+        hold(held, batch, 1)
+        yield* runBatch(batch).pipe(Effect.ensuring(Effect.sync(() => hold(held, batch, -1))))
       }
     })
 
