@@ -256,7 +256,7 @@ const main = async () => {
         const loaded = await startRelayService(database, vhost.url(), "/health/ready")
         service = loaded
         // --- 2. commit-to-confirm latency under reservation load ---------------------------------
-        // The service verifies the test issuer's tokens (startService); one token with every scope.
+        // The service verifies the test issuer's tokens (bench/support.ts's environment); one token with every scope.
         const headers = { "content-type": "application/json", ...(await bearer()) }
         const variants = Array.from({ length: 100 }, (_, i) => `lat-${i}`)
         for (const id of variants) {

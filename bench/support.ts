@@ -262,30 +262,22 @@ export const withBenchService = async <A>(
 
 /**
  * One more replica of the built service on an existing database (bench/replicas.ts): same
- * environment as `withBenchService`'s; `stop` ends it (SIGTERM, as Kubernetes would).
+ * environment as `withBenchService`'s, without SERVICE_NODE_FLAGS; `stop` ends it (SIGTERM, as
+ * Kubernetes would).
  */
-export const startReplica = async (databaseUrl: string, env: Record<string, string>): Promise<BenchService & { readonly stop: () => Promise<void> }> => {
-  const { baseUrl, child } = await spawnService(ROOT, databaseUrl, env, [])
-  try {
-    await waitReady(baseUrl, child)
-  } catch (error) {
-    await stopChild(child)
-    throw error
-  }
-  return { baseUrl, databaseUrl, child, stop: () => stopChild(child) }
-}
+export const startReplica = (databaseUrl: string, env: Record<string, string>) => startBuiltService(databaseUrl, env, { flags: [] })
 
 /**
  * The built service (call `buildService` first) on an existing database, as in the image, with
- * SERVICE_NODE_FLAGS and `withBenchService`'s environment beside `env`; up once `readyPath` answers
+ * `flags` (default SERVICE_NODE_FLAGS) and `withBenchService`'s environment beside `env`; up once `readyPath` answers
  * 200 (`/health/live` when a dependency is meant to be down). `stop` ends it with SIGTERM.
  */
 export const startBuiltService = async (
   databaseUrl: string,
   env: Record<string, string>,
-  options: { readonly stdoutFile?: string; readonly readyPath?: string } = {}
+  options: { readonly stdoutFile?: string; readonly readyPath?: string; readonly flags?: ReadonlyArray<string> } = {}
 ): Promise<BenchService & { readonly stop: () => Promise<void> }> => {
-  const { baseUrl, child } = await spawnService(ROOT, databaseUrl, env, nodeFlags("SERVICE_NODE_FLAGS"), options.stdoutFile)
+  const { baseUrl, child } = await spawnService(ROOT, databaseUrl, env, options.flags ?? nodeFlags("SERVICE_NODE_FLAGS"), options.stdoutFile)
   try {
     await waitReady(baseUrl, child, options.readyPath)
   } catch (error) {

@@ -54,10 +54,15 @@ const formBatch = (waiting: ReadonlyArray<Pending>, max: number, held: ReadonlyM
 const isHeld = (input: BatchInput, held: ReadonlyMap<string, number>) =>
   input._tag === "Create" && input.lines.some((line) => held.has(line.variantId))
 
-/** Adds (`by` 1) or removes (-1) a batch's variants to those held by running batches. */
-const hold = (held: Map<string, number>, batch: ReadonlyArray<Pending>, by: 1 | -1) => {
+/** The variants a batch's creates name: what it holds while it runs. */
+const createdVariants = (batch: ReadonlyArray<Pending>): ReadonlySet<string> => {
   const variants = new Set<string>()
   for (const { entry } of batch) if (entry.input._tag === "Create") for (const line of entry.input.lines) variants.add(line.variantId)
+  return variants
+}
+
+/** Adds (`by` 1) or removes (-1) a running batch's variants to those held. */
+const hold = (held: Map<string, number>, variants: ReadonlySet<string>, by: 1 | -1) => {
   for (const variant of variants) {
     const count = (held.get(variant) ?? 0) + by
     if (count > 0) held.set(variant, count)
@@ -139,11 +144,12 @@ export class ReservationBatcher extends Context.Service<ReservationBatcher, {
           Effect.catchCause(() => Effect.succeed(undefined))
         )
         if (taken === undefined && !ready) return
-        const { batch, later } = formBatch(taken === undefined || taken.length === 0 ? backlog : [...backlog, ...taken], reservationBatchMax, held)
+        const { batch, later } = formBatch(taken?.length ? [...backlog, ...taken] : backlog, reservationBatchMax, held)
         backlog = later
         if (batch.length === 0) continue
-        hold(held, batch, 1)
-        yield* runBatch(batch).pipe(Effect.ensuring(Effect.sync(() => hold(held, batch, -1))))
+        const variants = createdVariants(batch)
+        hold(held, variants, 1)
+        yield* runBatch(batch).pipe(Effect.ensuring(Effect.sync(() => hold(held, variants, -1))))
       }
     })
 
